@@ -1,0 +1,25 @@
+"""Per-notebook settings for each run mode (``COD_MODE``): smoke (CI), workshop (default), full.
+
+A notebook's parameters cell calls ``for_notebook("03")`` and reads sizes and
+step counts from the result; budgets live here, not in the notebooks.
+``REFERENCE_SECONDS`` holds the measured time of each whole notebook on a
+2-core CPU, which the README, notebook 00 and the doctor report.
+"""
+
+from __future__ import annotations
+
+from .runtime import mode
+
+SETTINGS: dict[str, dict[str, dict]] = {}
+
+# seconds for the whole notebook, measured on the reference 2-core CPU: {notebook: {mode: seconds}}
+REFERENCE_SECONDS: dict[str, dict[str, float]] = {}
+
+
+def for_notebook(nb: str, run_mode: str | None = None) -> dict:
+    """The settings of notebook ``nb`` (e.g. "03") in the current (or given) mode."""
+    if nb not in SETTINGS:
+        raise KeyError(f"no budgets for notebook {nb!r}; known: {sorted(SETTINGS)}")
+    m = run_mode or mode()
+    table = SETTINGS[nb]
+    return dict(table.get(m) or table["workshop"])

@@ -1,0 +1,84 @@
+"""Files the kit writes: where they go, atomic writes, checksums.
+
+Every file is written to a temporary name in the same folder and renamed into
+place, so an interrupted write never leaves a half file under the real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+
+
+def data_dir() -> Path:
+    """Cache folder: ``COD_DATA_DIR`` if set, else ``data/cache`` in a checkout, else ``~/.cache/curse_of_depth``."""
+    env = os.environ.get("COD_DATA_DIR")
+    if env:
+        path = Path(env).expanduser()
+    elif (REPO_ROOT / "pyproject.toml").exists() and os.access(REPO_ROOT, os.W_OK):
+        path = REPO_ROOT / "data" / "cache"
+    else:
+        path = Path.home() / ".cache" / "curse_of_depth"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir() -> Path:
+    """The precomputed results pack shipped with the kit (``data/results``)."""
+    env = os.environ.get("COD_RESULTS_DIR")
+    return Path(env).expanduser() if env else REPO_ROOT / "data" / "results"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+
+
+def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """safetensors, written atomically (safe to load: no pickle)."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    return atomic_write_bytes(path, data)
+
+
+def config_key(obj) -> str:
+    """A short stable hash of a JSON-serializable config (the train-or-load cache key)."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())[:16]

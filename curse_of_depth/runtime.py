@@ -1,0 +1,88 @@
+"""Where the kit runs: thread count, run mode, platform. Used by every notebook's first cells.
+
+Oversubscribed CPU threads were measured 36x slower on a shared 2-core machine
+(``shared/science/measurements/probe_training.md``), so the kit sets torch's
+thread count to the *free physical* cores unless the user chose one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+MODES = ("smoke", "workshop", "full")
+_user_threads: int | None = None
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads counted once)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        f = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            cores.add(f.read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+def free_physical_cores() -> int:
+    """Physical cores minus the ones other processes keep busy (1-minute load average)."""
+    n = physical_cores()
+    try:
+        busy = int(os.getloadavg()[0] + 0.3)
+    except (AttributeError, OSError):
+        busy = 0
+    return max(1, min(n, n - busy))
+
+
+def configure_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads. Precedence: ``n``, ``COD_THREADS``, ``OMP_NUM_THREADS``, free physical cores."""
+    global _user_threads
+    for source in (n, os.environ.get("COD_THREADS"), os.environ.get("OMP_NUM_THREADS")):
+        if source not in (None, ""):
+            try:
+                chosen = int(source)
+            except ValueError as exc:
+                raise ValueError(f"thread count must be a positive integer, got {source!r} (check COD_THREADS / OMP_NUM_THREADS)") from exc
+            if chosen < 1:
+                raise ValueError(f"thread count must be >= 1, got {chosen}")
+            break
+    else:
+        chosen = free_physical_cores()
+    _user_threads = chosen if n is not None else _user_threads
+    torch.set_num_threads(chosen)
+    return chosen
+
+
+def mode() -> str:
+    """The run mode from ``COD_MODE``: smoke (CI, seconds), workshop (default), full (regenerate results)."""
+    m = os.environ.get("COD_MODE", "workshop").strip().lower() or "workshop"
+    if m not in MODES:
+        raise ValueError(f"COD_MODE={m!r} is not a mode: set it to one of {', '.join(MODES)}")
+    return m
+
+
+def pick(smoke, workshop, full=None):
+    """The value for the current mode (``full`` defaults to ``workshop``'s)."""
+    return {"smoke": smoke, "workshop": workshop, "full": workshop if full is None else full}[mode()]
+
+
+def platform() -> str:
+    """'colab', 'binder' or 'local'."""
+    if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
+        return "colab"
+    if os.environ.get("BINDER_SERVICE_HOST") or os.environ.get("BINDER_REQUEST") or os.environ.get("BINDER_LAUNCH_HOST"):
+        return "binder"
+    return "local"
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
