@@ -6,7 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from curse_of_depth.model import NORMS, CausalLM, ModelConfig, build_model, from_hf_state_dict, hf_state_dict, to_hf_llama
+from curse_of_depth.model import (
+    NORMS,
+    CausalLM,
+    ModelConfig,
+    build_model,
+    from_hf_state_dict,
+    hf_state_dict,
+    to_hf_llama,
+)
 
 TINY = dict(vocab_size=37, d_model=32, n_layers=4, n_heads=4, seq_len=16)
 
@@ -24,7 +32,7 @@ def same_weights(norm, **kw):
 
 def test_lns_factors_are_one_over_sqrt_l_on_both_norms_and_not_buffers():
     m = build_model(ModelConfig(**{**TINY, "norm": "lns", "n_layers": 6}))
-    assert [b.scale for b in m.blocks] == [1 / math.sqrt(l) for l in range(1, 7)]
+    assert [b.scale for b in m.blocks] == [1 / math.sqrt(layer) for layer in range(1, 7)]
     assert m.blocks[0].scale == 1.0
     assert all(isinstance(b.scale, float) for b in m.blocks)
     names = set(m.state_dict())
