@@ -1,0 +1,374 @@
+"""Training live against precomputed seed bands, and the claims notebooks 03 and 04 check.
+
+Explained in notebooks 03 (train it live) and 04 (inside the trained models).
+
+A *band* is one norm's validation curve over several seeds of the same
+configuration, trained on a GPU with this package's trainer and stored in the
+results pack (``bands_<tag>``). A live run with seed 0 shares its init and its
+data order with the band's seed-0 run, so it should land inside the band; the
+functions here say whether it does, how the precomputed Pre-LN / LNS gap
+reads (sign, size in seed standard deviations, how many paired seeds agree),
+and whether trained Pre-LN's residual variance grows with depth more than
+LNS's. Each condition is a plain function of numbers, so a unit test can flip
+its input and watch the verdict change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .model import CausalLM, apply_rope
+
+# "A beats B" needs |mean paired difference| > GAP_THRESHOLD_SD x the larger seed-sd, as in the GPU probe.
+GAP_THRESHOLD_SD = 2.0
+BAND_NORMS = ("pre", "lns", "post", "mix")
+NORM_NAMES = {"pre": "Pre-LN", "lns": "LNS", "post": "Post-LN", "mix": "Mix-LN"}
+
+
+# ----------------------------------------------------------------------------- curves and bands
+
+
+def val_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, validation losses) of a stored run (``RunResult.to_dict()``) or of any mapping with those keys.
+
+    Accepts ``{"val_steps": [...], "val_loss": [...]}`` and ``{"val": [[step, loss], ...]}``.
+    """
+    if "val_steps" in run and "val_loss" in run:
+        steps, losses = run["val_steps"], run["val_loss"]
+    elif "val" in run:
+        pairs = run["val"]
+        if isinstance(pairs, dict):
+            steps, losses = pairs["steps"], pairs["loss"]
+        else:
+            steps, losses = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        raise ValueError(f"no validation curve in this run (keys: {sorted(run)}); expected val_steps/val_loss or val")
+    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+    if steps.shape != losses.shape or steps.ndim != 1 or steps.size == 0:
+        raise ValueError(f"validation curve must be two equal-length 1-D sequences, got {steps.shape} and {losses.shape}")
+    return steps, losses
+
+
+@dataclass
+class Band:
+    """One norm's validation curve over seeds: ``losses[i, j]`` is seed ``seeds[i]`` at ``steps[j]``."""
+
+    norm: str
+    steps: np.ndarray
+    losses: np.ndarray
+    seeds: list[int]
+    diverged: list[bool] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.losses.mean(axis=0)
+
+    @property
+    def sd(self) -> np.ndarray:
+        return self.losses.std(axis=0, ddof=1) if self.n > 1 else np.zeros(self.steps.size)
+
+    @property
+    def lo(self) -> np.ndarray:
+        return self.losses.min(axis=0)
+
+    @property
+    def hi(self) -> np.ndarray:
+        return self.losses.max(axis=0)
+
+    @property
+    def final(self) -> np.ndarray:
+        """Final validation loss of each seed."""
+        return self.losses[:, -1]
+
+    def seed_curve(self, seed: int) -> np.ndarray:
+        if seed not in self.seeds:
+            raise ValueError(f"seed {seed} is not in this band (seeds {self.seeds})")
+        return self.losses[self.seeds.index(seed)]
+
+
+def band_from_runs(norm: str, runs: Sequence[dict]) -> Band:
+    """Stack the seeds' validation curves (they must share their evaluation steps)."""
+    if not runs:
+        raise ValueError(f"no runs for norm {norm!r}: a band needs at least one seed")
+    curves = [val_curve(r) for r in runs]
+    steps = curves[0][0]
+    for i, (s, _) in enumerate(curves):
+        if s.shape != steps.shape or not np.allclose(s, steps):
+            raise ValueError(f"seed #{i} of {norm!r} was evaluated at other steps; bands need one evaluation schedule")
+    seeds = [_seed_of(r, i) for i, r in enumerate(runs)]
+    diverged = [bool(r.get("diverged", False)) for r in runs]
+    return Band(norm=norm, steps=steps, losses=np.stack([c[1] for c in curves]), seeds=seeds, diverged=diverged)
+
+
+def _seed_of(run: dict, default: int) -> int:
+    if "seed" in run:
+        return int(run["seed"])
+    for key in ("train", "train_cfg", "config"):
+        if isinstance(run.get(key), dict) and "seed" in run[key]:
+            return int(run[key]["seed"])
+    return default
+
+
+def bands_from_data(data: dict) -> dict[str, Band]:
+    """All bands of a stored ``bands_<tag>`` result's ``data`` (``{"runs": {norm: [run, ...]}}``)."""
+    if "runs" not in data:
+        raise ValueError(f"not a bands result: no 'runs' key (keys: {sorted(data)})")
+    return {norm: band_from_runs(norm, runs) for norm, runs in data["runs"].items() if runs}
+
+
+def load_bands(tag: str) -> tuple[dict[str, Band], dict]:
+    """The bands of ``bands_<tag>`` from the results pack, and the whole stored record (provenance, configs)."""
+    from . import results
+
+    record = results.load(f"bands_{tag}")
+    return bands_from_data(record["data"]), record
+
+
+# ----------------------------------------------------------------------------- the paired gap
+
+
+@dataclass
+class PairedGap:
+    """``b - a`` final validation loss, paired by seed (same init and data order)."""
+
+    a: str
+    b: str
+    seeds: list[int]
+    diffs: np.ndarray
+    mean_a: float
+    mean_b: float
+    sd_a: float
+    sd_b: float
+    threshold_sd: float = GAP_THRESHOLD_SD
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def mean(self) -> float:
+        return float(self.diffs.mean())
+
+    @property
+    def sd(self) -> float:
+        return float(self.diffs.std(ddof=1)) if self.n > 1 else 0.0
+
+    @property
+    def in_seed_sd(self) -> float:
+        """|mean difference| in units of the larger of the two seed standard deviations."""
+        scale = max(self.sd_a, self.sd_b)
+        return math.inf if scale == 0 else abs(self.mean) / scale
+
+    @property
+    def b_better(self) -> int:
+        """Seeds in which ``b`` reached the lower loss."""
+        return int((self.diffs < 0).sum())
+
+    @property
+    def winner(self) -> str | None:
+        """``a`` or ``b`` when the gap exceeds ``threshold_sd`` seed-sd, ``None`` for a tie."""
+        if self.n < 2 or self.in_seed_sd <= self.threshold_sd:
+            return None
+        return self.b if self.mean < 0 else self.a
+
+
+def paired_gap(band_a: Band, band_b: Band, threshold_sd: float = GAP_THRESHOLD_SD) -> PairedGap:
+    """The gap ``b - a`` at the end of training, over the seeds both bands share."""
+    seeds = [s for s in band_a.seeds if s in band_b.seeds]
+    if not seeds:
+        raise ValueError(f"bands {band_a.norm!r} and {band_b.norm!r} share no seed; a paired gap needs common seeds")
+    fa = np.array([band_a.seed_curve(s)[-1] for s in seeds])
+    fb = np.array([band_b.seed_curve(s)[-1] for s in seeds])
+    sd = (lambda x: float(x.std(ddof=1)) if x.size > 1 else 0.0)
+    return PairedGap(band_a.norm, band_b.norm, seeds, fb - fa, float(fa.mean()), float(fb.mean()), sd(fa), sd(fb),
+                     threshold_sd)
+
+
+def gap_statement(label: str, gap: PairedGap) -> str:
+    """The verdict line for a precomputed gap: which way it went, whether it clears the seed noise.
+
+    Only counts appear (seeds, seeds agreeing), never a float, so the line is the same wherever it is printed.
+    """
+    a, b = NORM_NAMES.get(gap.a, gap.a), NORM_NAMES.get(gap.b, gap.b)
+    agree = f"{gap.b_better}/{gap.n} paired seeds favour {b}"
+    if gap.winner is None:
+        lead = b if gap.mean < 0 else a
+        return (f"{label}: {a} vs {b} is a tie within {gap.threshold_sd:g} seed-sd "
+                f"({lead} ahead on average; {agree})")
+    loser = a if gap.winner == gap.b else b
+    return (f"{label}: {NORM_NAMES.get(gap.winner, gap.winner)} reaches a lower validation loss than {loser}, "
+            f"by more than {gap.threshold_sd:g} seed-sd ({agree})")
+
+
+# ----------------------------------------------------------------------------- where a live run sits
+
+
+@dataclass
+class BandPosition:
+    """Where a live validation curve sits relative to a band (compared at the band's steps)."""
+
+    norm: str
+    steps: np.ndarray
+    live: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    matched: np.ndarray | None  # the band's run with the live run's seed, if stored
+    tolerance: float
+
+    @property
+    def inside(self) -> np.ndarray:
+        return (self.live >= self.lo - self.tolerance) & (self.live <= self.hi + self.tolerance)
+
+    @property
+    def inside_final(self) -> bool:
+        return bool(self.inside[-1])
+
+    @property
+    def fraction_inside(self) -> float:
+        return float(self.inside.mean())
+
+    @property
+    def side(self) -> str:
+        """'inside', 'above' (worse than every seed) or 'below' (better than every seed), at the end."""
+        if self.inside_final:
+            return "inside"
+        return "above" if self.live[-1] > self.hi[-1] else "below"
+
+
+def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, seed: int | None = None,
+                  tolerance: float = 0.0) -> BandPosition:
+    """Compare a live curve with ``band`` at every step the band was evaluated at.
+
+    The live run must have been evaluated at the band's steps (same ``eval_every`` and schedule);
+    ``tolerance`` (nats) widens the band on both sides, e.g. for the noise of a smaller validation set.
+    """
+    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+    if steps.shape != losses.shape or steps.size == 0:
+        raise ValueError("live steps and losses must be non-empty sequences of equal length")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 nats, got {tolerance}")
+    index = {float(s): i for i, s in enumerate(steps)}
+    missing = [int(s) for s in band.steps if float(s) not in index]
+    if missing:
+        raise ValueError(f"the live run has no evaluation at steps {missing[:5]} of the band; train it with the band's "
+                         "configuration (same steps and eval_every)")
+    live = np.array([losses[index[float(s)]] for s in band.steps])
+    matched = band.seed_curve(seed) if seed is not None and seed in band.seeds else None
+    return BandPosition(band.norm, band.steps.copy(), live, band.lo.copy(), band.hi.copy(), matched, tolerance)
+
+
+def band_statement(pos: BandPosition, n_seeds: int) -> str:
+    """The verdict line for a live run against its band (no floats: identical in every run mode)."""
+    name = NORM_NAMES.get(pos.norm, pos.norm)
+    where = {"inside": "inside", "above": "above (worse than)", "below": "below (better than)"}[pos.side]
+    return f"live {name} run ends {where} the precomputed {n_seeds}-seed band of its configuration"
+
+
+# ----------------------------------------------------------------------------- variance growth with depth
+
+
+def variance_growth(variance_per_block: Sequence[float]) -> float:
+    """Residual-stream variance after the deepest block divided by that after block 1.
+
+    ``variance_per_block[l-1]`` is the variance after block ``l`` (leave the embedding out).
+    """
+    v = np.asarray(variance_per_block, dtype=float)
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError(f"need the variance after at least two blocks, got shape {v.shape}")
+    if not np.all(np.isfinite(v)) or v[0] <= 0:
+        raise ValueError("variances must be finite and the first one positive (a diverged model has no growth ratio)")
+    return float(v[-1] / v[0])
+
+
+def grows_more(variance_a: Sequence[float], variance_b: Sequence[float]) -> bool:
+    """True when ``a``'s variance grows from block 1 to the last block by a larger factor than ``b``'s."""
+    return variance_growth(variance_a) > variance_growth(variance_b)
+
+
+# ----------------------------------------------------------------------------- near-identity blocks
+
+
+def count_cheap_blocks(skip_delta: Sequence[float], threshold: float = 0.005) -> int:
+    """How many blocks can each be skipped for less than ``threshold`` nats of validation loss."""
+    return int((np.asarray(skip_delta, dtype=float) < threshold).sum())
+
+
+def deep_half_share(skip_delta: Sequence[float]) -> float:
+    """The deep half's share of the summed skip-one-block loss increase, block 1 left out.
+
+    Near 0: the deep blocks are near-identity; near or above 0.5: they matter at least as much as the shallow ones.
+    """
+    d = np.clip(np.asarray(skip_delta, dtype=float)[1:], 0.0, None)
+    if d.size < 2 or d.sum() == 0:
+        raise ValueError("need skip-one-block deltas for at least three blocks, not all zero")
+    half = d.size // 2
+    return float(d[half:].sum() / d.sum())
+
+
+# ----------------------------------------------------------------------------- why LNS leaves the plateau first
+
+
+@torch.no_grad()
+def attention_logit_std(model: CausalLM, idx: torch.Tensor) -> list[float]:
+    """Standard deviation of each block's pre-softmax attention logits q.k/sqrt(d_head) on ``idx``.
+
+    Under LNS the attention input of block l is norm(x)/sqrt(l), and q and k are both linear in it,
+    so the logits shrink by 1/l: deep blocks attend almost uniformly until their gains grow.
+    Post-LN blocks (which read the raw stream) are measured on that stream. Notebook 03.
+    """
+    model.eval()
+    out = model(idx, output_hidden_states=True)
+    stds = []
+    causal = torch.ones(idx.shape[-1], idx.shape[-1], dtype=torch.bool).tril()
+    for block, x in zip(model.blocks, out.hidden_states[:-1]):
+        h = x if block.post else block._scaled(block.ln_1(x))
+        B, T, _ = h.shape
+        attn = block.attn
+        q, k, _ = attn.qkv(h).view(B, T, 3, attn.n_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = model.rope[0][:T], model.rope[1][:T]
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        logits = (q @ k.transpose(-1, -2)) / math.sqrt(attn.head_dim)
+        stds.append(float(logits[..., causal].std()))
+    return stds
+
+
+# ----------------------------------------------------------------------------- snapshots during training
+
+
+class Snapshots:
+    """A ``train(..., callback=...)`` callback that records a per-block measurement at chosen steps.
+
+    ``measure(model) -> list[float]`` (e.g. residual variance per block on a fixed batch) runs at each step in
+    ``at_steps``; ``record(step, model)`` takes one by hand (use it at step 0, before training).
+    Notebook 03 uses it to watch the variance profile grow during training.
+    """
+
+    def __init__(self, measure, at_steps: Iterable[int]):
+        self.measure = measure
+        self.at_steps = sorted({int(s) for s in at_steps})
+        if any(s < 0 for s in self.at_steps):
+            raise ValueError("snapshot steps must be >= 0")
+        self.values: dict[int, list[float]] = {}
+
+    def record(self, step: int, model) -> None:
+        was_training = model.training
+        try:
+            self.values[int(step)] = [float(v) for v in self.measure(model)]
+        finally:
+            model.train(was_training)
+
+    def __call__(self, step: int, model, result=None) -> None:
+        if int(step) in self.at_steps and int(step) not in self.values:
+            self.record(step, model)
+
+    def as_dict(self) -> dict[int, list[float]]:
+        return dict(sorted(self.values.items()))
