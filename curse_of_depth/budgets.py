@@ -23,3 +23,13 @@ def for_notebook(nb: str, run_mode: str | None = None) -> dict:
     m = run_mode or mode()
     table = SETTINGS[nb]
     return dict(table.get(m) or table["workshop"])
+
+
+# --- notebook 00: welcome and the environment doctor -------------------------------------------------------
+# probe_seconds: how long the doctor's matmul speed probe runs (the estimate of each notebook's time here).
+SETTINGS["00"] = {"smoke": {"probe_seconds": 0.05}, "workshop": {"probe_seconds": 0.3}, "full": {"probe_seconds": 1.0}}
+REFERENCE_SECONDS["00"] = {"smoke": 15.0, "workshop": 15.0}
+# The doctor's speed probe (curse_of_depth.doctor.matmul_gflops(): 512x512 fp32 matmul, best of 3, 1 thread) on
+# the reference 2-core CPU where REFERENCE_SECONDS were measured. The doctor scales each reference time by
+# REFERENCE_MATMUL_GFLOPS / (this machine's probe) to estimate the notebook's time elsewhere.
+REFERENCE_MATMUL_GFLOPS: float = 45.0
