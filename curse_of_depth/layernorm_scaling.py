@@ -1,0 +1,420 @@
+"""LayerNorm Scaling (LNS) on Hugging Face LLaMA-family decoders, in one reversible call.
+
+Explained in notebook 05 (``05_lns_for_your_model.ipynb``).
+
+What LNS is (arXiv 2502.05795, Eq. 12): inside decoder layer l (1-based), the
+outputs of *both* norms -- ``input_layernorm`` (feeds attention) and
+``post_attention_layernorm`` (feeds the MLP) -- are multiplied by 1/sqrt(l),
+after the norm's gain. The final norm, embeddings and the residual stream are
+untouched; no parameter is added; the factor is a plain constant.
+
+How it is installed, and why this way
+-------------------------------------
+Each of the two norms of layer l gets a plain Python float attribute
+``lns_scale`` and a forward hook that multiplies the norm's output by it. We
+chose hooks over the alternatives because they are the most robust:
+
+* ``.to(dtype/device)``, ``.half()``, meta-device init, ``load_state_dict``:
+  a float attribute is not a tensor, so nothing can cast, move, zero or skip it
+  (OLMo-core's buffer bug, PR #698, was a factor kept as a non-persistent buffer).
+* ``save_pretrained``: the state dict keeps the stock Hugging Face key names
+  (a wrapper module would rename ``input_layernorm.weight`` to
+  ``input_layernorm.norm.weight`` and break every other tool).
+* ``copy.deepcopy`` and ``pickle``: the hook is a module-level function that
+  reads ``module.lns_scale``, so a copy scales by its own attribute (a patched
+  bound ``forward`` would keep pointing at the original module after a deepcopy).
+* gradient checkpointing: the norms run inside the decoder layer's forward, so
+  the recomputation runs the hooks again and gives the same result.
+* ``torch.compile``: dynamo traces module hooks and guards on the float.
+* fused-kernel replacements of ``RMSNorm.forward`` (kernels, Liger) still have
+  their output scaled: hooks run around whatever ``forward`` is.
+* ``isinstance`` checks keep working: the norm modules keep their class.
+
+The model's class and its config's class are swapped for kit subclasses
+(``LNSLlamaForCausalLM`` / ``LNSLlamaConfig``, model type ``lns_llama``) that
+only add the factors; ``remove_layernorm_scaling`` swaps them back.
+
+Checkpoint round trip (decided, tested in ``tests/test_layernorm_scaling.py``)
+------------------------------------------------------------------------------
+``save_pretrained`` of an LNS model writes ``model_type: "lns_<base>"``,
+``architectures: ["LNS<Base>ForCausalLM"]`` and ``lns_factors`` (one per layer)
+to ``config.json``; the weights keep their stock names and values.
+
+* ``curse_of_depth.layernorm_scaling.from_pretrained(path)`` keeps LNS.
+* ``AutoModelForCausalLM.from_pretrained(path)`` *after* importing this module
+  keeps LNS too (the kit registers its classes with the Auto classes on import).
+* ``AutoModelForCausalLM.from_pretrained(path)`` in a Python where the kit was
+  not imported fails loudly: ``ValueError: ... model type `lns_llama` but
+  Transformers does not recognize this architecture``. It cannot silently give
+  you a Pre-LN model.
+* ``LlamaForCausalLM.from_pretrained(path)`` (the stock class, named directly,
+  as the official repo's pruning script does) only *warns* ("You are using a
+  model of type `lns_llama` to instantiate a model of type `llama`") and
+  returns a Pre-LN model. Transformers offers no hook to refuse this. The kit
+  catches it instead: ``layernorm_scaling_factors(model)`` raises on such a
+  model (its config still carries ``lns_factors``), and
+  ``apply_layernorm_scaling(model)`` restores the saved factors.
+
+The factors are stored, not re-derived from the layer position, so a pruned
+LNS model keeps each surviving layer's original factor (paper brief §6.4).
+
+Training from scratch: do not combine LNS with a depth-scaled initialization
+of the residual output projections (the paper's footnote 1, Table 6).
+``check_init`` measures it and ``new_lns_model`` refuses it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    LlamaForCausalLM,
+    MistralForCausalLM,
+    PreTrainedConfig,
+    PreTrainedModel,
+    Qwen2ForCausalLM,
+)
+
+PREFIX = "lns_"  # model_type of an LNS checkpoint = PREFIX + the base model_type
+NORM_NAMES = ("input_layernorm", "post_attention_layernorm")
+TESTED = {"llama": "Llama (SmolLM, SmolLM2, Llama 2/3)", "mistral": "Mistral", "qwen2": "Qwen2 / Qwen2.5"}
+# Layers that carry these extra norms use post_attention_layernorm on the attention *output*
+# (Gemma 2/3 sandwich norms), so scaling it would not be LNS.
+SANDWICH_NORMS = ("pre_feedforward_layernorm", "post_feedforward_layernorm")
+
+
+def supported() -> str:
+    """One line naming what ``apply_layernorm_scaling`` accepts (used in every refusal)."""
+    tested = ", ".join(TESTED.values())
+    return (f"tested: {tested}; also any decoder whose layers (model.model.layers) carry "
+            f"`input_layernorm` feeding attention and `post_attention_layernorm` feeding the MLP "
+            f"(not Gemma-2/3-style sandwich norms, not OLMo-2's post-norms)")
+
+
+# ---------------------------------------------------------------- the hook
+
+
+def _lns_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    """Multiply a norm's output (after its gain) by the module's plain-float ``lns_scale``."""
+    scale = module.lns_scale
+    return None if scale == 1.0 else output * scale
+
+
+def _hook_ids(norm: nn.Module) -> list[int]:
+    return [k for k, fn in norm._forward_hooks.items() if fn is _lns_hook]
+
+
+# ------------------------------------------------------- finding the layers
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layers of a Hugging Face causal LM (``model.model.layers``), checked for LNS support.
+
+    Explained in notebook 05. Raises ``ValueError`` naming what is supported when the model has no
+    Pre-LN ``input_layernorm`` / ``post_attention_layernorm`` pair per layer.
+    """
+    base = getattr(model, "base_model", model)
+    layers = getattr(base, "layers", None)
+    name = type(model).__name__
+    model_type = getattr(getattr(model, "config", None), "model_type", "?")
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ValueError(f"{name} (model_type={model_type!r}) has no decoder layers at model.model.layers; "
+                         f"LayerNorm Scaling supports LLaMA-family decoders -- {supported()}")
+    for i, layer in enumerate(layers):
+        missing = [n for n in NORM_NAMES if not isinstance(getattr(layer, n, None), nn.Module)]
+        if missing:
+            raise ValueError(f"{name} (model_type={model_type!r}): decoder layer {i} has no {', '.join(missing)}; "
+                             f"LayerNorm Scaling supports LLaMA-family decoders -- {supported()}")
+        sandwich = [n for n in SANDWICH_NORMS if hasattr(layer, n)]
+        if sandwich:
+            raise ValueError(f"{name} (model_type={model_type!r}) uses sandwich norms ({', '.join(sandwich)}): its "
+                             "post_attention_layernorm normalizes the attention output, not the MLP input, so scaling "
+                             f"it is not LNS. Supported -- {supported()}")
+    return layers
+
+
+# ------------------------------------------------ kit subclasses (round trip)
+
+_CLASSES: dict[type, tuple[type, type]] = {}  # base model class -> (LNS config class, LNS model class)
+
+
+def _lns_classes(base_model_cls: type) -> tuple[type, type]:
+    """The kit's (config, model) subclasses for ``base_model_cls``, created once and registered with Auto*."""
+    if base_model_cls in _CLASSES:
+        return _CLASSES[base_model_cls]
+    base_cfg = base_model_cls.config_class
+    model_type = PREFIX + base_cfg.model_type
+    cfg_cls = type(f"LNS{base_cfg.__name__}", (base_cfg,), {
+        "__module__": __name__,
+        "__annotations__": {"lns_factors": "list[float] | None"},
+        "lns_factors": None,
+        "model_type": model_type,
+        "__doc__": f"{base_cfg.__name__} plus ``lns_factors``: the LayerNorm Scaling factor of each decoder layer.",
+    })
+
+    def __init__(self, config, *args, **kwargs):
+        base_model_cls.__init__(self, config, *args, **kwargs)
+        _install(self, _factors_for(self, getattr(config, "lns_factors", None)))
+
+    model_cls = type(f"LNS{base_model_cls.__name__}", (base_model_cls,), {
+        "__module__": __name__,
+        "__init__": __init__,
+        "config_class": cfg_cls,
+        "__doc__": f"{base_model_cls.__name__} with LayerNorm Scaling (curse_of_depth.layernorm_scaling).",
+    })
+    # Module-level names make the classes picklable and visible as curse_of_depth.layernorm_scaling.<name>.
+    for cls in (cfg_cls, model_cls):
+        cls.__qualname__ = cls.__name__
+        globals().setdefault(cls.__name__, cls)
+    AutoConfig.register(model_type, cfg_cls, exist_ok=True)
+    AutoModelForCausalLM.register(cfg_cls, model_cls, exist_ok=True)
+    _CLASSES[base_model_cls] = (cfg_cls, model_cls)
+    return cfg_cls, model_cls
+
+
+def _base_class(model: nn.Module) -> type:
+    """The stock class under a possibly kit-swapped model."""
+    cls = type(model)
+    for base, (_, lns) in _CLASSES.items():
+        if cls is lns:
+            return base
+    return cls
+
+
+# The tested families exist at import, so a fresh Python that imports the kit can load their checkpoints.
+LNSLlamaConfig, LNSLlamaForCausalLM = _lns_classes(LlamaForCausalLM)
+LNSMistralConfig, LNSMistralForCausalLM = _lns_classes(MistralForCausalLM)
+LNSQwen2Config, LNSQwen2ForCausalLM = _lns_classes(Qwen2ForCausalLM)
+
+
+# ------------------------------------------------------------ apply / remove
+
+
+def default_factors(n_layers: int) -> list[float]:
+    """1/sqrt(l) for l = 1..n_layers: the paper's factors (layer 1 is unscaled)."""
+    return [1.0 / math.sqrt(layer) for layer in range(1, n_layers + 1)]
+
+
+def _factors_for(model: nn.Module, factors) -> list[float]:
+    n = len(decoder_layers(model))
+    if factors is None:
+        return default_factors(n)
+    factors = [float(f) for f in factors]
+    if len(factors) != n:
+        raise ValueError(f"got {len(factors)} LNS factors for a model with {n} decoder layers; pass one per layer "
+                         "(or none, for the paper's 1/sqrt(l))")
+    bad = [f for f in factors if not (math.isfinite(f) and f > 0)]
+    if bad:
+        raise ValueError(f"LNS factors must be positive finite numbers, got {bad[:3]}")
+    return factors
+
+
+def _install(model: nn.Module, factors: list[float]) -> None:
+    for layer, f in zip(decoder_layers(model), factors):
+        for n in NORM_NAMES:
+            norm = getattr(layer, n)
+            norm.lns_scale = f  # a plain Python float: never a parameter, buffer or checkpoint entry
+            norm.register_forward_hook(_lns_hook)
+
+
+def _installed(model: nn.Module) -> list[tuple[float, float]] | None:
+    """Per-layer (input_layernorm, post_attention_layernorm) factors actually in effect, or None."""
+    out, seen = [], False
+    for layer in decoder_layers(model):
+        pair = []
+        for n in NORM_NAMES:
+            norm = getattr(layer, n)
+            active = bool(_hook_ids(norm)) and hasattr(norm, "lns_scale")
+            seen |= active
+            pair.append(norm.lns_scale if active else 1.0)
+        out.append(tuple(pair))
+    return out if seen or type(model) is not _base_class(model) else None
+
+
+def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None = None) -> PreTrainedModel:
+    """Turn a Hugging Face LLaMA-family decoder into its LayerNorm Scaling version, in place (and return it).
+
+    Explained in notebook 05. Both norms of decoder layer l (1-based) get their output multiplied by
+    ``factors[l-1]`` -- by default the paper's 1/sqrt(l) -- after the gain; the final norm is untouched; no
+    parameter is added. If the model's config carries ``lns_factors`` (an LNS checkpoint loaded through the
+    stock class), those stored factors are restored instead. Applying it twice is refused; undo it with
+    ``remove_layernorm_scaling``. Works with the Hugging Face ``Trainer`` and plain PyTorch loops.
+    """
+    if not isinstance(model, PreTrainedModel):
+        raise ValueError(f"apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got {type(model).__name__}; "
+                         "for the kit's own decoder use curse_of_depth.build_model(norm='lns')")
+    decoder_layers(model)  # refuses unsupported architectures before anything changes
+    current = _installed(model)
+    if current is not None:
+        raise ValueError(
+            f"LayerNorm Scaling is already applied to this {type(model).__name__} (layer 2 factor "
+            f"{current[1][0] if len(current) > 1 else current[0][0]:.4f}); applying it again would multiply by "
+            "1/sqrt(l) twice. Call remove_layernorm_scaling(model) first if you want to re-apply it.")
+    stored = getattr(model.config, "lns_factors", None)
+    factors = _factors_for(model, factors if factors is not None else stored)
+    cfg_cls, model_cls = _lns_classes(type(model))
+    _install(model, factors)
+    model.__class__ = model_cls
+    model.config.__class__ = cfg_cls
+    model.config.lns_factors = list(factors)
+    return model
+
+
+def remove_layernorm_scaling(model: PreTrainedModel) -> PreTrainedModel:
+    """Undo ``apply_layernorm_scaling`` in place: hooks, factors and classes go; the forward is bit-identical again.
+
+    Explained in notebook 05. Raises ``ValueError`` if the model has no LayerNorm Scaling.
+    """
+    if _installed(model) is None:
+        raise ValueError(f"this {type(model).__name__} has no LayerNorm Scaling to remove "
+                         "(apply it with apply_layernorm_scaling(model))")
+    for layer in decoder_layers(model):
+        for n in NORM_NAMES:
+            norm = getattr(layer, n)
+            for k in _hook_ids(norm):
+                del norm._forward_hooks[k]
+            if "lns_scale" in norm.__dict__:
+                del norm.lns_scale
+    base = _base_class(model)
+    model.__class__ = base
+    model.config.__class__ = base.config_class
+    model.config.__dict__.pop("lns_factors", None)
+    return model
+
+
+def layernorm_scaling_factors(model: PreTrainedModel) -> list[tuple[float, float]] | None:
+    """Per layer, the (input_layernorm, post_attention_layernorm) factors in effect; None for a plain model.
+
+    Explained in notebook 05. Raises ``ValueError`` when the config says LNS (``lns_factors``) but the model
+    does not apply it -- an LNS checkpoint loaded through the stock class, which silently runs as Pre-LN.
+    """
+    current = _installed(model)
+    stored = getattr(getattr(model, "config", None), "lns_factors", None)
+    if current is None and stored is not None:
+        raise ValueError(
+            f"this {type(model).__name__} was saved with LayerNorm Scaling (config.lns_factors) but runs without "
+            "it -- it was probably loaded through the stock class. Call apply_layernorm_scaling(model) to restore "
+            "the saved factors, or load it with curse_of_depth.layernorm_scaling.from_pretrained(path).")
+    return current
+
+
+def has_layernorm_scaling(model: PreTrainedModel) -> bool:
+    """True when LayerNorm Scaling is in effect (see ``layernorm_scaling_factors``). Explained in notebook 05."""
+    return layernorm_scaling_factors(model) is not None
+
+
+# ---------------------------------------------------------------- loading
+
+
+def from_pretrained(path, **kwargs: Any) -> PreTrainedModel:
+    """Load an LNS checkpoint written by ``save_pretrained``, with its LayerNorm Scaling intact.
+
+    Explained in notebook 05. ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained`` (``trust_remote_code``
+    is never turned on by the kit). A checkpoint without LNS raises ``ValueError`` naming the fix.
+    """
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config_dict, _ = PreTrainedConfig.get_config_dict(str(path), **{k: v for k, v in kwargs.items()
+                                                                    if k in ("local_files_only", "revision", "token")})
+    model_type = config_dict.get("model_type", "")
+    if not model_type.startswith(PREFIX):
+        raise ValueError(f"{path} is not a LayerNorm Scaling checkpoint (model_type={model_type!r}); load it with "
+                         "AutoModelForCausalLM.from_pretrained and call apply_layernorm_scaling(model)")
+    base_type = model_type[len(PREFIX):]
+    if model_type not in CONFIG_MAPPING:
+        import transformers
+        name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(base_type)
+        if name is None:
+            raise ValueError(f"{path}: base model type {base_type!r} is not a causal LM this transformers "
+                             f"{transformers.__version__} knows; {supported()}")
+        _lns_classes(getattr(transformers, name))
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if layernorm_scaling_factors(model) is None:  # defensive: the classes above always install it
+        raise RuntimeError(f"loading {path} lost LayerNorm Scaling; please report this")
+    return model
+
+
+# ------------------------------------------------------ training from scratch
+
+
+@dataclass
+class InitReport:
+    """Per-layer std ratios of residual-output projections to input projections at initialization."""
+
+    o_over_q: list[float]  # std(o_proj) / std(q_proj), same fan-in when heads * head_dim = hidden
+    down_over_gate: list[float]  # std(down_proj) / std(gate_proj)
+    depth_scaled: bool
+    reason: str
+
+
+def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") -> InitReport:
+    """Tell whether a freshly initialized model uses depth-scaled init (which the paper says not to combine with LNS).
+
+    Explained in notebook 05. Compares, per layer, the std of the residual-output projections (``o_proj``,
+    ``down_proj``) to the input projections (``q_proj``, ``gate_proj``). Plain N(0, 0.02) init gives ratios
+    near 1; GPT-2/Megatron scaled init gives 1/sqrt(2L) everywhere, depth-scaled (DS-Init / OLMo) init makes
+    the ratio fall with depth. ``action``: "raise" (ValueError), "warn" (UserWarning) or "report" (neither).
+    Only meaningful before training: trained weights have their own statistics.
+    """
+    if action not in ("raise", "warn", "report"):
+        raise ValueError(f"action must be 'raise', 'warn' or 'report', got {action!r}")
+    o_q, d_g = [], []
+    for i, layer in enumerate(decoder_layers(model)):
+        try:
+            attn, mlp = layer.self_attn, layer.mlp
+            o_q.append((attn.o_proj.weight.std() / attn.q_proj.weight.std()).item())
+            d_g.append((mlp.down_proj.weight.std() / mlp.gate_proj.weight.std()).item())
+        except AttributeError as exc:
+            raise ValueError(f"layer {i} lacks self_attn.{{q,o}}_proj / mlp.{{gate,down}}_proj; check_init reads "
+                             "LLaMA-style projection names") from exc
+    ratio = statistics.median(o_q)
+    trend = o_q[-1] / o_q[0]
+    if ratio < threshold:
+        reason = (f"std(o_proj)/std(q_proj) = {ratio:.2f} (median over layers): the residual output projections are "
+                  "scaled down (GPT-2/Megatron-style scaled init, std/sqrt(2L))")
+    elif trend < threshold:
+        reason = (f"std(o_proj)/std(q_proj) falls from {o_q[0]:.2f} in layer 1 to {o_q[-1]:.2f} in layer {len(o_q)}: "
+                  "depth-scaled init (DS-Init / OLMo-style, std shrinking with l)")
+    else:
+        reason = f"plain init: std(o_proj)/std(q_proj) = {ratio:.2f} (median), no depth trend"
+    report = InitReport(o_q, d_g, depth_scaled=ratio < threshold or trend < threshold, reason=reason)
+    if report.depth_scaled and action != "report":
+        msg = (f"{reason}. Do not combine LayerNorm Scaling with scaled initialization (arXiv 2502.05795, "
+               "footnote 1 and Table 6: LNS + scaled init loses most of LNS's gain). Fix: initialize o_proj and "
+               "down_proj like every other matrix, N(0, config.initializer_range) -- e.g. build the model with "
+               "curse_of_depth.layernorm_scaling.new_lns_model(config).")
+        if action == "raise":
+            raise ValueError(msg)
+        warnings.warn(msg, UserWarning, stacklevel=2)
+    return report
+
+
+def new_lns_model(config: PreTrainedConfig, seed: int = 0, factors: list[float] | None = None) -> PreTrainedModel:
+    """A freshly initialized Hugging Face causal LM with LayerNorm Scaling, for training from scratch.
+
+    Explained in notebook 05. Uses Hugging Face's own plain N(0, initializer_range) init (seeded), applies LNS,
+    then runs ``check_init`` so a depth-scaled init cannot slip in unnoticed.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    apply_layernorm_scaling(model, factors)
+    check_init(model, action="raise")
+    return model
+
+
+__all__ = [
+    "InitReport", "LNSLlamaConfig", "LNSLlamaForCausalLM", "LNSMistralConfig", "LNSMistralForCausalLM",
+    "LNSQwen2Config", "LNSQwen2ForCausalLM", "apply_layernorm_scaling", "check_init", "decoder_layers",
+    "default_factors", "from_pretrained", "has_layernorm_scaling", "layernorm_scaling_factors", "new_lns_model",
+    "remove_layernorm_scaling", "supported",
+]
