@@ -430,7 +430,13 @@ def train(
         bar.set_postfix(loss=f"{result.train_curve[-1][1]:.3f}" if result.train_curve else "-", val=f"{val:.3f}")
         if plot is not None:
             plot.update(result)
-        return bool(callback(step, model, result)) if callback is not None else False
+        if callback is None:
+            return False
+        model.eval()  # callbacks measure the model as it stands, e.g. residual variance per block
+        try:
+            return bool(callback(step, model, result))
+        finally:
+            model.train()
 
     try:
         if step == 0 and train_cfg.eval_at_start and validate_now():

@@ -1,0 +1,216 @@
+"""The trainer: reproducible, stops when told, turns divergence and Ctrl-C into results, caches runs."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from curse_of_depth import train as train_mod
+from curse_of_depth.data import CharTokenizer, Corpus
+from curse_of_depth.model import ModelConfig, build_model
+from curse_of_depth.train import (
+    RunResult,
+    TrainConfig,
+    load_checkpoint,
+    lr_at,
+    make_optimizer,
+    save_checkpoint,
+    train,
+    train_or_load,
+)
+
+VOCAB = "abcdefghijklmnop"
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """A small learnable corpus: a noisy repeating pattern, so the loss falls within a few steps."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.arange(len(VOCAB)).repeat(400)
+    noise = torch.randint(0, len(VOCAB), base.shape, generator=g)
+    data = torch.where(torch.rand(base.shape, generator=g) < 0.1, noise, base)
+    return Corpus("synthetic", data[:5600].clone(), data[5600:].clone(), CharTokenizer(VOCAB))
+
+
+MC = ModelConfig(vocab_size=len(VOCAB), d_model=32, n_layers=2, n_heads=4, seq_len=32)
+
+
+def tc(**kw):
+    base = dict(max_steps=20, batch_size=4, seq_len=32, eval_every=10, eval_batches=2, eval_batch_size=4, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_same_seed_gives_identical_curves_and_another_seed_does_not(corpus):
+    a = train(MC, tc(), corpus, progress=False)
+    b = train(MC, tc(), corpus, progress=False)
+    c = train(MC, tc(seed=1), corpus, progress=False)
+    assert a.train_curve == b.train_curve and a.val_curve == b.val_curve
+    assert a.train_curve != c.train_curve
+    assert [s for s, _ in a.train_curve] == list(range(1, 21))
+    assert a.val_steps == [0, 10, 20]
+    assert a.final_val == a.val_curve[-1][1] < a.val_curve[0][1]  # it learns
+    assert (a.steps_done, a.stop_reason, a.diverged, a.interrupted) == (20, "max_steps", False, False)
+    assert a.tokens_seen == 20 * 4 * 32 and a.tokens_per_s > 0 and a.wall_s > 0
+
+
+def test_huge_learning_rate_is_a_diverged_result_not_a_crash(corpus):
+    r = train(MC, tc(lr=100.0, max_steps=40), corpus, progress=False)
+    assert r.diverged and r.stop_reason == "diverged" and r.diverged_reason
+    assert r.steps_done < 40
+    json.dumps(r.to_dict(), allow_nan=False)  # still strict JSON, NaN or not
+    ok = train(MC, tc(max_steps=40), corpus, progress=False)  # the same run at a sane lr is not flagged
+    assert not ok.diverged
+
+
+def test_exploding_but_finite_loss_counts_as_diverged(corpus, monkeypatch):
+    # a loss that grows to 3x the initial one after warmup, while staying finite
+    r = train(MC, tc(max_steps=20, lr=3e-3, diverge_factor=1.01), corpus, progress=False)
+    assert not r.diverged  # the loss falls, so even a tight factor never fires
+    calls = {"n": 0}
+    real_forward = train_mod.CausalLM.forward
+
+    def inflating_forward(self, idx, targets=None, **kw):
+        out = real_forward(self, idx, targets, **kw)
+        calls["n"] += 1
+        if targets is not None and self.training and calls["n"] > 5:
+            out.loss = out.loss * 3.0
+        return out
+
+    monkeypatch.setattr(train_mod.CausalLM, "forward", inflating_forward)
+    r = train(MC, tc(max_steps=20, warmup_frac=0.1), corpus, progress=False)
+    assert r.diverged and "exceeds" in r.diverged_reason and math.isfinite(r.train_curve[-1][1])
+
+
+def test_interrupt_returns_the_partial_run(corpus):
+    def ctrl_c(step, model, result):
+        if step == 10:
+            raise KeyboardInterrupt
+
+    r = train(MC, tc(max_steps=40), corpus, progress=False, callback=ctrl_c)
+    assert r.interrupted and r.stop_reason == "interrupted" and not r.diverged
+    assert r.steps_done == 10 and len(r.train_curve) == 10 and r.val_steps == [0, 10]
+    assert r.model is not None and r.final_val == r.val_curve[-1][1]
+
+
+def test_callback_sees_eval_points_and_can_stop_the_run(corpus):
+    seen = []
+
+    def cb(step, model, result):
+        seen.append((step, len(result.val_curve), model.training))
+        return step >= 10
+
+    r = train(MC, tc(max_steps=40), corpus, progress=False, callback=cb)
+    assert [s for s, _, _ in seen] == [0, 10] and r.steps_done == 10 and r.stop_reason == "callback"
+    assert all(not training for _, _, training in seen)  # callbacks see the model in eval mode
+
+
+def test_max_seconds_stops_before_max_steps(corpus):
+    r = train(MC, tc(max_steps=100_000, max_seconds=0.5, eval_every=10_000), corpus, progress=False)
+    assert r.stop_reason == "max_seconds" and 0 < r.steps_done < 100_000
+    assert r.val_steps[-1] == r.steps_done  # a final validation point even when stopped by the clock
+
+
+def test_lr_schedule_warmup_then_cosine_defined_by_max_steps():
+    cfg = TrainConfig(max_steps=100, lr=1.0, warmup_frac=0.1, min_lr_frac=0.1)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lr_at(100, cfg) == pytest.approx(0.1)
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_weight_decay_only_on_matrices_and_embeddings():
+    model = build_model(MC)
+    opt = make_optimizer(model, tc(weight_decay=0.1))
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.ndim == 2 for p in decayed["params"]) and all(p.ndim == 1 for p in plain["params"])
+    assert any(p is model.tok_emb.weight for p in decayed["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(max_steps=0), "max_steps"), (dict(max_steps=-5), "max_steps"),
+    (dict(max_seconds=0), "max_seconds"), (dict(max_seconds=-1.0), "max_seconds"),
+    (dict(batch_size=0), "batch_size"), (dict(seq_len=0), "seq_len"), (dict(lr=0.0), "lr"),
+    (dict(lr=float("nan")), "lr"), (dict(eval_every=0), "eval_every"), (dict(dtype="fp8"), "dtype"),
+    (dict(warmup_frac=1.0), "warmup_frac"), (dict(diverge_factor=1.0), "diverge_factor"),
+])
+def test_bad_train_config_raises_naming_the_field(kw, match):
+    with pytest.raises(ValueError, match=match):
+        tc(**kw)
+
+
+def test_bad_combinations_raise_naming_the_fix(corpus):
+    with pytest.raises(ValueError, match="ModelConfig.seq_len"):
+        train(MC, tc(seq_len=64), corpus, progress=False)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train(ModelConfig(vocab_size=4, d_model=32, n_layers=1, n_heads=4, seq_len=32), tc(), corpus, progress=False)
+    with pytest.raises(ValueError, match="GPU only"):
+        train(MC, tc(dtype="bf16"), corpus, progress=False)
+    with pytest.raises(ValueError, match="state_dir"):
+        train(MC, tc(), corpus, progress=False, checkpoint_every=5)
+
+
+def test_result_json_round_trip(tmp_path, corpus):
+    r = train(MC, tc(max_steps=5), corpus, progress=False)
+    path = r.save_json(tmp_path / "r.json", provenance={"command": "test"})
+    back = RunResult.load_json(path)
+    assert back == r  # dataclass equality ignores the model
+    assert json.loads(path.read_text())["provenance"] == {"command": "test"}
+    assert back.train_config.betas == (0.9, 0.95)
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path, corpus):
+    r = train(MC, tc(max_steps=5), corpus, progress=False)
+    path = save_checkpoint(r.model, tmp_path / "m.safetensors", r)
+    model, back = load_checkpoint(path)
+    x = corpus.val[:32][None]
+    r.model.eval()
+    assert torch.equal(model(x).logits, r.model(x).logits)
+    assert back == r and model.cfg == MC
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception):  # noqa: B017 - safetensors raises its own error type for garbage
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_train_or_load_loads_the_second_time_without_training(tmp_path, corpus, monkeypatch):
+    monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
+    first = train_or_load(MC, tc(max_steps=5), corpus=corpus, progress=False)
+    assert not first.from_cache
+
+    def no_training(*a, **k):
+        raise AssertionError("train() was called although a cached run exists")
+
+    monkeypatch.setattr(train_mod, "train", no_training)
+    second = train_or_load(MC, tc(max_steps=5), corpus=corpus, progress=False)
+    assert second.from_cache and second == first
+    x = corpus.val[:32][None]
+    assert torch.equal(second.model.eval()(x).logits, first.model.eval()(x).logits)
+    with pytest.raises(AssertionError, match="cached run exists"):  # another config is another key
+        train_or_load(MC, tc(max_steps=6), corpus=corpus, progress=False)
+    # a damaged checkpoint fails its checksum and is trained again
+    ckpt = next(tmp_path.rglob("model.safetensors"))
+    ckpt.write_bytes(ckpt.read_bytes()[:-8] + b"\0" * 8)
+    monkeypatch.undo()
+    monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
+    third = train_or_load(MC, tc(max_steps=5), corpus=corpus, progress=False)
+    assert not third.from_cache and third.train_curve == first.train_curve
+
+
+def test_resume_continues_exactly_where_the_state_was_saved(tmp_path, corpus):
+    full = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False)
+
+    def ctrl_c(step, model, result):
+        if step == 10:
+            raise KeyboardInterrupt
+
+    cut = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False, callback=ctrl_c,
+                state_dir=tmp_path, checkpoint_every=5)
+    assert cut.interrupted and json.loads((tmp_path / "state.json").read_text())["result"]["steps_done"] == 5
+    resumed = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False, state_dir=tmp_path, resume=True)
+    assert resumed.train_curve == full.train_curve and resumed.val_curve == full.val_curve
+    with pytest.raises(ValueError, match="other configs"):
+        train(MC, tc(max_steps=30), corpus, progress=False, state_dir=tmp_path, resume=True)
