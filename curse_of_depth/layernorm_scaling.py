@@ -311,6 +311,15 @@ def has_layernorm_scaling(model: PreTrainedModel) -> bool:
     return layernorm_scaling_factors(model) is not None
 
 
+@torch.no_grad()
+def max_logit_gap(a: nn.Module, b: nn.Module, idx: torch.Tensor) -> float:
+    """Largest absolute logit difference between two causal LMs (the kit's or Hugging Face's) on ``idx``.
+
+    Explained in notebook 05, where it checks that LNS on a Hugging Face Llama equals the kit's LNS model.
+    """
+    return (a(idx).logits.float() - b(idx).logits.float()).abs().max().item()
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -378,12 +387,12 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
                              "LLaMA-style projection names") from exc
     ratio = statistics.median(o_q)
     trend = o_q[-1] / o_q[0]
-    if ratio < threshold:
-        reason = (f"std(o_proj)/std(q_proj) = {ratio:.2f} (median over layers): the residual output projections are "
-                  "scaled down (GPT-2/Megatron-style scaled init, std/sqrt(2L))")
-    elif trend < threshold:
+    if trend < threshold:
         reason = (f"std(o_proj)/std(q_proj) falls from {o_q[0]:.2f} in layer 1 to {o_q[-1]:.2f} in layer {len(o_q)}: "
                   "depth-scaled init (DS-Init / OLMo-style, std shrinking with l)")
+    elif ratio < threshold:
+        reason = (f"std(o_proj)/std(q_proj) = {ratio:.2f} (median over layers): the residual output projections are "
+                  "scaled down (GPT-2/Megatron-style scaled init, std/sqrt(2L))")
     else:
         reason = f"plain init: std(o_proj)/std(q_proj) = {ratio:.2f} (median), no depth trend"
     report = InitReport(o_q, d_g, depth_scaled=ratio < threshold or trend < threshold, reason=reason)
@@ -415,6 +424,6 @@ def new_lns_model(config: PreTrainedConfig, seed: int = 0, factors: list[float] 
 __all__ = [
     "InitReport", "LNSLlamaConfig", "LNSLlamaForCausalLM", "LNSMistralConfig", "LNSMistralForCausalLM",
     "LNSQwen2Config", "LNSQwen2ForCausalLM", "apply_layernorm_scaling", "check_init", "decoder_layers",
-    "default_factors", "from_pretrained", "has_layernorm_scaling", "layernorm_scaling_factors", "new_lns_model",
+    "default_factors", "from_pretrained", "has_layernorm_scaling", "layernorm_scaling_factors", "max_logit_gap", "new_lns_model",
     "remove_layernorm_scaling", "supported",
 ]
