@@ -33,3 +33,25 @@ REFERENCE_SECONDS["00"] = {"smoke": 15.0, "workshop": 15.0}
 # the reference 2-core CPU where REFERENCE_SECONDS were measured. The doctor scales each reference time by
 # REFERENCE_MATMUL_GFLOPS / (this machine's probe) to estimate the notebook's time elsewhere.
 REFERENCE_MATMUL_GFLOPS: float = 45.0
+
+# --- notebooks 03 and 04: train it live, and look inside --------------------------------------------------
+# band: the precomputed seed band (results pack "bands_<tag>") whose configuration the live runs copy;
+# shown: the precomputed configurations whose Pre-LN / LNS gap is reported (stored data: the same in every mode);
+# live_norms: the norms trained live; checkpoints: the shipped 480-step models opened in notebook 04;
+# probe_batch: sequences of the fixed validation batch used for per-block measurements.
+SETTINGS["03"] = {
+    "smoke": {"band": "smoke", "shown": ["d64_L24_s80", "d64_L24_s480"], "live_norms": ["pre", "lns"],
+              "probe_batch": 4},
+    "workshop": {"band": "d64_L24_s80", "shown": ["d64_L24_s80", "d64_L24_s480"], "live_norms": ["pre", "lns"],
+                 "probe_batch": 8},
+    "full": {"band": "d64_L24_s80", "shown": ["d64_L24_s80", "d64_L24_s480"],
+             "live_norms": ["pre", "lns", "post", "mix"], "probe_batch": 16},
+}
+SETTINGS["04"] = {
+    "smoke": {"band": "smoke", "live_norms": ["pre", "lns"], "checkpoints": "d64_L24_s480", "probe_batch": 4,
+              "checkpoint_batch": 16},
+    "workshop": {"band": "d64_L24_s80", "live_norms": ["pre", "lns"], "checkpoints": "d64_L24_s480",
+                 "probe_batch": 16, "checkpoint_batch": 16},
+    "full": {"band": "d64_L24_s80", "live_norms": ["pre", "lns", "post", "mix"], "checkpoints": "d64_L24_s480",
+             "probe_batch": 32, "checkpoint_batch": 32},
+}

@@ -70,19 +70,19 @@ class Band:
 
     @property
     def mean(self) -> np.ndarray:
-        return self.losses.mean(axis=0)
+        return np.nanmean(self.losses, axis=0)
 
     @property
     def sd(self) -> np.ndarray:
-        return self.losses.std(axis=0, ddof=1) if self.n > 1 else np.zeros(self.steps.size)
+        return np.nanstd(self.losses, axis=0, ddof=1) if self.n > 1 else np.zeros(self.steps.size)
 
     @property
     def lo(self) -> np.ndarray:
-        return self.losses.min(axis=0)
+        return np.nanmin(self.losses, axis=0)
 
     @property
     def hi(self) -> np.ndarray:
-        return self.losses.max(axis=0)
+        return np.nanmax(self.losses, axis=0)
 
     @property
     def final(self) -> np.ndarray:
@@ -96,23 +96,32 @@ class Band:
 
 
 def band_from_runs(norm: str, runs: Sequence[dict]) -> Band:
-    """Stack the seeds' validation curves (they must share their evaluation steps)."""
+    """Stack the seeds' validation curves (they must share their evaluation steps).
+
+    A diverged run stops early: its curve must be a prefix of the others' schedule and is padded with NaN
+    (the band's statistics ignore NaN).
+    """
     if not runs:
         raise ValueError(f"no runs for norm {norm!r}: a band needs at least one seed")
     curves = [val_curve(r) for r in runs]
-    steps = curves[0][0]
-    for i, (s, _) in enumerate(curves):
-        if s.shape != steps.shape or not np.allclose(s, steps):
+    steps = max((c[0] for c in curves), key=len)
+    rows = []
+    for i, ((s, v), r) in enumerate(zip(curves, runs)):
+        if s.shape == steps.shape and np.allclose(s, steps):
+            rows.append(v)
+        elif r.get("diverged") and s.size < steps.size and np.allclose(s, steps[:s.size]):
+            rows.append(np.concatenate([v, np.full(steps.size - s.size, np.nan)]))
+        else:
             raise ValueError(f"seed #{i} of {norm!r} was evaluated at other steps; bands need one evaluation schedule")
     seeds = [_seed_of(r, i) for i, r in enumerate(runs)]
     diverged = [bool(r.get("diverged", False)) for r in runs]
-    return Band(norm=norm, steps=steps, losses=np.stack([c[1] for c in curves]), seeds=seeds, diverged=diverged)
+    return Band(norm=norm, steps=steps, losses=np.stack(rows), seeds=seeds, diverged=diverged)
 
 
 def _seed_of(run: dict, default: int) -> int:
     if "seed" in run:
         return int(run["seed"])
-    for key in ("train", "train_cfg", "config"):
+    for key in ("train_config", "train", "config"):
         if isinstance(run.get(key), dict) and "seed" in run[key]:
             return int(run[key]["seed"])
     return default
@@ -131,6 +140,22 @@ def load_bands(tag: str) -> tuple[dict[str, Band], dict]:
 
     record = results.load(f"bands_{tag}")
     return bands_from_data(record["data"]), record
+
+
+def config_label(record: dict) -> str:
+    """A short name of a bands record's configuration, e.g. "width 64, 24 blocks, 80-step schedule"."""
+    data = record.get("data", record)
+    m, t = data["model"], data["train"]
+    return f"width {m['d_model']}, {m['n_layers']} blocks, {t['max_steps']}-step schedule"
+
+
+def divergence_statement(label: str, band: Band) -> str:
+    """How many seeds of a band diverged (a verdict line: counts only)."""
+    name = NORM_NAMES.get(band.norm, band.norm)
+    k = sum(band.diverged)
+    if k == 0:
+        return f"{label}: no {name} seed diverged ({band.n} of {band.n} trained to the end)"
+    return f"{label}: {k} of {band.n} {name} seeds diverged"
 
 
 # ----------------------------------------------------------------------------- the paired gap
@@ -183,9 +208,11 @@ class PairedGap:
 
 def paired_gap(band_a: Band, band_b: Band, threshold_sd: float = GAP_THRESHOLD_SD) -> PairedGap:
     """The gap ``b - a`` at the end of training, over the seeds both bands share."""
-    seeds = [s for s in band_a.seeds if s in band_b.seeds]
+    seeds = [s for s in band_a.seeds if s in band_b.seeds
+             and np.isfinite(band_a.seed_curve(s)[-1]) and np.isfinite(band_b.seed_curve(s)[-1])]
     if not seeds:
-        raise ValueError(f"bands {band_a.norm!r} and {band_b.norm!r} share no seed; a paired gap needs common seeds")
+        raise ValueError(f"bands {band_a.norm!r} and {band_b.norm!r} share no seed that trained to the end; "
+                         "a paired gap needs common seeds")
     fa = np.array([band_a.seed_curve(s)[-1] for s in seeds])
     fb = np.array([band_b.seed_curve(s)[-1] for s in seeds])
     sd = (lambda x: float(x.std(ddof=1)) if x.size > 1 else 0.0)
@@ -372,3 +399,143 @@ class Snapshots:
 
     def as_dict(self) -> dict[int, list[float]]:
         return dict(sorted(self.values.items()))
+
+
+def chain(*callbacks):
+    """One ``train`` callback that calls each of ``callbacks`` in turn; stops the run if any asks to."""
+    fns = [cb for cb in callbacks if cb is not None]
+
+    def run_all(step, model, result):
+        stop = False
+        for cb in fns:
+            stop = bool(cb(step, model, result)) or stop
+        return stop
+
+    return run_all
+
+
+def variance_after_blocks(idx: torch.Tensor):
+    """A ``Snapshots`` measure: the residual-stream variance after each block (embedding left out) on ``idx``."""
+    from . import analysis
+
+    def measure(model) -> list[float]:
+        return analysis.variance_per_layer(analysis.residual_stream(model, idx)).tolist()[1:]
+
+    return measure
+
+
+def embedding_share(variance_with_embedding: Sequence[float]) -> float:
+    """The embedding's variance as a fraction of the final residual stream's (``variance[0] / variance[-1]``).
+
+    At initialization a deep Pre-LN stack's output is almost all random-block noise (a tiny share);
+    LNS damps the deep blocks, so the tokens' own signal keeps a larger share. Notebook 03.
+    """
+    v = np.asarray(variance_with_embedding, dtype=float)
+    if v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)) or v[-1] <= 0:
+        raise ValueError("need finite variances of the embedding and of at least one block, the last positive")
+    return float(v[0] / v[-1])
+
+
+def block_diagnostics(model: CausalLM, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
+    """The four per-block diagnostics of notebook 04 on one batch, as plain lists (block 1 first).
+
+    ``variance`` after each block, ``angular`` distance in -> out, ``skip_delta`` (loss increase when that block
+    alone is skipped, reusing the inputs of the full pass), ``grad_norm`` of the block's parameters; plus
+    ``embedding_variance`` and ``base_loss``. Built on ``curse_of_depth.analysis.layer_profile``.
+    """
+    from . import analysis
+
+    was_training = model.training
+    model.eval()
+    try:
+        prof = analysis.layer_profile(model, x, y, removal=True, grads=True, skip_first=False)
+    finally:
+        model.train(was_training)
+    return {"variance": prof.variance[1:], "embedding_variance": prof.variance[0], "angular": prof.angular,
+            "skip_delta": prof.removal.delta, "grad_norm": prof.grad_norms, "base_loss": prof.removal.base_loss}
+
+
+class LiveBandPlot:
+    """A ``train`` callback that redraws the precomputed bands with every live validation curve so far.
+
+    Pass one instance to several runs (``norm`` is read from each run's config): they share one figure, updated
+    in place in a notebook. Without a notebook front end it draws nothing. Notebook 03.
+    """
+
+    def __init__(self, bands: dict[str, Band], title: str = "", norms: Sequence[str] | None = None):
+        from .train import LivePlot
+
+        self.bands, self.title, self.norms = bands, title, list(norms or bands)
+        self.curves: dict[str, tuple[list[int], list[float]]] = {}
+        self.handle = None
+        if LivePlot.available():
+            from IPython.display import display
+
+            from . import plots
+
+            self.fig, self.ax = plots.subplots()
+            self._draw()
+            self.handle = display(self.fig, display_id=True)
+
+    def _draw(self) -> None:
+        from . import plots
+
+        ax = self.ax
+        ax.clear()
+        plots.draw_bands(ax, self.bands, self.norms)
+        for norm, (steps, losses) in self.curves.items():
+            ax.plot(steps, losses, "o-", color=plots.NORM_COLORS.get(norm, "k"), lw=2.2, ms=4,
+                    label=f"{plots.NORM_LABELS.get(norm, norm)}: live")
+        last = max(float(b.steps[-1]) for b in self.bands.values())
+        ax.set(xlim=(0, last), xlabel="training step", ylabel="validation loss (nats/char)", title=self.title)
+        ax.legend(fontsize="small", loc="upper right")
+
+    def __call__(self, step, model, result) -> None:
+        self.curves[result.model_config.norm] = (list(result.val_steps), list(result.val_loss))
+        if self.handle is not None:
+            self._draw()
+            self.handle.update(self.fig)
+
+    def close(self) -> None:
+        """Stop updating; the last image stays in the output."""
+        if self.handle is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self.fig)
+            self.handle = None
+
+
+def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool = True):
+    """Train now (never load), and leave the run in the ``train_or_load`` cache so notebook 04 reuses it.
+
+    Notebook 03 trains in front of the room even when an earlier run is cached; notebook 04 then loads
+    exactly this run with ``train_or_load(model_cfg, train_cfg)`` instead of training again.
+    """
+    import shutil
+
+    from .data import load_corpus
+    from .train import run_key, runs_dir, train_or_load
+
+    corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
+    shutil.rmtree(runs_dir() / run_key(model_cfg, train_cfg, corpus.fingerprint), ignore_errors=True)
+    return train_or_load(model_cfg, train_cfg, corpus=corpus, progress=progress, callback=callback)
+
+
+def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int = 0):
+    """The (ModelConfig, TrainConfig) of a live run for each norm, copied from a stored band's configs.
+
+    Device and precision are left to this machine (fp32 on CPU), everything else (shape, schedule, seed,
+    evaluation batches) is the band's, so the live curve is comparable point by point. Notebooks 03 and 04.
+    """
+    from .model import ModelConfig
+    from .train import TrainConfig
+
+    data = record.get("data", record)
+    if "model" not in data or "train" not in data:
+        raise ValueError("a bands record needs 'model' and 'train' configs; regenerate it with the package's trainer")
+    model = {k: v for k, v in data["model"].items() if k != "norm"}
+    if model.get("vocab_size", vocab_size) != vocab_size:
+        raise ValueError(f"the band was trained with vocab_size={model['vocab_size']} but this corpus has {vocab_size}")
+    train = {**data["train"], "device": "auto", "dtype": "auto", "seed": seed}
+    tc = TrainConfig.from_dict(train)
+    return {norm: (ModelConfig(**{**model, "norm": norm}), tc) for norm in norms}

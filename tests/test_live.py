@@ -15,12 +15,20 @@ from curse_of_depth.live import (
     band_position,
     band_statement,
     bands_from_data,
+    block_diagnostics,
+    chain,
+    config_label,
     count_cheap_blocks,
     deep_half_share,
+    divergence_statement,
+    embedding_share,
     gap_statement,
     grows_more,
+    live_configs,
     paired_gap,
+    train_live,
     val_curve,
+    variance_after_blocks,
     variance_growth,
 )
 from curse_of_depth.model import ModelConfig, build_model
@@ -188,3 +196,88 @@ def test_snapshots_record_only_requested_steps_and_restore_mode():
 def test_band_dataclass_single_seed_sd_is_zero():
     b = Band("pre", np.array([1.0, 2.0]), np.array([[3.0, 2.0]]), [0])
     assert np.all(b.sd == 0)
+
+
+def test_diverged_runs_are_padded_and_counted():
+    runs = [run([3.3, 2.7, 2.1], 0), {**run([3.3, 9.0], 1, steps=[10, 20]), "diverged": True}]
+    b = band_from_runs("post", runs)
+    assert b.diverged == [False, True] and np.isnan(b.losses[1, -1])
+    assert b.hi[-1] == pytest.approx(2.1)  # the band's statistics skip the missing point
+    assert divergence_statement("x", b) == "x: 1 of 2 Post-LN seeds diverged"
+    ok = band_from_runs("post", [run([3.3, 2.7, 2.1], 0)])
+    assert divergence_statement("x", ok) == "x: no Post-LN seed diverged (1 of 1 trained to the end)"
+    # a run that stops early without having diverged is a schedule mismatch, not padding
+    with pytest.raises(ValueError, match="other steps"):
+        band_from_runs("pre", [run([3.3, 2.7, 2.1], 0), run([3.3, 2.7], 1, steps=[10, 20])])
+    # the paired gap leaves the diverged seed out
+    gap = paired_gap(band_from_runs("pre", [run([3.3, 2.7, 2.0], 0), run([3.3, 2.7, 2.0], 1)]), b)
+    assert gap.seeds == [0]
+
+
+def test_seed_is_read_from_the_stored_train_config():
+    r = {"val_steps": [10], "val_loss": [2.0], "train_config": {"seed": 3}}
+    assert band_from_runs("pre", [r]).seeds == [3]
+
+
+def test_config_label_and_live_configs_copy_the_band():
+    record = {"data": {"model": {"vocab_size": 84, "d_model": 32, "n_layers": 4, "n_heads": 4, "seq_len": 64},
+                       "train": {"max_steps": 30, "lr": 3e-3, "seq_len": 64, "batch_size": 8, "eval_every": 10,
+                                 "device": "cuda", "dtype": "bf16", "seed": 4}}}
+    assert config_label(record) == "width 32, 4 blocks, 30-step schedule"
+    cfgs = live_configs(record, vocab_size=84, norms=["pre", "lns"])
+    (mc, tc), (mc2, _) = cfgs["pre"], cfgs["lns"]
+    assert mc.norm == "pre" and mc2.norm == "lns" and mc.n_layers == 4 and mc.seq_len == 64
+    assert tc.max_steps == 30 and tc.eval_every == 10 and tc.seed == 0 and tc.device == "auto" and tc.dtype == "auto"
+    with pytest.raises(ValueError, match="vocab_size"):
+        live_configs(record, vocab_size=65, norms=["pre"])
+    with pytest.raises(ValueError, match="'model' and 'train'"):
+        live_configs({"data": {"runs": {}}}, vocab_size=84, norms=["pre"])
+
+
+def test_embedding_share():
+    assert embedding_share([1.0, 2.0, 4.0]) == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        embedding_share([1.0])
+
+
+def test_chain_calls_every_callback_and_stops_if_any_asks():
+    seen = []
+    cb = chain(lambda s, m, r: seen.append(("a", s)), None, lambda s, m, r: s >= 2)
+    assert cb(1, None, None) is False and cb(2, None, None) is True
+    assert seen == [("a", 1), ("a", 2)]
+
+
+def tiny_corpus():
+    from curse_of_depth.data import CharTokenizer, Corpus
+
+    text = "to be or not to be that is the question " * 40
+    tok = CharTokenizer.from_text(text)
+    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    return Corpus("tiny", ids[:1200], ids[1200:], tok)
+
+
+def test_train_live_retrains_and_leaves_the_run_for_train_or_load(tmp_path, monkeypatch):
+    from curse_of_depth.train import TrainConfig, train_or_load
+
+    monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
+    corpus = tiny_corpus()
+    mc = ModelConfig(vocab_size=corpus.vocab_size, d_model=16, n_layers=2, n_heads=2, seq_len=16, norm="lns")
+    tc = TrainConfig(max_steps=4, seq_len=16, batch_size=2, eval_every=2, eval_batches=1, eval_batch_size=2)
+    idx = corpus.fixed_batches("val", 1, 2, 16)[0][0]
+    snaps = Snapshots(variance_after_blocks(idx), at_steps=[0, 2, 4])
+    first = train_live(mc, tc, corpus, callback=snaps, progress=False)
+    assert not first.from_cache and sorted(snaps.as_dict()) == [0, 2, 4]
+    assert all(len(v) == 2 for v in snaps.as_dict().values())
+    again = train_live(mc, tc, corpus, progress=False)
+    assert not again.from_cache  # trained again, although a cached run existed
+    loaded = train_or_load(mc, tc, corpus=corpus, progress=False)
+    assert loaded.from_cache and loaded.val_loss == pytest.approx(again.val_loss)
+
+
+def test_block_diagnostics_gives_four_per_block_lists():
+    model = build_model(ModelConfig(vocab_size=37, d_model=32, n_layers=3, n_heads=4, seq_len=16), seed=0)
+    x = torch.randint(0, 37, (2, 16), generator=torch.Generator().manual_seed(0))
+    d = block_diagnostics(model, x, x.roll(-1, dims=1))
+    assert {len(d[k]) for k in ("variance", "angular", "skip_delta", "grad_norm")} == {3}
+    assert d["embedding_variance"] > 0 and d["base_loss"] > 0
+    assert model.training  # restored
