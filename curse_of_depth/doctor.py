@@ -275,13 +275,23 @@ def model_folder() -> Path | None:
 
 
 def _converted_model_cache() -> Path | None:
-    """The checksummed safetensors copy ``curse_of_depth.hf.load_pretrained()`` writes on first use, if intact."""
+    """The safetensors copy ``curse_of_depth.hf.load_pretrained()`` writes on first use, if complete.
+
+    Checks the cache's manifest and that every file it lists is there, but does not hash 540 MB on every
+    doctor run: ``load_pretrained`` verifies the checksums (and rebuilds a damaged copy) when it loads.
+    """
     try:
         from . import hf
     except ImportError:
         return None
     folder = Path(hf.default_cache_path())
-    return folder if hf._cache_ok(folder) else None
+    try:
+        info = json.loads((folder / hf._MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    files = info.get("files") or {}
+    complete = info.get("format") == hf._CACHE_FORMAT and files and all((folder / f).is_file() for f in files)
+    return folder if complete else None
 
 
 def check_model() -> Check:
