@@ -164,9 +164,20 @@ def _lns_classes(base_model_cls: type) -> tuple[type, type]:
         base_model_cls.__init__(self, config, *args, **kwargs)
         _install(self, _factors_for(self, getattr(config, "lns_factors", None)))
 
+    def save_pretrained(self, *args, **kwargs):
+        # Factors are read from the modules at save time, so a model pruned after apply (e.g. with
+        # curse_of_depth.hf.drop_layers) saves each surviving layer's own factor.
+        current = layernorm_scaling_factors(self)
+        if current is None or any(a != b for a, b in current):
+            raise ValueError("cannot save: LayerNorm Scaling is missing or differs between a layer's two norms "
+                             f"({current}); re-apply it with apply_layernorm_scaling")
+        self.config.lns_factors = [a for a, _ in current]
+        return base_model_cls.save_pretrained(self, *args, **kwargs)
+
     model_cls = type(f"LNS{base_model_cls.__name__}", (base_model_cls,), {
         "__module__": __name__,
         "__init__": __init__,
+        "save_pretrained": save_pretrained,
         "config_class": cfg_cls,
         "__doc__": f"{base_model_cls.__name__} with LayerNorm Scaling (curse_of_depth.layernorm_scaling).",
     })

@@ -187,6 +187,20 @@ def test_round_trip_keeps_stored_factors_of_a_pruned_model(tmp_path):
     assert [f for f, _ in lns.layernorm_scaling_factors(back)] == kept
 
 
+def test_layers_dropped_after_apply_save_their_own_factors(tmp_path):
+    m = lns.apply_layernorm_scaling(fresh(n=5))
+    x = tokens()
+    m.model.layers = torch.nn.ModuleList([m.model.layers[i] for i in (0, 2, 4)])  # prune layers 2 and 4 (1-based)
+    m.config.num_hidden_layers = 3
+    for new, layer in enumerate(m.model.layers):
+        layer.self_attn.layer_idx = new
+    ref = logits(m, x)
+    m.save_pretrained(tmp_path)
+    back = lns.from_pretrained(tmp_path).eval()
+    assert [f for f, _ in lns.layernorm_scaling_factors(back)] == [1.0, 1 / math.sqrt(3), 1 / math.sqrt(5)]
+    assert torch.equal(logits(back, x), ref)
+
+
 def test_plain_auto_model_without_the_kit_fails_loudly(tmp_path):
     lns.apply_layernorm_scaling(fresh()).save_pretrained(tmp_path)
     code = ("import sys\nfrom transformers import AutoModelForCausalLM\n"
