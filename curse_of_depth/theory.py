@@ -1,0 +1,579 @@
+"""Why the Pre-LN residual stream grows: variance recursions, Monte-Carlo checks and block Jacobians.
+
+Explained in notebook 02 (``notebooks/02_why_variance_grows.ipynb``).
+
+Three kinds of prediction live here, from the simplest to the one that matches the kit's model:
+
+* the *correlated recursion* of the paper's appendix (``correlated_recursion``):
+  sigma^2_{l+1} = sigma^2_l + b_l^2 + rho * sigma_l * b_l with b_l = 1 (Pre-LN) or 1/sqrt(l) (LNS).
+  rho = 0 is Xiong et al.'s picture at initialization (linear growth); rho > 0 is the correlation between
+  stream and branch that training builds, which turns linear growth into faster growth;
+* the paper's products, iterated literally (``paper_product``): Lemma 3.2 sigma^2_{l+1} = sigma^2_l (1 + 1/sigma_l)
+  and Lemma 4.1 sigma^2_{l+1} = sigma^2_l (1 + 1/(sqrt(l) sigma_l)), and their stated bounds (``paper_bounds``);
+* the *mean-field kernel recursion* (``mean_field_variance``): the expected variance after every block of
+  a randomly initialized ``curse_of_depth.model`` stack, derived from its init (N(0, init_std^2) weights and
+  embeddings), with no fitted constant. It tracks the position-by-position covariance of the stream, because
+  at init attention averages over the causal prefix: what a block adds depends on how correlated the positions
+  already are. sigma^2_l = sigma^2_0 + sum_k b_k^2, with each b_k^2 derived, not measured.
+
+Measurements on real stacks of the kit's model: ``measure_variance`` (several seeds, spread),
+``jacobian_distance`` (||dy/dx - I||_F / ||I||_F per block) and ``gradient_norms``.
+The claim checks the notebook asserts are plain functions (``check_*``) so tests can flip their inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import NORMS, CausalLM, ModelConfig, build_model
+
+# ---------------------------------------------------------------------------------------------------------------
+# The toy recursions (normalized units: what one step adds at b = 1)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
+
+def _check_depth(n_layers: int) -> None:
+    if not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
+        raise ValueError(f"n_layers must be an integer >= 1, got {n_layers!r}")
+
+
+def branch_scale(norm: str, layer: int, lns_power: float = 0.5) -> float:
+    """b_l / b: how much block ``layer`` (1-based) scales its branch input. LNS: l^-1/2 (notebook 02).
+
+    ``lns_power=0`` turns LNS's factor into 1 (LNS "switched off"), which the tests use to show that the
+    LNS-vs-Pre-LN claim then fails.
+    """
+    _check_norm(norm)
+    return layer ** -lns_power if norm == "lns" else 1.0
+
+
+def correlated_recursion(
+    n_layers: int,
+    rho: float = 0.0,
+    norm: str = "pre",
+    sigma0_sq: float = 1.0,
+    b_sq: float = 1.0,
+    mix_alpha: float = 0.25,
+    post_level: float = 1.0,
+    lns_power: float = 0.5,
+) -> np.ndarray:
+    """sigma^2 after 0..L steps of sigma^2_{l+1} = sigma^2_l + b_l^2 + rho sigma_l b_l (notebook 02).
+
+    b_l = sqrt(b_sq) * branch_scale(norm, l). rho is the correlation between the stream and what the
+    branch adds: 0 at random init (Xiong et al.: linear growth for Pre-LN), > 0 once training correlates
+    them (the paper's appendix, Eqs. 21-23). Post-LN re-normalizes the stream after every step, so its
+    variance is pinned at ``post_level`` (gamma^2 = 1 at init); Mix-LN is Post-LN for the first
+    floor(mix_alpha * L) steps and Pre-LN after. Returns an array of length n_layers + 1.
+    """
+    _check_norm(norm)
+    _check_depth(n_layers)
+    if not -1.0 <= rho <= 1.0:
+        raise ValueError(f"rho is a correlation and must lie in [-1, 1], got {rho}")
+    if sigma0_sq < 0 or b_sq < 0:
+        raise ValueError(f"sigma0_sq and b_sq are variances and must be >= 0, got {sigma0_sq}, {b_sq}")
+    n_post = n_layers if norm == "post" else (math.floor(mix_alpha * n_layers) if norm == "mix" else 0)
+    out = np.empty(n_layers + 1)
+    out[0] = s2 = sigma0_sq
+    for layer in range(1, n_layers + 1):
+        if layer <= n_post:
+            s2 = post_level
+        else:
+            b = math.sqrt(b_sq) * branch_scale(norm, layer, lns_power)
+            s2 = max(s2 + b * b + rho * math.sqrt(s2) * b, 0.0)
+        out[layer] = s2
+    return out
+
+
+def xiong_linear(n_layers: int, sigma0_sq: float, b_sq: float, norm: str = "pre", mix_alpha: float = 0.25) -> np.ndarray:
+    """Xiong et al. (2020) at init: Pre-LN sigma^2_l = sigma^2_0 + l b^2 (linear), Post-LN flat (notebook 02)."""
+    return correlated_recursion(n_layers, 0.0, norm, sigma0_sq, b_sq, mix_alpha)
+
+
+def paper_product(n_layers: int, lns: bool = False, sigma1_sq: float = 1.0) -> np.ndarray:
+    """The paper's Lemma 3.2 (``lns=False``) or Lemma 4.1 (``lns=True``) iterated literally (notebook 02).
+
+    sigma^2_{l+1} = sigma^2_l (1 + 1/sigma_l)  or  sigma^2_l (1 + 1/(sqrt(l) sigma_l)), from sigma^2_1.
+    The Theta(.) of the lemmas is dropped (constant 1), so this shows the *shape*: ~l^2/4 for Pre-LN,
+    ~l for LNS — inside the stated bounds, but not at their exponential / L^(2-eps) upper ends.
+    Returns sigma^2_1..sigma^2_L (length n_layers).
+    """
+    _check_depth(n_layers)
+    if sigma1_sq <= 0:
+        raise ValueError(f"sigma1_sq must be positive, got {sigma1_sq}")
+    out = np.empty(n_layers)
+    out[0] = s2 = sigma1_sq
+    for k in range(1, n_layers):
+        s2 = s2 * (1.0 + 1.0 / ((math.sqrt(k) if lns else 1.0) * math.sqrt(s2)))
+        out[k] = s2
+    return out
+
+
+def paper_bounds(n_layers: int, lns: bool = False, eps: float = 0.5) -> dict[str, np.ndarray]:
+    """The shapes of the paper's bounds with unit constants: Theta(L) <= sigma^2_L <= Theta(exp L) (Pre-LN, Eq. 7)
+    or Theta(L^(2-eps)) (LNS, Eq. 14; 1/2 <= eps < 1). Constants are unknown, so only slopes mean anything
+    (notebook 02)."""
+    _check_depth(n_layers)
+    if not 0.5 <= eps < 1.0:
+        raise ValueError(f"the paper states 1/2 <= eps < 1, got eps={eps}")
+    depth = np.arange(1, n_layers + 1, dtype=float)
+    upper = depth ** (2.0 - eps) if lns else np.exp(depth)
+    return {"depth": depth, "lower": depth, "upper": upper}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mean-field kernel recursion for the kit's model at init (no fitted constants)
+# ---------------------------------------------------------------------------------------------------------------
+
+_GH_NODES = 8  # Gauss-Hermite points per dimension: exact for polynomials of degree <= 15; silu is smooth
+
+
+def _gauss_hermite(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return torch.tensor(x, dtype=torch.float64), torch.tensor(w / w.sum(), dtype=torch.float64)
+
+
+def silu_product_expectation(cov: torch.Tensor, nodes: int = _GH_NODES) -> torch.Tensor:
+    """E[silu(g_t) silu(g_s)] for a zero-mean Gaussian vector g with covariance ``cov`` (T x T), by
+    two-dimensional Gauss-Hermite quadrature (notebook 02: the SwiGLU gate's contribution)."""
+    z, w = _gauss_hermite(nodes)
+    sd = cov.diagonal().clamp_min(1e-300).sqrt()
+    corr = (cov / (sd[:, None] * sd[None, :])).clamp(-1.0, 1.0)
+    z1, z2, ww = z[:, None], z[None, :], w[:, None] * w[None, :]
+    a = sd[:, None, None, None] * z1
+    b = sd[None, :, None, None] * (corr[..., None, None] * z1 + (1 - corr**2).sqrt()[..., None, None] * z2)
+    return (F.silu(a) * F.silu(b) * ww).sum((-1, -2))
+
+
+@dataclass
+class MeanFieldPrediction:
+    """Expected per-feature variance after the embeddings (index 0) and after every block (notebook 02).
+
+    ``increments[k-1]`` is b_k^2, the variance block k adds on average over positions:
+    variance[l] = variance[0] + sum_{k<=l} increments[k-1] for the residual (Pre-LN/LNS) blocks.
+    """
+
+    norm: str
+    d_model: int
+    n_layers: int
+    seq_len: int
+    variance: np.ndarray
+    increments: np.ndarray
+    seconds: float
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["variance"], d["increments"] = self.variance.tolist(), self.increments.tolist()
+        return d
+
+
+def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFieldPrediction:
+    """Predict the variance after every block of a randomly initialized ``cfg`` stack fed uniform random tokens.
+
+    Derivation (notebook 02). Track K[t, s] = E[x_t . x_s] / d, the stream's covariance between positions
+    t and s (per feature). Embeddings: K_0 = s_e^2 (I + (1 - I)/V) (two positions share a token with
+    probability 1/V). With q = init_std^2 * d (the variance a fan-in-d matrix gives a unit-RMS input):
+      * RMSNorm maps K to the correlation matrix N = K / sqrt(diag K diag K^T); LNS multiplies it by 1/l;
+      * attention at init is nearly uniform over the causal prefix (its logits have variance ~q^2, ~0.01),
+        so with A[t, s] = 1/t (s <= t) the branch adds q^2 * A N A^T  (W_V then W_O, both fan-in d);
+      * SwiGLU adds init_std^2 * d_ff * E[silu(g_t) silu(g_s)] * G[t, s] with G = q N the gate/up
+        covariance (gate and up are independent; the expectation is done by quadrature);
+      * the branch's weights are fresh and zero-mean, so the cross term stream x branch vanishes (rho = 0);
+      * Post-LN adds the branch of the *raw* stream, then re-normalizes the sum.
+    The measured variance is taken over features, so the prediction carries the factor (1 - 1/d).
+    Ignored, and small at init: softmax non-uniformity (~1%), finite-width fluctuations (seed spread).
+    """
+    cfg.validate()
+    T = seq_len or cfg.seq_len
+    if T < 1:
+        raise ValueError(f"seq_len must be >= 1, got {T}")
+    t0 = time.perf_counter()
+    dt = torch.float64
+    d, L, eps, sw = cfg.d_model, cfg.n_layers, cfg.norm_eps, cfg.init_std
+    q = sw * sw * d
+    eye = torch.eye(T, dtype=dt)
+    K = sw * sw * (eye + (1 - eye) / cfg.vocab_size)
+    A = torch.tril(torch.ones(T, T, dtype=dt))
+    A = A / A.sum(1, keepdim=True)
+
+    def normalize(k: torch.Tensor) -> torch.Tensor:
+        g = (k.diagonal() + eps).sqrt()
+        return k / (g[:, None] * g[None, :])
+
+    def attn(k: torch.Tensor) -> torch.Tensor:
+        return q * q * (A @ k @ A.T)
+
+    def ffn(k: torch.Tensor) -> torch.Tensor:
+        gate = q * k
+        return sw * sw * cfg.hidden * silu_product_expectation(gate) * gate
+
+    var = [K.diagonal().mean().item()]
+    for layer in range(1, L + 1):
+        if layer <= cfg.n_post_blocks:
+            K = normalize(K + attn(K))
+            K = normalize(K + ffn(K))
+        else:
+            s = cfg.lns_factor(layer) ** 2
+            K = K + attn(s * normalize(K))
+            K = K + ffn(s * normalize(K))
+        var.append(K.diagonal().mean().item())
+    v = np.asarray(var) * (1 - 1 / d)
+    return MeanFieldPrediction(cfg.norm, d, L, T, v, np.diff(v), time.perf_counter() - t0)
+
+
+def asymptotic_block_variance(d_model: int, init_std: float = 0.02, ffn_hidden: int | None = None) -> float:
+    """b^2 deep in a Pre-LN stack at init, once all positions are fully correlated (notebook 02).
+
+    Then attention no longer averages anything away: b^2 = q^2 + init_std^2 d_ff E[silu(g)^2] q with
+    q = init_std^2 d and g ~ N(0, q). This constant is the slope of Xiong et al.'s linear law for this model.
+    """
+    if d_model < 1 or init_std <= 0:
+        raise ValueError(f"d_model must be >= 1 and init_std > 0, got {d_model}, {init_std}")
+    hidden = ffn_hidden or 32 * math.ceil(8 * d_model / 3 / 32)  # the model's default, as in ModelConfig.hidden
+    q = init_std**2 * d_model
+    e = silu_product_expectation(torch.full((1, 1), q, dtype=torch.float64)).item()
+    return q * q + init_std**2 * hidden * e * q
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Monte-Carlo measurement on the kit's model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def norm_placement(model: CausalLM, norm: str, mix_alpha: float | None = None) -> Iterator[CausalLM]:
+    """Temporarily give ``model``'s blocks another norm placement, keeping every weight (notebook 02).
+
+    The kit's init does not depend on the norm, so the same random weights under pre/lns/post/mix make a
+    controlled comparison (and save building four 128-block models). Restores the original on exit.
+    """
+    _check_norm(norm)
+    saved = (model.cfg, [(b.post, b.scale) for b in model.blocks])
+    cfg = ModelConfig(**{**model.cfg.to_dict(), "norm": norm,
+                         **({} if mix_alpha is None else {"mix_alpha": mix_alpha})})
+    try:
+        model.cfg = cfg
+        for b in model.blocks:
+            b.post, b.scale = b.layer <= cfg.n_post_blocks, cfg.lns_factor(b.layer)
+        yield model
+    finally:
+        model.cfg = saved[0]
+        for b, (post, scale) in zip(model.blocks, saved[1]):
+            b.post, b.scale = post, scale
+
+
+def random_tokens(vocab_size: int, batch: int, seq_len: int, seed: int) -> torch.Tensor:
+    """Uniform random token ids from an explicit generator (the input the mean-field prediction assumes)."""
+    return torch.randint(0, vocab_size, (batch, seq_len), generator=torch.Generator().manual_seed(seed))
+
+
+def residual_variance(hidden_states: Sequence[torch.Tensor]) -> np.ndarray:
+    """Variance over features, averaged over tokens, of each hidden state (embeddings first). Notebook 02."""
+    return np.array([h.float().var(-1, unbiased=False).mean().item() for h in hidden_states])
+
+
+@dataclass
+class VarianceCurve:
+    """Measured residual-stream variance after the embeddings (index 0) and every block, over seeds (notebook 02)."""
+
+    norm: str
+    d_model: int
+    n_layers: int
+    seq_len: int
+    batch: int
+    seeds: list[int]
+    per_seed: np.ndarray  # (seeds, n_layers + 1)
+    seconds: float
+    mean: np.ndarray = field(init=False)
+    std: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_seed = np.asarray(self.per_seed, dtype=float)
+        self.mean = self.per_seed.mean(0)
+        self.std = self.per_seed.std(0)
+
+    @property
+    def growth_ratio(self) -> float:
+        """Variance after the last block over variance after the first."""
+        return float(self.mean[-1] / self.mean[1])
+
+    def to_dict(self) -> dict:
+        return {"norm": self.norm, "d_model": self.d_model, "n_layers": self.n_layers, "seq_len": self.seq_len,
+                "batch": self.batch, "seeds": list(self.seeds), "seconds": self.seconds,
+                "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+def measure_variance(
+    cfg: ModelConfig,
+    norms: Sequence[str] = NORMS,
+    seeds: Sequence[int] = (0, 1, 2),
+    batch: int = 8,
+    seq_len: int | None = None,
+) -> dict[str, VarianceCurve]:
+    """Residual variance after every block of randomly initialized stacks, one curve per norm (notebook 02).
+
+    Each seed builds one model (weights from ``seed``, tokens from ``seed + 10_000``) and runs it under
+    every norm placement with the same weights (``norm_placement``). No gradients, fp32, small batch:
+    one 128-block forward at d = 256, 32 tokens x 8 sequences takes about a second on one core.
+    """
+    if not seeds:
+        raise ValueError("seeds is empty: pass at least one seed, e.g. seeds=(0, 1, 2)")
+    for n in norms:
+        _check_norm(n)
+    T = seq_len or cfg.seq_len
+    if T > cfg.seq_len:
+        raise ValueError(f"seq_len={T} exceeds cfg.seq_len={cfg.seq_len}; raise cfg.seq_len")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    runs: dict[str, list[np.ndarray]] = {n: [] for n in norms}
+    seconds = {n: 0.0 for n in norms}
+    for seed in seeds:
+        model = build_model(cfg, seed=seed).eval()
+        idx = random_tokens(cfg.vocab_size, batch, T, seed + 10_000)
+        for n in norms:
+            t0 = time.perf_counter()
+            with norm_placement(model, n), torch.no_grad():
+                runs[n].append(residual_variance(model(idx, output_hidden_states=True).hidden_states))
+            seconds[n] += time.perf_counter() - t0
+        del model
+    return {n: VarianceCurve(n, cfg.d_model, cfg.n_layers, T, batch, list(seeds), np.stack(runs[n]), seconds[n])
+            for n in norms}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Block Jacobians and gradient norms at init
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockProbe:
+    """A per-block quantity measured on random stacks: ``values[seed, i]`` at block ``blocks[i]`` (notebook 02)."""
+
+    name: str
+    norm: str
+    d_model: int
+    blocks: list[int]
+    values: np.ndarray
+    seconds: float
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.asarray(self.values).mean(0)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "norm": self.norm, "d_model": self.d_model, "blocks": list(self.blocks),
+                "values": np.asarray(self.values).tolist(), "seconds": self.seconds}
+
+
+def log_spaced_blocks(n_layers: int, count: int = 16) -> list[int]:
+    """About ``count`` block numbers from 1 to n_layers, evenly spaced on a log axis (always 1 and L)."""
+    _check_depth(n_layers)
+    return sorted({int(round(x)) for x in np.geomspace(1, n_layers, max(2, count))})
+
+
+def _block_jacobian(block, h: torch.Tensor, rope, token: int) -> torch.Tensor:
+    # Row i of J = d y_t[i] / d x_t: run d copies of the sequence in one batch, copy i carries the
+    # derivative of output feature i, so one backward pass gives the whole d x d Jacobian.
+    d = h.shape[-1]
+    H = h.detach().expand(d, -1, -1)
+    x = h[0, token].detach().repeat(d, 1).requires_grad_(True)
+    T = h.shape[1]
+    t = token % T
+    inp = torch.cat([H[:, :t], x[:, None], H[:, t + 1:]], dim=1)
+    y = block(inp, rope)[:, t]
+    (J,) = torch.autograd.grad(y.diagonal().sum(), x)
+    return J
+
+
+def jacobian_distance(
+    cfg: ModelConfig,
+    seeds: Sequence[int] = (0,),
+    blocks: Sequence[int] | None = None,
+    seq_len: int = 8,
+    token: int = -1,
+) -> BlockProbe:
+    """||dy_t/dx_t - I||_F / ||I||_F of each block, for one token's residual vector (notebook 02).
+
+    y = block(x) at token ``token`` (the last by default), x the block's input at the same token, the other
+    positions held at their values from the forward pass. Pre-LN: the block is I + branch'(LN) * LN'(x), and
+    LN'(x) ~ 1/sigma_x, so the distance falls as the stream grows. Use a small width (d <= 128): the cost is
+    one batch of d sequences per block. ``blocks``: 1-based block numbers (default: all).
+    """
+    if not seeds:
+        raise ValueError("seeds is empty: pass at least one seed")
+    blocks = list(blocks) if blocks is not None else list(range(1, cfg.n_layers + 1))
+    if any(not 1 <= b <= cfg.n_layers for b in blocks):
+        raise ValueError(f"blocks must lie in 1..{cfg.n_layers}, got {blocks}")
+    if seq_len > cfg.seq_len:
+        raise ValueError(f"seq_len={seq_len} exceeds cfg.seq_len={cfg.seq_len}")
+    t0 = time.perf_counter()
+    eye = torch.eye(cfg.d_model)
+    vals = []
+    for seed in seeds:
+        model = build_model(cfg, seed=seed).eval()
+        idx = random_tokens(cfg.vocab_size, 1, seq_len, seed + 10_000)
+        with torch.no_grad():
+            hs = model(idx, output_hidden_states=True).hidden_states
+        row = []
+        for b in blocks:
+            J = _block_jacobian(model.blocks[b - 1], hs[b - 1], model.rope, token)
+            row.append(((J - eye).norm() / eye.norm()).item())
+        vals.append(row)
+    return BlockProbe("jacobian_distance", cfg.norm, cfg.d_model, blocks, np.array(vals), time.perf_counter() - t0)
+
+
+def gradient_norms(cfg: ModelConfig, seeds: Sequence[int] = (0,), batch: int = 4, seq_len: int | None = None) -> BlockProbe:
+    """||grad of the loss w.r.t. block l's weights|| at init, per block, on random tokens and targets (notebook 02)."""
+    if not seeds:
+        raise ValueError("seeds is empty: pass at least one seed")
+    T = seq_len or cfg.seq_len
+    t0 = time.perf_counter()
+    vals = []
+    for seed in seeds:
+        model = build_model(cfg, seed=seed)
+        idx = random_tokens(cfg.vocab_size, batch, T + 1, seed + 10_000)
+        model(idx[:, :-1], targets=idx[:, 1:]).loss.backward()
+        vals.append([math.sqrt(sum(float(p.grad.pow(2).sum()) for p in b.parameters())) for b in model.blocks])
+    return BlockProbe("gradient_norm", cfg.norm, cfg.d_model, list(range(1, cfg.n_layers + 1)), np.array(vals),
+                      time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Claim conditions (the notebook asserts these; tests flip their inputs)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """Outcome of one claim condition: ``ok``, the number it rests on, and a readable detail (notebook 02)."""
+
+    ok: bool
+    value: float
+    detail: str
+
+
+def linear_fit(y: Sequence[float], x: Sequence[float] | None = None) -> tuple[float, float, float]:
+    """Least-squares line through (x, y): slope, intercept and R^2 (R^2 = 0 when y is constant)."""
+    y = np.asarray(y, dtype=float)
+    x = np.arange(1, len(y) + 1, dtype=float) if x is None else np.asarray(x, dtype=float)
+    if len(y) < 3 or len(x) != len(y):
+        raise ValueError(f"need >= 3 points of equal length for a line fit, got {len(x)} x and {len(y)} y")
+    slope, intercept = np.polyfit(x, y, 1)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    ss_res = float(((y - (slope * x + intercept)) ** 2).sum())
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+    return float(slope), float(intercept), r2
+
+
+def check_linear_growth(variance: Sequence[float], min_r2: float = 0.99) -> Check:
+    """Variance after blocks 1..L grows linearly: line fit R^2 > ``min_r2`` with a positive slope that at least
+    doubles the variance over the stack. ``variance`` is indexed like ``VarianceCurve.mean`` (index 0 = embeddings)."""
+    v = np.asarray(variance, dtype=float)[1:]
+    slope, intercept, r2 = linear_fit(v)
+    grows = slope > 0 and v[-1] > 2 * v[0]
+    return Check(bool(r2 > min_r2 and grows), r2, f"R^2 = {r2:.4f}, slope = {slope:.3g} per block, "
+                 f"last/first = {v[-1] / v[0]:.3g}")
+
+
+def check_matches(measured: Sequence[float], predicted: Sequence[float], rtol: float = 0.10) -> Check:
+    """|measured / predicted - 1| <= rtol after every block (index 0, the embeddings, is skipped)."""
+    m, p = np.asarray(measured, dtype=float)[1:], np.asarray(predicted, dtype=float)[1:]
+    if m.shape != p.shape:
+        raise ValueError(f"measured and predicted cover different depths: {m.shape} vs {p.shape}")
+    dev = np.abs(m / p - 1.0)
+    worst = int(dev.argmax())
+    return Check(bool(dev.max() <= rtol), float(dev.max()),
+                 f"largest deviation {dev.max():.1%} after block {worst + 1}; mean {dev.mean():.1%}")
+
+
+def check_growth_ratio_below(small: VarianceCurve | Sequence[float], large: VarianceCurve | Sequence[float],
+                             factor: float = 0.1) -> Check:
+    """growth(small) < factor * growth(large), growth = variance after the last block / after the first."""
+    def ratio(c) -> float:
+        v = c.mean if isinstance(c, VarianceCurve) else np.asarray(c, dtype=float)
+        return float(v[-1] / v[1])
+    rs, rl = ratio(small), ratio(large)
+    return Check(bool(rs < factor * rl), rs / rl, f"growth {rs:.3g} vs {rl:.3g} (ratio {rs / rl:.3g}, bound {factor})")
+
+
+def check_flat(variance: Sequence[float], tol: float = 0.05) -> Check:
+    """Variance after blocks 1..L stays within ``tol`` of its mean (max and min both)."""
+    v = np.asarray(variance, dtype=float)[1:]
+    spread = float(max(v.max() / v.mean() - 1.0, 1.0 - v.min() / v.mean()))
+    return Check(bool(spread <= tol), spread, f"max deviation from the mean {spread:.2%} (tolerance {tol:.0%})")
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Rank correlation (ties are rare for these continuous measurements; average ranks are not needed)."""
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def check_decreasing(blocks: Sequence[int], values: Sequence[float], max_rank_corr: float = -0.8,
+                     max_ratio: float = 0.5) -> Check:
+    """``values`` fall with depth: rank correlation with block number <= ``max_rank_corr`` and the mean over the
+    deepest quarter of the probed blocks below ``max_ratio`` times the mean over the shallowest quarter."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 4:
+        raise ValueError(f"need >= 4 probed blocks to judge a trend, got {len(v)}")
+    q = max(1, len(v) // 4)
+    rc, ratio = spearman(blocks, v), float(v[-q:].mean() / v[:q].mean())
+    return Check(bool(rc <= max_rank_corr and ratio < max_ratio), rc,
+                 f"rank correlation with depth {rc:.2f}, deepest/shallowest quarter {ratio:.3g}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The notebook's explorer: everything one panel shows, for one setting of the controls
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_measure(depth: int, width: int, seq_len: int, batch: int, seed: int) -> dict[str, tuple[float, ...]]:
+    cfg = ModelConfig(d_model=width, n_layers=depth, n_heads=4, seq_len=seq_len)
+    return {n: tuple(c.mean) for n, c in measure_variance(cfg, seeds=(seed,), batch=batch).items()}
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_mean_field(norm: str, depth: int, width: int, seq_len: int) -> tuple[float, ...]:
+    cfg = ModelConfig(d_model=width, n_layers=depth, n_heads=4, seq_len=seq_len, norm=norm)
+    return tuple(mean_field_variance(cfg).variance)
+
+
+def explore_variance(depth: int = 128, width: int = 128, norm: str = "pre", rho: float = 0.0, seq_len: int = 32,
+                     batch: int = 4, seed: int = 0, measure: bool = True) -> dict[str, np.ndarray | str | float]:
+    """The curves of notebook 02's depth / width / norm / rho explorer, in the model's absolute units.
+
+    ``measured``: one random stack of the kit's model at init (rho is 0 there by construction);
+    ``mean_field``: ``mean_field_variance`` for the same stack; ``linear``: Xiong's sigma_0^2 + l b^2 with b^2
+    from ``asymptotic_block_variance``; ``rho``: the correlated recursion with the chosen rho and the same
+    sigma_0^2 and b^2 — what the same stack would do if training had correlated branch and stream.
+    Measurements and predictions are cached, so moving only the rho slider is instant.
+    """
+    _check_norm(norm)
+    _check_depth(depth)
+    if width % 4 or (width // 4) % 2:
+        raise ValueError(f"width must be a multiple of 8 (4 heads of even width), got {width}")
+    b_sq, s0 = asymptotic_block_variance(width), 0.02**2 * (1 - 1 / width)
+    out: dict[str, np.ndarray | str | float] = {
+        "norm": norm, "rho": rho, "width": width, "b_sq": b_sq,
+        "depth": np.arange(depth + 1),
+        "mean_field": np.array(_cached_mean_field(norm, depth, width, seq_len)),
+        "linear": correlated_recursion(depth, 0.0, norm, s0, b_sq),
+        "rho_curve": correlated_recursion(depth, rho, norm, s0, b_sq),
+    }
+    if measure:
+        out["measured"] = np.array(_cached_measure(depth, width, seq_len, batch, seed)[norm])
+    return out
