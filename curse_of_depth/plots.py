@@ -187,3 +187,189 @@ def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ============================================================================ notebook 02: why Pre-LN variance grows
+
+
+def _curve(c, key: str):
+    """Read ``mean``/``std`` from a theory.VarianceCurve or from its ``to_dict()``."""
+    import numpy as np
+
+    return np.asarray(c[key] if isinstance(c, dict) else getattr(c, key), dtype=float)
+
+
+def _draw_column(ax, x0: float, items: list, title: str, color: str) -> None:
+    """One block drawn bottom to top: a residual spine at x0, branches to its right (see plot_block_equations)."""
+    from matplotlib.patches import Circle, FancyBboxPatch
+
+    def box(x, y, label, fc):
+        ax.add_patch(FancyBboxPatch((x - 0.42, y - 0.16), 0.84, 0.32, boxstyle="round,pad=0.02", fc=fc, ec="0.3"))
+        ax.text(x, y, label, ha="center", va="center", fontsize=8)
+
+    bx, y = x0 + 0.75, 0.0
+    ax.annotate("", xy=(x0, 0.45), xytext=(x0, -0.2), arrowprops={"arrowstyle": "-", "color": "0.2"})
+    ax.text(x0, -0.38, r"$x_\ell$", ha="center", va="center")
+    y = 0.45
+    for kind, *labels in items:
+        if kind == "branch":  # leave the spine, run the boxes, come back with a (+)
+            y_start = y
+            for label, fc in labels[0]:
+                y += 0.5
+                box(bx, y, label, fc)
+            y += 0.5
+            ax.plot([x0, bx, bx], [y_start, y_start, y - 0.5 - 0.16], color="0.2", lw=1)
+            ax.plot([bx, bx, x0 + 0.1], [y - 0.5 + 0.16, y, y], color="0.2", lw=1)
+            ax.plot([x0, x0], [y_start, y - 0.1], color="0.2", lw=1.6)
+            ax.add_patch(Circle((x0, y), 0.1, fc="white", ec="0.2"))
+            ax.text(x0, y, "+", ha="center", va="center", fontsize=9)
+        elif kind == "norm":  # a norm on the spine itself (Post-LN)
+            y += 0.5
+            ax.plot([x0, x0], [y - 0.4, y - 0.16], color="0.2", lw=1.6)
+            box(x0, y, labels[0], labels[1])
+        y += 0.0
+    ax.annotate("", xy=(x0, y + 0.45), xytext=(x0, y + 0.1 if items[-1][0] == "branch" else y + 0.16),
+                arrowprops={"arrowstyle": "->", "color": "0.2", "lw": 1.6})
+    ax.text(x0, y + 0.62, r"$x_{\ell+1}$", ha="center", va="center")
+    ax.text(x0 + 0.35, -0.85, title, ha="center", va="center", fontsize=10, color=color, fontweight="bold")
+
+
+def plot_block_equations():
+    """The four block types side by side, drawn: where each norm sits (notebook 02).
+
+    Spine = the residual stream; boxes to its right = a branch (attention or SwiGLU) that reads the stream and
+    adds to it. A norm on the spine (Post-LN) re-normalizes the stream itself; a norm in a branch (Pre-LN, LNS)
+    only normalizes what the branch reads, so the stream keeps every addition.
+    """
+    norm_c, scale_c, sub_c = "#fde0c5", "#c6dbef", "#eeeeee"
+    pre = [("branch", [("RMSNorm", norm_c), ("Attention", sub_c)]),
+           ("branch", [("RMSNorm", norm_c), ("SwiGLU", sub_c)])]
+    lns = [("branch", [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("Attention", sub_c)]),
+           ("branch", [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("SwiGLU", sub_c)])]
+    post = [("branch", [("Attention", sub_c)]), ("norm", "RMSNorm", norm_c),
+            ("branch", [("SwiGLU", sub_c)]), ("norm", "RMSNorm", norm_c)]
+    fig, ax = subplots(figsize=(10, 5.2))
+    for x0, items, key in ((0.0, pre, "pre"), (2.3, lns, "lns"), (4.6, post, "post")):
+        _draw_column(ax, x0, items, NORM_LABELS[key], NORM_COLORS[key])
+    # Mix-LN: a stack of blocks, the first quarter Post-LN
+    from matplotlib.patches import Rectangle
+
+    n, n_post = 12, 3
+    for i in range(n):
+        key = "post" if i < n_post else "pre"
+        ax.add_patch(Rectangle((7.0, 0.2 + i * 0.36), 0.9, 0.3, fc=NORM_COLORS[key], alpha=0.55, ec="0.3"))
+        ax.text(7.45, 0.35 + i * 0.36, f"block {i + 1}", ha="center", va="center", fontsize=7)
+    ax.text(8.05, 0.2 + n_post * 0.18, "Post-LN\n(first αL)", va="center", fontsize=8, color=NORM_COLORS["post"])
+    ax.text(8.05, 0.2 + (n + n_post) * 0.18, "Pre-LN\n(the rest)", va="center", fontsize=8, color=NORM_COLORS["pre"])
+    ax.text(7.45, -0.85, NORM_LABELS["mix"] + " (α = 1/4)", ha="center", va="center", fontsize=10,
+            color=NORM_COLORS["mix"], fontweight="bold")
+    ax.set_xlim(-0.6, 9.0)
+    ax.set_ylim(-1.1, 5.6)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return fig
+
+
+def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None, log: bool = True) -> None:
+    """Measured residual variance (mean and seed band) against the prediction (dashed), one colour per norm."""
+    import numpy as np
+
+    for norm in norms or list(curves):
+        mean, std = _curve(curves[norm], "mean"), _curve(curves[norm], "std")
+        depth = np.arange(len(mean))
+        c = NORM_COLORS.get(norm, "0.3")
+        ax.plot(depth, mean, color=c, lw=2, label=f"{NORM_LABELS.get(norm, norm)} measured")
+        ax.fill_between(depth, np.maximum(mean - std, mean * 0.05), mean + std, color=c, alpha=0.2, lw=0)
+        if norm in predictions:
+            ax.plot(depth, np.asarray(predictions[norm]), color="k", ls="--", lw=1)
+    ax.plot([], [], color="k", ls="--", lw=1, label="mean-field prediction")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("block ℓ (0 = embeddings)")
+    ax.set_ylabel("residual variance")
+
+
+def plot_variance_vs_theory(curves: dict, predictions: dict, norms=None, title: str | None = None):
+    """Left: measured variance after every block vs prediction; right: measured / predicted - 1 (notebook 02)."""
+    import numpy as np
+
+    fig, (ax, ax2) = subplots(1, 2, figsize=(12, 4.2))
+    draw_variance_vs_theory(ax, curves, predictions, norms)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    for norm in norms or list(curves):
+        if norm in predictions:
+            mean = _curve(curves[norm], "mean")
+            dev = mean[1:] / np.asarray(predictions[norm])[1:] - 1
+            ax2.plot(np.arange(1, len(mean)), 100 * dev, color=NORM_COLORS.get(norm, "0.3"),
+                     label=NORM_LABELS.get(norm, norm))
+    ax2.axhspan(-10, 10, color="0.85", alpha=0.5, lw=0, label="±10%")
+    ax2.axhline(0, color="k", lw=0.8)
+    ax2.set_xlabel("block ℓ")
+    ax2.set_ylabel("measured / predicted − 1  (%)")
+    ax2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_recursions(series: dict, title: str | None = None, log: bool = True, ax=None, xlabel: str = "step ℓ"):
+    """Labelled curves against depth: ``series[label] = (depth, values)`` or ``(depth, values, style_dict)``."""
+    fig = None
+    if ax is None:
+        fig, ax = subplots()
+    for label, s in series.items():
+        depth, values, *style = s
+        ax.plot(depth, values, label=label, **(style[0] if style else {}))
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("σ²")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: bool = True, ax=None, reference=None):
+    """A per-block probe (Jacobian distance, gradient norm) per norm: mean over seeds, dots at probed blocks.
+
+    ``probes[norm]`` is a theory.BlockProbe or its to_dict(); ``reference`` = optional (blocks, values, label).
+    """
+    import numpy as np
+
+    fig = None
+    if ax is None:
+        fig, ax = subplots()
+    for norm, p in probes.items():
+        blocks = p["blocks"] if isinstance(p, dict) else p.blocks
+        vals = np.asarray(p["values"] if isinstance(p, dict) else p.values, dtype=float)
+        c = NORM_COLORS.get(norm, "0.3")
+        ax.plot(blocks, vals.mean(0), "o-", color=c, ms=3, label=NORM_LABELS.get(norm, norm))
+        if len(vals) > 1:
+            ax.fill_between(blocks, vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
+    if reference is not None:
+        ax.plot(reference[0], reference[1], "k--", lw=1, label=reference[2])
+    if log:
+        ax.set_yscale("log")
+        ax.set_xscale("log")
+    ax.set_xlabel("block ℓ")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def draw_variance_explorer(ax, data: dict) -> None:
+    """One panel of notebook 02's explorer, from ``theory.explore_variance``'s dict."""
+    c = NORM_COLORS.get(data["norm"], "0.3")
+    depth = data["depth"]
+    if "measured" in data:
+        ax.plot(depth, data["measured"], color=c, lw=2.2, label="measured at init (ρ = 0)")
+    ax.plot(depth, data["mean_field"], "k--", lw=1, label="mean-field prediction")
+    ax.plot(depth, data["linear"], ":", color="0.4", lw=1.2, label="recursion, ρ = 0 (b² of a deep block)")
+    ax.plot(depth, data["rho_curve"], color=c, ls="-.", lw=1.4, label=f"recursion with ρ = {data['rho']:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("block ℓ")
+    ax.set_ylabel("residual variance")
+    ax.legend(fontsize=7, loc="lower right")
