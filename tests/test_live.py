@@ -24,6 +24,7 @@ from curse_of_depth.live import (
     embedding_share,
     gap_statement,
     grows_more,
+    lazy_half_statement,
     live_configs,
     paired_gap,
     train_live,
@@ -113,16 +114,20 @@ def test_paired_gap_needs_common_seeds():
 
 
 def test_band_position_inside_above_below():
-    b = band("pre", [2.0, 2.2, 2.4])
-    inside = band_position(STEPS, [3.3, 2.7, 2.1], b, seed=0)
+    b = band("pre", [2.0, 2.2, 2.4])  # final seed-sd 0.2
+    inside = band_position(STEPS, [3.3, 2.7, 2.1], b, seed=0, widen_sd=0)
     assert inside.inside_final and inside.side == "inside" and inside.fraction_inside == 1.0
     assert np.allclose(inside.matched, b.seed_curve(0))
-    above = band_position(STEPS, [3.3, 2.7, 2.5], b)
+    above = band_position(STEPS, [3.3, 2.7, 2.5], b, widen_sd=0)
     assert above.side == "above" and not above.inside_final
-    below = band_position(STEPS, [3.3, 2.7, 1.9], b)
+    below = band_position(STEPS, [3.3, 2.7, 1.9], b, widen_sd=0)
     assert below.side == "below"
-    assert band_position(STEPS, [3.3, 2.7, 1.9], b, tolerance=0.2).side == "inside"
-    assert band_statement(inside, 5) == "live Pre-LN run ends inside the precomputed 5-seed band of its configuration"
+    assert band_position(STEPS, [3.3, 2.7, 1.9], b, widen_sd=0, tolerance=0.2).side == "inside"
+    # one seed-sd of widening takes in 1.9 (0.1 below the best seed) but not 1.7 (0.3 below)
+    assert band_position(STEPS, [3.3, 2.7, 1.9], b).side == "inside"
+    assert band_position(STEPS, [3.3, 2.7, 1.7], b).side == "below"
+    assert band_statement(inside, 5) == ("live Pre-LN run ends inside the precomputed 5-seed band of its configuration "
+                                         "(best to worst seed, widened by one seed-sd)")
     assert "above (worse than)" in band_statement(above, 5)
 
 
@@ -135,6 +140,8 @@ def test_band_position_uses_the_band_steps_and_rejects_missing_ones():
         band_position([10, 20], [3.3, 2.7], b)
     with pytest.raises(ValueError, match="tolerance"):
         band_position(STEPS, [3.3, 2.7, 2.1], b, tolerance=-1)
+    with pytest.raises(ValueError, match="widen_sd"):
+        band_position(STEPS, [3.3, 2.7, 2.1], b, widen_sd=-1)
 
 
 def test_variance_growth_and_grows_more_flip():
@@ -154,6 +161,9 @@ def test_cheap_blocks_and_deep_half_share():
     assert deep_half_share(lazy_deep) < 0.1 < 0.5 < deep_half_share(busy_deep)
     with pytest.raises(ValueError):
         deep_half_share([1.0, 0.0, 0.0])
+    assert "smaller share of the skip-one-block loss increase in LNS than in Pre-LN" in lazy_half_statement(
+        "x", skip_pre=busy_deep, skip_lns=lazy_deep)
+    assert "in Pre-LN than in LNS" in lazy_half_statement("x", skip_pre=lazy_deep, skip_lns=busy_deep)
 
 
 def test_attention_logits_shrink_as_one_over_l_under_lns():
