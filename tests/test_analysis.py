@@ -1,0 +1,133 @@
+"""Per-layer diagnostics: the adapter equals the real forward, the removal scan is exact, statistics are right."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from curse_of_depth import analysis as A
+from curse_of_depth.hf import without_layers
+from curse_of_depth.model import build_model
+
+
+def tiny_llama(n_layers: int = 5, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      tie_word_embeddings=False)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tokens(vocab: int = 97, batch: int = 3, seq: int = 16, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def hf_loss(model, idx) -> float:
+    with torch.no_grad():
+        logits = model(input_ids=idx, use_cache=False).logits
+    return float(F.cross_entropy(logits[:, :-1].flatten(0, 1), idx[:, 1:].flatten()))
+
+
+def test_hf_adapter_matches_model_forward():
+    m, idx = tiny_llama(), tokens()
+    assert A.loss(m, idx) == pytest.approx(hf_loss(m, idx), abs=1e-5)
+    hs = A.residual_stream(m, idx)
+    assert hs.shape == (6, 3, 16, 32)
+    with torch.no_grad():
+        ref = m(input_ids=idx, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(hs[0], ref[0])
+    torch.testing.assert_close(hs[3], ref[3], atol=1e-5, rtol=1e-5)
+    # the last entry is the raw residual, not transformers 5.x's normed last hidden state
+    assert not torch.allclose(hs[-1], m.model.norm(hs[-1]))
+
+
+def test_removal_scan_equals_deleting_the_layer():
+    m, idx = tiny_llama(), tokens()
+    scan = A.layer_removal_scan(m, idx, progress=False)
+    for i in range(5):
+        with without_layers(m, [i]):
+            assert m.config.num_hidden_layers == 4
+            assert scan.losses[i] == pytest.approx(hf_loss(m, idx), abs=1e-5)
+    assert m.config.num_hidden_layers == 5 and len(m.model.layers) == 5  # restored
+    naive = A.layer_removal_scan_naive(m, idx)
+    assert naive.losses == pytest.approx(scan.losses, abs=1e-5)
+    assert scan.base_loss == pytest.approx(naive.base_loss, abs=1e-5)
+    assert scan.ppl_ratio[0] == pytest.approx(math.exp(scan.losses[0] - scan.base_loss))
+
+
+def test_kit_model_stack_matches_forward_and_skip():
+    m = build_model(vocab_size=50, d_model=32, n_layers=4, n_heads=4, seq_len=32, seed=3).eval()
+    x, y = tokens(50, 2, 16, 4), tokens(50, 2, 16, 5)
+    assert A.loss(m, x, y) == pytest.approx(float(m(x, y).loss.detach()), abs=1e-5)
+    hs = A.residual_stream(m, x)
+    ref = m(x, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(hs, torch.stack(ref))
+    scan = A.layer_removal_scan(m, x, y, progress=False)
+    for i in range(4):  # kit's skip uses 1-based block numbers
+        assert scan.losses[i] == pytest.approx(float(m(x, y, skip={i + 1}).loss.detach()), abs=1e-5)
+
+
+def test_kit_profile_and_grad_norms():
+    m = build_model(vocab_size=50, d_model=32, n_layers=3, n_heads=4, seq_len=32, seed=0)
+    x, y = tokens(50, 2, 16, 4), tokens(50, 2, 16, 5)
+    prof = A.layer_profile(m, x, y, grads=True)
+    assert len(prof.rms) == 4 and len(prof.angular) == 3 and len(prof.removal.losses) == 3
+    # gradient norms by hand through .grad
+    m.zero_grad()
+    m(x, y).loss.backward()
+    manual = [math.sqrt(sum(float(p.grad.pow(2).sum()) for p in b.parameters())) for b in m.blocks]
+    assert prof.grad_norms == pytest.approx(manual, rel=1e-4)
+    d = prof.to_dict()
+    assert d["removal"]["delta"] == pytest.approx([a - d["removal"]["base_loss"] for a in d["removal"]["losses"]])
+
+
+def test_statistics_by_hand():
+    g = torch.Generator().manual_seed(0)
+    hs = torch.randn(4, 2, 5, 8, generator=g)
+    hs[:, :, 0] *= 100  # a huge "attention sink" at position 0
+    rms = A.rms_per_layer(hs)
+    assert rms[1] == pytest.approx(float(hs[1, :, 1:].pow(2).mean().sqrt()))
+    assert A.rms_per_layer(hs, skip_first=False)[1] > 10 * rms[1]  # position 0 would dominate
+    assert A.variance_per_layer(hs)[2] == pytest.approx(float(hs[2, :, 1:].var()), rel=1e-5)
+    D = A.angular_distance_matrix(hs)
+    a, b = hs[1, :, 1:].reshape(-1, 8), hs[3, :, 1:].reshape(-1, 8)
+    by_hand = torch.arccos(F.cosine_similarity(a, b, dim=-1).clamp(-1, 1)).mean() / math.pi
+    assert D[1, 3] == pytest.approx(float(by_hand), abs=1e-5)
+    assert torch.allclose(D, D.T) and torch.allclose(D.diagonal(), torch.zeros(4), atol=1e-3)
+    torch.testing.assert_close(A.adjacent_angular_distance(hs), D.diagonal(1), atol=1e-5, rtol=1e-5)
+    heat = A.block_distances(D)
+    assert heat[1, 0] == pytest.approx(float(D[0, 2])) and math.isnan(float(heat[2, 1]))
+    bi = A.block_influence(hs)
+    assert bi[0] == pytest.approx(1 - float(F.cosine_similarity(hs[0, :, 1:].reshape(-1, 8),
+                                                                hs[1, :, 1:].reshape(-1, 8), dim=-1).mean()), abs=1e-5)
+    # identical states: distance 0, influence 0; opposite: distance 1
+    same = torch.stack([hs[0], hs[0], -hs[0]])
+    D2 = A.angular_distance_matrix(same)
+    assert float(D2[0, 1]) < 1e-3 and float(D2[0, 2]) == pytest.approx(1.0, abs=1e-3)
+    assert A.best_block(D2, 1) == (0, pytest.approx(float(D2[0, 1])))
+    last = A.angular_distance_matrix(hs, last_token=True)
+    assert last[0, 1] == pytest.approx(float(torch.arccos(F.cosine_similarity(hs[0, :, -1], hs[1, :, -1], dim=-1)
+                                                          .clamp(-1, 1)).mean() / math.pi), abs=1e-5)
+
+
+def test_rank_correlation():
+    assert A.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert A.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError):
+        A.rank_correlation([1], [2])
+
+
+def test_bad_inputs():
+    m = tiny_llama(2)
+    with pytest.raises(ValueError, match="integer tensor"):
+        A.loss(m, torch.randn(2, 8))
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        A.residual_stream(m, torch.zeros(2, 1, dtype=torch.long))
+    with pytest.raises(TypeError, match="LLaMA-family"):
+        A.layer_stack(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="out of range"):
+        A.layer_removal_scan(m, tokens(), layers=[5], progress=False)
+    with pytest.raises(ValueError, match="block size"):
+        A.best_block(torch.zeros(3, 3), 3)

