@@ -1,0 +1,723 @@
+"""The scale map: where (if anywhere) LayerNorm Scaling starts to beat Pre-LN, and the precomputed bands.
+
+Explained in notebook 07 (the scale map); the bands feed notebooks 03 and 04.
+
+A *point* of the map is one training regime: corpus and tokenizer, width,
+depth, and the number of training tokens (its own warmup + cosine schedule).
+At each point several *arms* are trained, each a norm at a learning rate
+(Pre-LN at its lr; LNS at the same lr, as the paper compares, and at its own
+higher lr, since LNS shrinks every deep block's input and was measured to want
+a >= 3x larger lr), over >= 3 seeds. A seed fixes init and data order, so arms
+are compared *paired by seed*. The map reports, per point,
+
+* the LNS - Pre-LN validation-loss gap (mean +- sd over paired seeds) and its
+  verdict: a win needs |mean| > 2 x the larger seed-sd (``live.PairedGap``);
+* Pre-LN's deep-layer redundancy: the loss increase when one block of the
+  deepest third is skipped (the curse of depth says it should become small).
+
+The runner packs many small runs onto the GPUs as concurrent processes, each
+a call of the package's own ``train()``; it starts a run only when the
+deadline leaves time for it, so every call yields complete runs, and
+``missing()`` lists what a later call (or a researcher with more GPUs) still
+has to run. ``python -m curse_of_depth.sweep --help`` lists the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .live import GAP_THRESHOLD_SD, PairedGap
+
+SKIP_CHEAP = 0.005  # nats: a block whose removal costs less than this is "redundant"
+MIN_SEEDS = 3
+EVAL_SEED = 12_345  # the map's final evaluation batches: the same for every seed and arm
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One norm at one peak learning rate."""
+
+    norm: str
+    lr: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.norm}@{self.lr:g}"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One regime of the map. ``tokens`` is the whole schedule's training tokens (steps = tokens / batch tokens)."""
+
+    corpus: str
+    d_model: int
+    n_layers: int
+    tokens: int
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_heads: int | None = None  # default: head width 32
+    seq_len: int = 256
+    batch_size: int = 128
+    dtype: str = "bf16"
+
+    def __post_init__(self) -> None:
+        if self.tokens < self.batch_tokens:
+            raise ValueError(f"tokens={self.tokens} is less than one batch ({self.batch_tokens} tokens); "
+                             "raise tokens or lower batch_size/seq_len")
+        if not self.arms:
+            raise ValueError("a point needs at least one arm (norm, lr)")
+
+    @property
+    def batch_tokens(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
+    def steps(self) -> int:
+        return max(1, round(self.tokens / self.batch_tokens))
+
+    @property
+    def heads(self) -> int:
+        return self.n_heads or max(1, self.d_model // 32)
+
+    @property
+    def key(self) -> str:
+        return f"{self.corpus}_d{self.d_model}_L{self.n_layers}_T{_tokens_label(self.tokens)}"
+
+    @property
+    def tokenizer(self) -> str:
+        return "bpe" if self.corpus.endswith("-bpe") else "char"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arms"] = [a.key for a in self.arms]
+        d.update(key=self.key, steps=self.steps, tokenizer=self.tokenizer)
+        return d
+
+    def cost(self) -> float:
+        """Rough relative cost (token-blocks, width-weighted) for scheduling longest-first."""
+        return self.tokens * self.n_layers * (self.d_model / 128) ** 1.5
+
+
+def _tokens_label(tokens: int) -> str:
+    return f"{tokens / 1e6:g}M"
+
+
+def train_config(point: Point, arm: Arm, seed: int):
+    """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run)."""
+    from .train import TrainConfig
+
+    return TrainConfig(max_steps=point.steps, lr=arm.lr, batch_size=point.batch_size, seq_len=point.seq_len,
+                       eval_every=max(1, point.steps // 10), eval_batches=8, eval_batch_size=32, seed=seed,
+                       dtype=point.dtype, corpus=point.corpus)
+
+
+def model_config(point: Point, arm: Arm, vocab_size: int):
+    from .model import ModelConfig
+
+    return ModelConfig(vocab_size=vocab_size, d_model=point.d_model, n_layers=point.n_layers, n_heads=point.heads,
+                       seq_len=point.seq_len, norm=arm.norm)
+
+
+# ------------------------------------------------------------------------------------------- the grids
+
+PRE, LNS, LNS_HI = Arm("pre", 3e-3), Arm("lns", 3e-3), Arm("lns", 1e-2)
+THREE_ARMS = (PRE, LNS, LNS_HI)
+OWN_LR_ARMS = (PRE, LNS_HI)
+M = 1_000_000
+
+
+def map_grid() -> list[Point]:
+    """The scale map's points, most informative first (a budget-limited call runs a prefix of this list)."""
+    g = "gcide"
+    pts = [Point(g, 128, L, 8 * M, THREE_ARMS) for L in (12, 24, 48, 96)]  # depth at a short schedule
+    pts += [Point(g, 128, L, 32 * M, THREE_ARMS) for L in (24, 48, 96, 12)]  # depth at ~1 epoch
+    pts += [Point("gcide-bpe", 128, L, 8 * M, THREE_ARMS) for L in (24, 48)]  # tokenizer
+    pts += [Point(g, 256, 48, 32 * M, OWN_LR_ARMS), Point(g, 256, 24, 32 * M, OWN_LR_ARMS)]  # width
+    pts += [Point(g, 128, L, 128 * M, OWN_LR_ARMS) for L in (24, 48)]  # far past 16M tokens (4 epochs)
+    pts += [Point(g, 512, 24, 32 * M, OWN_LR_ARMS), Point(g, 512, 48, 32 * M, OWN_LR_ARMS)]
+    pts += [Point("gcide-bpe", 256, 48, 32 * M, OWN_LR_ARMS)]
+    return pts
+
+
+def tiny_grid() -> list[Point]:
+    """A CPU-sized grid for tests: two depths, two arms, three seeds, a few steps."""
+    arms = (Arm("pre", 3e-3), Arm("lns", 3e-3))
+    return [Point("shakespeare", 32, L, 6 * 8 * 32, arms, seq_len=32, batch_size=8, dtype="fp32") for L in (2, 3)]
+
+
+GRIDS = {"map": map_grid, "tiny": tiny_grid}
+
+
+def grid(name: str) -> list[Point]:
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}: choose one of {', '.join(GRIDS)}")
+    return GRIDS[name]()
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+@dataclass
+class Job:
+    point: Point
+    arm: Arm
+    seed: int
+    checkpoint: str | None = None  # save the trained model here (safetensors), if set
+
+    @property
+    def name(self) -> str:
+        return f"{self.point.key}__{self.arm.key}__s{self.seed}"
+
+    def spec(self) -> dict:
+        p = self.point.to_dict()
+        return {"point": {k: p[k] for k in ("corpus", "d_model", "n_layers", "tokens", "seeds", "n_heads", "seq_len",
+                                              "batch_size", "dtype")},
+                "arms": [[a.norm, a.lr] for a in self.point.arms], "arm": [self.arm.norm, self.arm.lr],
+                "seed": self.seed, "checkpoint": self.checkpoint}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Job:
+        p = dict(spec["point"])
+        p["seeds"] = tuple(p["seeds"])
+        point = Point(arms=tuple(Arm(n, lr) for n, lr in spec["arms"]), **p)
+        return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"))
+
+
+def jobs_for(points: Iterable[Point]) -> list[Job]:
+    return [Job(p, a, s) for p in points for s in p.seeds for a in p.arms]
+
+
+def skip_costs(model, batches, device, autocast, layers: Sequence[int]) -> tuple[float, list[float]]:
+    """(base loss, loss increase when each 1-based block in ``layers`` alone is skipped) over ``batches``.
+
+    Reuses each block's input from one full pass, so skipping block l costs only blocks l+1..L.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    was = model.training
+    model.eval()
+    base, deltas = 0.0, np.zeros(len(layers))
+    try:
+        with torch.no_grad():
+            for x, y in batches:
+                x, y = x.to(device), y.to(device)
+                with autocast():
+                    out = model(x, output_hidden_states=True)
+                    base_b = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten()).item()
+                    for i, layer in enumerate(layers):
+                        h = out.hidden_states[layer - 1]
+                        for block in model.blocks[layer:]:
+                            h = block(h, model.rope)
+                        loss = F.cross_entropy(model.head(h).flatten(0, 1).float(), y.flatten()).item()
+                        deltas[i] += loss - base_b
+                base += base_b
+    finally:
+        model.train(was)
+    n = len(batches)
+    return base / n, (deltas / n).tolist()
+
+
+def deep_third(n_layers: int) -> list[int]:
+    """1-based block numbers of the deepest third (at least one block)."""
+    k = max(1, n_layers // 3)
+    return list(range(n_layers - k + 1, n_layers + 1))
+
+
+def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
+    """Train one run with the package trainer, measure it, write ``out`` (JSON). Used by the worker processes."""
+    import contextlib
+
+    import torch
+
+    from . import corpora  # noqa: F401  (registers the map's corpora)
+    from .data import load_corpus
+    from .results import code_version, hardware
+    from .train import _autocast, _resolve_device, save_checkpoint, train
+
+    job = Job.from_spec(spec)
+    corpus = load_corpus(job.point.corpus)
+    tcfg = train_config(job.point, job.arm, job.seed)
+    mcfg = model_config(job.point, job.arm, corpus.vocab_size)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = job.point.dtype != "fp32"
+    t0 = time.perf_counter()
+    result = train(mcfg, tcfg, corpus=corpus, progress=progress)
+    device = _resolve_device(tcfg)
+    autocast = _autocast(device, tcfg) if not result.diverged else contextlib.nullcontext
+    run = result.to_dict()
+    thin = max(1, len(run["train_steps"]) // 200)  # keep ~200 points of the per-step training curve
+    run["train_steps"], run["train_loss"] = run["train_steps"][::thin], run["train_loss"][::thin]
+    record = {"job": spec, "name": job.name, "point": job.point.key, "arm": job.arm.key, "norm": job.arm.norm,
+              "lr": job.arm.lr, "seed": job.seed, "run": run, "diverged": result.diverged,
+              "code_version": code_version(), "hardware": hardware()}
+    if not result.diverged:
+        eval_batches = corpus.fixed_batches("val", 16, 32, job.point.seq_len, seed=EVAL_SEED)
+        layers = deep_third(job.point.n_layers)
+        base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast, layers)
+        from .train import evaluate
+
+        record.update(final_eval=evaluate(result.model, eval_batches, device, autocast), skip_layers=layers,
+                      skip_base=base, skip_delta=deltas)
+    else:
+        record.update(final_eval=None, skip_layers=[], skip_base=None, skip_delta=[])
+    if job.checkpoint:
+        path = save_checkpoint(result.model.cpu(), job.checkpoint, result)
+        from .cache import sha256_file
+
+        record["checkpoint"] = {"path": Path(job.checkpoint).name, "sha256": sha256_file(path)}
+    record["wall_s"] = round(time.perf_counter() - t0, 2)
+    from .cache import atomic_write_json
+
+    atomic_write_json(out, record)
+    return record
+
+
+# --------------------------------------------------------------------------------------------- runner
+
+
+@dataclass
+class RunnerReport:
+    finished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def memory_gb(job: Job) -> float:
+    """A generous estimate of one run's GPU memory: ~60 bytes per token, block and unit of width, logits, 2 GB."""
+    p = job.point
+    vocab = 50_000 if p.tokenizer == "bpe" else 256
+    return 2.0 + p.batch_tokens * (p.n_layers * p.d_model * 60 + vocab * 12) / 1e9
+
+
+def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_device: int = 1,
+             deadline_s: float | None = None, estimate_s=None, log=print, device_gb: float = 120.0) -> RunnerReport:
+    """Run ``jobs`` as worker processes, ``per_device`` at a time on each GPU (or on the CPU when ``gpus`` is empty).
+
+    A job starts on a device only while the estimated memory of its runs (``memory_gb``) stays under ``device_gb``.
+    A job starts only if ``estimate_s(job)`` fits before the deadline; jobs still running at the deadline are
+    killed (their runs are then missing, never half-written: workers write atomically). Jobs whose result file
+    already exists are skipped, so a second call continues where the first stopped.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = RunnerReport()
+    t0 = time.time()
+    slots = [(g, i) for g in (gpus or ["cpu"]) for i in range(per_device)]
+    free = list(slots)
+    running: dict = {}
+    queue = [j for j in jobs if not (out_dir / f"{j.name}.json").exists()]
+    logs = out_dir / "logs"
+    logs.mkdir(exist_ok=True)
+
+    def remaining() -> float:
+        return math.inf if deadline_s is None else deadline_s - (time.time() - t0)
+
+    def used_gb(device: str) -> float:
+        return sum(memory_gb(j) for j, s, _ in running.values() if s[0] == device)
+
+    while queue or running:
+        while free and queue:
+            job = queue[0]
+            if estimate_s is not None and estimate_s(job) > remaining():
+                report.not_started.extend(j.name for j in queue)
+                queue.clear()
+                break
+            fits = [s for s in free if s[0] == "cpu" or used_gb(s[0]) + memory_gb(job) <= device_gb]
+            if not fits:
+                break  # wait for a run to finish and free memory
+            slot = min(fits, key=lambda s: (used_gb(s[0]), s))  # the least loaded device
+            free.remove(slot)
+            queue.pop(0)
+            env = dict(os.environ)
+            if slot[0] != "cpu":
+                env["CUDA_VISIBLE_DEVICES"] = slot[0]
+            env.setdefault("COD_THREADS", "1")
+            cmd = [sys.executable, "-m", "curse_of_depth.sweep", "worker", "--spec", json.dumps(job.spec()),
+                   "--out", str(out_dir / f"{job.name}.json")]
+            with open(logs / f"{job.name}.log", "w") as f:
+                proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+            running[proc] = (job, slot, time.time())
+        time.sleep(0.2)
+        for proc in list(running):
+            job, slot, started = running[proc]
+            if proc.poll() is not None:
+                del running[proc]
+                free.append(slot)
+                ok = proc.returncode == 0 and (out_dir / f"{job.name}.json").exists()
+                (report.finished if ok else report.failed).append(job.name)
+                log(f"[{time.time() - t0:6.0f}s] {'done' if ok else 'FAILED'} {job.name} "
+                    f"({time.time() - started:.0f}s on {slot[0]})")
+            elif remaining() <= 0:
+                proc.kill()
+                proc.wait()
+                del running[proc]
+                report.killed.append(job.name)
+                log(f"[{time.time() - t0:6.0f}s] killed at the deadline: {job.name}")
+        if remaining() <= 0 and queue:
+            report.not_started.extend(j.name for j in queue)
+            queue.clear()
+    report.wall_s = round(time.time() - t0, 1)
+    return report
+
+
+def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 15.0):
+    """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``)."""
+    rates = rates or {}
+
+    def estimate(job: Job) -> float:
+        p = job.point
+        rate = rates.get(f"d{p.d_model}", default_rate * (128 / p.d_model) ** 1.5)
+        return overhead_s + p.tokens * p.n_layers / rate
+    return estimate
+
+
+# ---------------------------------------------------------------------------------------- aggregation
+
+
+def load_records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+
+
+def final_loss(record: dict) -> float:
+    """The run's final validation loss on the map's common evaluation batches (nan if it diverged)."""
+    v = record.get("final_eval")
+    return float("nan") if v is None or record.get("diverged") else float(v)
+
+
+def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
+    """``{point key: {arm key: {seed: record}}}``; a repeated run keeps the last record."""
+    table: dict[str, dict[str, dict[int, dict]]] = {}
+    for r in records:
+        table.setdefault(r["point"], {}).setdefault(r["arm"], {})[int(r["seed"])] = r
+    return table
+
+
+def paired(a: dict[int, dict], b: dict[int, dict], threshold_sd: float = GAP_THRESHOLD_SD) -> PairedGap | None:
+    """The gap b - a over the seeds both arms finished without diverging; None if fewer than 2 such seeds."""
+    seeds = sorted(s for s in a if s in b and math.isfinite(final_loss(a[s])) and math.isfinite(final_loss(b[s])))
+    if len(seeds) < 2:
+        return None
+    fa = np.array([final_loss(a[s]) for s in seeds])
+    fb = np.array([final_loss(b[s]) for s in seeds])
+    return PairedGap(_norm_of(a), _norm_of(b), seeds, fb - fa, float(fa.mean()), float(fb.mean()),
+                     float(fa.std(ddof=1)), float(fb.std(ddof=1)), threshold_sd)
+
+
+def _norm_of(runs: dict[int, dict]) -> str:
+    return next(iter(runs.values()))["norm"]
+
+
+def gap_dict(gap: PairedGap | None) -> dict | None:
+    if gap is None:
+        return None
+    return {"mean": gap.mean, "sd": gap.sd, "n": gap.n, "seeds": gap.seeds, "diffs": gap.diffs.tolist(),
+            "mean_pre": gap.mean_a, "sd_pre": gap.sd_a, "mean_lns": gap.mean_b, "sd_lns": gap.sd_b,
+            "in_seed_sd": gap.in_seed_sd if math.isfinite(gap.in_seed_sd) else None, "lns_better": gap.b_better,
+            "verdict": verdict_of(gap)}
+
+
+def verdict_of(gap: PairedGap) -> str:
+    """'lns' (LNS ahead by more than the threshold), 'pre', or 'tie'."""
+    return {None: "tie", gap.a: "pre", gap.b: "lns"}[gap.winner]
+
+
+def redundancy(runs: dict[int, dict]) -> dict | None:
+    """Skip-one-block cost of the deepest third, over seeds: mean Δ, smallest Δ, share of blocks below SKIP_CHEAP."""
+    deltas = [np.asarray(r["skip_delta"]) for r in runs.values() if r.get("skip_delta")]
+    if not deltas:
+        return None
+    per_seed_mean = np.array([d.mean() for d in deltas])
+    all_d = np.concatenate(deltas)
+    return {"mean_delta": float(per_seed_mean.mean()),
+            "sd_delta": float(per_seed_mean.std(ddof=1)) if len(deltas) > 1 else 0.0,
+            "min_delta": float(all_d.min()), "cheap_share": float((all_d < SKIP_CHEAP).mean()), "n": len(deltas),
+            "blocks": runs[next(iter(runs))].get("skip_layers", [])}
+
+
+def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
+    """One row per point: arms (mean, sd, n), the LNS - Pre-LN gaps (same lr, own lr), redundancy, completeness."""
+    table = arm_table(records)
+    rows = []
+    for p in points:
+        arms = table.get(p.key, {})
+        row = {"point": p.to_dict(), "arms": {}, "complete": is_complete(p, arms)}
+        for a in p.arms:
+            runs = arms.get(a.key, {})
+            losses = np.array([final_loss(r) for r in runs.values()])
+            ok = losses[np.isfinite(losses)]
+            row["arms"][a.key] = {"n": len(runs), "diverged": int((~np.isfinite(losses)).sum()),
+                                  "mean": float(ok.mean()) if ok.size else None,
+                                  "sd": float(ok.std(ddof=1)) if ok.size > 1 else None,
+                                  "tokens_per_s": float(np.mean([r["run"]["tokens_per_s"] for r in runs.values()]))
+                                  if runs else None,
+                                  "redundancy": redundancy(runs)}
+        pre = arms.get(PRE.key, {})
+        row["gap_same_lr"] = gap_dict(paired(pre, arms.get(LNS.key, {}))) if LNS in p.arms else None
+        row["gap_own_lr"] = gap_dict(paired(pre, arms.get(LNS_HI.key, {}))) if LNS_HI in p.arms else None
+        rows.append(row)
+    return rows
+
+
+def is_complete(point: Point, arms: dict[str, dict[int, dict]], min_seeds: int = MIN_SEEDS) -> bool:
+    """Every arm has finished the same >= ``min_seeds`` seeds (a diverged run counts as finished: it is a result)."""
+    seed_sets = [set(arms.get(a.key, {})) & set(point.seeds) for a in point.arms]
+    common = set.intersection(*seed_sets) if seed_sets else set()
+    return len(common) >= min(min_seeds, len(point.seeds))
+
+
+def missing(points: Sequence[Point], records: Iterable[dict], min_seeds: int = MIN_SEEDS) -> list[dict]:
+    """The runs each incomplete point still needs: ``[{"point", "arm", "seeds"}]``."""
+    table = arm_table(records)
+    out = []
+    for p in points:
+        arms = table.get(p.key, {})
+        if is_complete(p, arms, min_seeds):
+            continue
+        for a in p.arms:
+            todo = [s for s in p.seeds if s not in arms.get(a.key, {})]
+            if todo:
+                out.append({"point": p.key, "arm": a.key, "seeds": todo})
+    return out
+
+
+def map_verdict(row: dict, which: str = "gap_own_lr") -> str:
+    """One stable line per point (no floats): which norm is ahead and whether it clears 2 seed-sd."""
+    gap = row.get(which) or row.get("gap_same_lr")
+    key = row["point"]["key"]
+    if gap is None:
+        return f"{key}: no paired result"
+    agree = f"{gap['lns_better']}/{gap['n']} seeds favour LNS"
+    if gap["verdict"] == "tie":
+        lead = "LNS" if gap["mean"] < 0 else "Pre-LN"
+        return f"{key}: tie within {GAP_THRESHOLD_SD:g} seed-sd ({lead} ahead on average; {agree})"
+    win = "LNS" if gap["verdict"] == "lns" else "Pre-LN"
+    return f"{key}: {win} ahead by more than {GAP_THRESHOLD_SD:g} seed-sd ({agree})"
+
+
+# ------------------------------------------------------------------------------------- the bands (03/04)
+
+BAND_TAGS = {
+    "d64_L24_s80": dict(d_model=64, n_layers=24, n_heads=4, seq_len=128, batch_size=16, lr=3e-3, max_steps=80,
+                        eval_every=10),
+    "d64_L24_s480": dict(d_model=64, n_layers=24, n_heads=4, seq_len=128, batch_size=16, lr=3e-3, max_steps=480,
+                         eval_every=40),
+    "smoke": dict(d_model=32, n_layers=4, n_heads=4, seq_len=64, batch_size=8, lr=3e-3, max_steps=30, eval_every=10),
+}
+BAND_NORMS = ("pre", "lns", "post", "mix")
+BAND_SEEDS = (0, 1, 2, 3, 4)
+CHECKPOINT_TAG = "d64_L24_s480"  # seed-0 Pre-LN and LNS checkpoints ship for notebook 04
+
+
+def band_configs(tag: str, norm: str, seed: int, vocab_size: int, dtype: str = "fp32"):
+    """(ModelConfig, TrainConfig) of one band run; the configuration notebook 03 trains live, with ``seed``."""
+    from .model import ModelConfig
+    from .train import TrainConfig
+
+    if tag not in BAND_TAGS:
+        raise ValueError(f"unknown band tag {tag!r}: choose one of {', '.join(BAND_TAGS)}")
+    c = BAND_TAGS[tag]
+    mcfg = ModelConfig(vocab_size=vocab_size, d_model=c["d_model"], n_layers=c["n_layers"], n_heads=c["n_heads"],
+                       seq_len=c["seq_len"], norm=norm)
+    tcfg = TrainConfig(max_steps=c["max_steps"], lr=c["lr"], batch_size=c["batch_size"], seq_len=c["seq_len"],
+                       eval_every=c["eval_every"], seed=seed, dtype=dtype)
+    return mcfg, tcfg
+
+
+def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: str = "fp32",
+                   checkpoint_dir: Path | None = None) -> dict:
+    """Train one norm's seeds of one band (in this process) and write their ``RunResult.to_dict()`` list."""
+    import torch
+
+    from .cache import atomic_write_json, sha256_file
+    from .data import load_corpus
+    from .train import save_checkpoint, train
+
+    if torch.cuda.is_available():  # fp32 bands must be fp32 matmuls too, like the live CPU runs
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    corpus = load_corpus("shakespeare")
+    runs, ckpts = [], {}
+    t0 = time.perf_counter()
+    for seed in seeds:
+        mcfg, tcfg = band_configs(tag, norm, seed, corpus.vocab_size, dtype)
+        result = train(mcfg, tcfg, corpus=corpus, progress=False)
+        run = result.to_dict()
+        run["seed"] = seed
+        runs.append(run)
+        if checkpoint_dir is not None and tag == CHECKPOINT_TAG and seed == 0 and norm in ("pre", "lns"):
+            path = save_checkpoint(result.model.cpu(), Path(checkpoint_dir) / f"ckpt_{tag}_{norm}.safetensors", result)
+            ckpts[path.name] = sha256_file(path)
+    from .results import code_version, hardware
+
+    record = {"tag": tag, "norm": norm, "seeds": list(seeds), "runs": runs, "checkpoints": ckpts,
+              "wall_s": round(time.perf_counter() - t0, 2), "hardware": hardware(), "code_version": code_version()}
+    atomic_write_json(out, record)
+    return record
+
+
+def collect_bands(folder: Path, command: str, save: bool = True, results_folder: Path | None = None) -> list[str]:
+    """Merge the band groups in ``folder`` into one ``bands_<tag>`` result per tag (the agreed format)."""
+    from . import results
+
+    groups: dict[str, dict[str, dict]] = {}
+    for p in sorted(Path(folder).glob("band_*.json")):
+        g = json.loads(p.read_text())
+        groups.setdefault(g["tag"], {})[g["norm"]] = g
+    saved = []
+    for tag, by_norm in groups.items():
+        missing_norms = [n for n in BAND_NORMS if n not in by_norm]
+        if missing_norms:
+            raise ValueError(f"band {tag!r} lacks norms {missing_norms}; rerun: python -m curse_of_depth.sweep bands")
+        first = by_norm["pre"]["runs"][0]
+        model = {k: v for k, v in first["model_config"].items() if k != "norm"}
+        train_cfg = dict(first["train_config"])
+        train_cfg.pop("seed")
+        data = {"model": model, "train": train_cfg, "runs": {n: by_norm[n]["runs"] for n in BAND_NORMS}}
+        ckpts = {k: v for g in by_norm.values() for k, v in g.get("checkpoints", {}).items()}
+        seeds = sorted({s for g in by_norm.values() for s in g["seeds"]})
+        prov = results.provenance(seeds=seeds, wall_s=sum(g["wall_s"] for g in by_norm.values()), command=command,
+                                  checkpoints_sha256=ckpts,
+                                  note="fp32 on GPU (TF32 off); wall_s is the sum over the norms' processes, "
+                                       "which ran concurrently")
+        prov["hardware"] = by_norm["pre"].get("hardware", prov["hardware"])
+        if save:
+            results.save(f"bands_{tag}", data, prov, folder=results_folder)
+        saved.append(tag)
+    return saved
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def _gpus(arg: str) -> list[str]:
+    if arg == "auto":
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    return [g for g in arg.split(",") if g] if arg else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.sweep", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train a grid's missing runs as concurrent worker processes")
+    r.add_argument("--grid", default="map", choices=sorted(GRIDS))
+    r.add_argument("--points", default="", help="comma-separated point keys (default: all, in grid order)")
+    r.add_argument("--first", type=int, default=0, help="only the first N points of the grid")
+    r.add_argument("--out", type=Path, required=True, help="folder for one JSON per run")
+    r.add_argument("--gpus", default="auto", help="'auto', '' (CPU) or a list like 0,1")
+    r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the CPU)")
+    r.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would not finish")
+    r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run} for the deadline estimate")
+    w = sub.add_parser("worker", help="(internal) one run")
+    w.add_argument("--spec", required=True)
+    w.add_argument("--out", type=Path, required=True)
+    c = sub.add_parser("collect", help="aggregate run JSONs into the results pack (scale_map)")
+    c.add_argument("--grid", default="map", choices=sorted(GRIDS))
+    c.add_argument("--runs", type=Path, nargs="+", required=True, help="folders of run JSONs")
+    c.add_argument("--name", default="scale_map")
+    c.add_argument("--command", default="", help="the command that made the runs (for provenance)")
+    c.add_argument("--results-dir", type=Path, default=None)
+    b = sub.add_parser("bands", help="train the precomputed bands of notebooks 03/04 (one process per tag x norm)")
+    b.add_argument("--tags", default=",".join(BAND_TAGS))
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--gpus", default="auto")
+    b.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "auto"))
+    bg = sub.add_parser("band-group", help="(internal) one tag x norm")
+    bg.add_argument("--tag", required=True)
+    bg.add_argument("--norm", required=True)
+    bg.add_argument("--seeds", default=",".join(map(str, BAND_SEEDS)))
+    bg.add_argument("--out", type=Path, required=True)
+    bg.add_argument("--dtype", default="fp32")
+    bg.add_argument("--checkpoint-dir", type=Path, default=None)
+    cb = sub.add_parser("collect-bands", help="merge band groups into bands_<tag> results")
+    cb.add_argument("--runs", type=Path, required=True)
+    cb.add_argument("--command", default="")
+    cb.add_argument("--results-dir", type=Path, default=None)
+    s = sub.add_parser("status", help="print which points of a grid are complete and which runs are missing")
+    s.add_argument("--grid", default="map", choices=sorted(GRIDS))
+    s.add_argument("--runs", type=Path, nargs="+", required=True)
+    args = parser.parse_args(argv)
+
+    if args.cmd == "worker":
+        run_job(json.loads(args.spec), args.out)
+        return 0
+    if args.cmd == "band-group":
+        run_band_group(args.tag, args.norm, [int(s) for s in args.seeds.split(",")], args.out, args.dtype,
+                       args.checkpoint_dir)
+        return 0
+    if args.cmd == "run":
+        points = grid(args.grid)
+        if args.points:
+            wanted = args.points.split(",")
+            unknown = set(wanted) - {p.key for p in points}
+            if unknown:
+                raise SystemExit(f"unknown point keys {sorted(unknown)}; known: {[p.key for p in points]}")
+            points = [p for p in points if p.key in wanted]
+        if args.first:
+            points = points[:args.first]
+        est = throughput_estimator(json.loads(args.rates)) if args.rates else None
+        report = run_jobs(jobs_for(points), args.out, _gpus(args.gpus), args.per_device, args.deadline, est)
+        print(json.dumps(asdict(report)))
+        return 0 if not report.failed else 1
+    if args.cmd == "bands":
+        gpus = _gpus(args.gpus) or ["cpu"]
+        args.out.mkdir(parents=True, exist_ok=True)
+        procs = []
+        for i, (tag, norm) in enumerate((t, n) for t in args.tags.split(",") for n in BAND_NORMS):
+            env = dict(os.environ, COD_THREADS="1")
+            if gpus[0] != "cpu":
+                env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+            cmd = [sys.executable, "-m", "curse_of_depth.sweep", "band-group", "--tag", tag, "--norm", norm,
+                   "--out", str(args.out / f"band_{tag}_{norm}.json"), "--dtype", args.dtype,
+                   "--checkpoint-dir", str(args.out)]
+            procs.append((tag, norm, subprocess.Popen(cmd, env=env)))
+        bad = [(t, n) for t, n, p in procs if p.wait() != 0]
+        print("band groups failed:" if bad else "all band groups done", bad or "")
+        return 1 if bad else 0
+    if args.cmd == "collect-bands":
+        print(collect_bands(args.runs, args.command or " ".join(shlex.quote(a) for a in sys.argv),
+                            results_folder=args.results_dir))
+        return 0
+    points = grid(args.grid)
+    records = [r for folder in args.runs for r in load_records(folder)]
+    if args.cmd == "status":
+        done = [row["point"]["key"] for row in summarize(points, records) if row["complete"]]
+        print(f"complete points ({len(done)}/{len(points)}):", ", ".join(done) or "none")
+        for m in missing(points, records):
+            print("missing:", m["point"], m["arm"], "seeds", m["seeds"])
+        return 0
+    # collect
+    from . import results
+
+    rows = summarize(points, records)
+    hw = sorted({r.get("hardware", "") for r in records})
+    data = {"grid": args.grid, "points": [p.to_dict() for p in points], "summary": rows,
+            "missing": missing(points, records), "runs": records, "threshold_sd": GAP_THRESHOLD_SD,
+            "skip_cheap": SKIP_CHEAP}
+    prov = results.provenance(seeds=sorted({int(r["seed"]) for r in records}),
+                              wall_s=sum(r.get("wall_s", 0.0) for r in records),
+                              command=args.command or " ".join(shlex.quote(a) for a in sys.argv),
+                              run_hardware=hw, run_code_versions=sorted({r.get("code_version", "") for r in records}),
+                              note="wall_s is the sum over runs, which ran concurrently")
+    path = results.save(args.name, data, prov, folder=args.results_dir)
+    print(f"wrote {path}: {sum(r['complete'] for r in rows)}/{len(rows)} points complete")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
