@@ -214,3 +214,91 @@ def test_resume_continues_exactly_where_the_state_was_saved(tmp_path, corpus):
     assert resumed.train_curve == full.train_curve and resumed.val_curve == full.val_curve
     with pytest.raises(ValueError, match="other configs"):
         train(MC, tc(max_steps=30), corpus, progress=False, state_dir=tmp_path, resume=True)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+TINY_FLAGS = ["--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--seq-len", "32", "--max-steps", "6",
+              "--batch-size", "2", "--eval-every", "3", "--eval-batches", "2", "--eval-batch-size", "2",
+              "--no-progress", "--device", "cpu"]
+
+
+def test_cli_writes_results_with_provenance_and_resume_skips_finished_seeds(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert train_mod.main([*TINY_FLAGS, "--norm", "lns", "--seeds", "0,1", "--out", str(out)]) == 0
+    for seed in (0, 1):
+        saved = json.loads((out / f"seed{seed}" / "result.json").read_text())
+        assert saved["provenance"]["seeds"] == [seed] and "code_version" in saved["provenance"]
+        assert saved["model_config"]["norm"] == "lns" and saved["train_config"]["seq_len"] == 32
+        model, result = load_checkpoint(out / f"seed{seed}" / "model.safetensors")
+        assert result.steps_done == 6 and model.cfg.norm == "lns"
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
+    assert [r["seed"] for r in lines] == [0, 1] and all(math.isfinite(r["final_val"]) for r in lines)
+    assert train_mod.main([*TINY_FLAGS, "--norm", "lns", "--seeds", "0,1", "--out", str(out), "--resume"]) == 0
+    assert capsys.readouterr().out.count("already complete") == 2
+
+
+def test_cli_config_file_and_flag_override(tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": {"norm": "post", "n_layers": 1, "d_model": 16, "n_heads": 2, "seq_len": 32},
+                               "train": {"max_steps": 4, "batch_size": 2, "eval_batches": 1, "eval_batch_size": 2,
+                                         "device": "cpu"}}))
+    assert train_mod.main(["--config", str(cfg), "--max-steps", "3", "--no-progress"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["steps_done"] == 3
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--max-steps", "0"], "max_steps"), (["--seeds", "a,b"], "seeds"), (["--resume"], "--out"),
+    (["--train-seq-len", "64"], "ModelConfig.seq_len"), (["--norm", "deep"], "unknown norm"),
+])
+def test_cli_bad_input_exits_with_the_reason(flags, match, capsys):
+    with pytest.raises((SystemExit, ValueError)) as err:
+        train_mod.main([*TINY_FLAGS, *flags])
+    text = capsys.readouterr().err + str(err.value)
+    assert match in text
+
+
+def test_ranks_draw_different_batches_from_the_same_seed(corpus):
+    a = corpus.get_batch("train", 4, 16, train_mod.data_generator(0, rank=0))[0]
+    b = corpus.get_batch("train", 4, 16, train_mod.data_generator(0, rank=1))[0]
+    a2 = corpus.get_batch("train", 4, 16, train_mod.data_generator(0, rank=0))[0]
+    assert torch.equal(a, a2) and not torch.equal(a, b)
+
+
+SPY = '''
+import os, sys
+import curse_of_depth.cache as cache
+import curse_of_depth.train as train
+log = open(os.path.join(sys.argv[1], "writes_rank" + os.environ["RANK"] + ".txt"), "w")
+real = cache.atomic_write_bytes
+def spy(path, data):
+    log.write(str(path) + "\\n"); log.flush()
+    return real(path, data)
+cache.atomic_write_bytes = spy
+sys.exit(train.main(sys.argv[2:]))
+'''
+
+
+def test_torchrun_two_ranks_on_cpu_gloo(tmp_path):
+    """DistributedDataParallel on CPU (gloo): finite all-reduced loss, global token count, only rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "spy.py"
+    script.write_text(SPY)
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tmp_path), *TINY_FLAGS, "--out", str(out), "--checkpoint-every", "3"]
+    env = {**os.environ, "COD_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads((out / "seed0" / "result.json").read_text())
+    assert saved["world_size"] == 2 and saved["steps_done"] == 6
+    assert saved["tokens_seen"] == 6 * 2 * 32 * 2  # both ranks' batches count
+    assert all(v is not None and math.isfinite(v) for v in saved["train_loss"] + saved["val_loss"])
+    rank0 = (tmp_path / "writes_rank0.txt").read_text().split()
+    rank1 = (tmp_path / "writes_rank1.txt").read_text().split()
+    assert rank1 == [] and any(p.endswith("result.json") for p in rank0)
+    assert any(p.endswith("state.safetensors") for p in rank0) and any(p.endswith("model.safetensors") for p in rank0)
