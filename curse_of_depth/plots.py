@@ -128,6 +128,7 @@ def plot_profile_snapshots(snapshots: dict, ylabel: str = "residual variance aft
             ax.plot(range(1, v.size + 1), v, color=shade, ls="--" if step == 0 else "-",
                     label="init" if step == 0 else f"step {step}")
         ax.set(title=NORM_LABELS.get(norm, norm), xlabel="block l", ylabel=ylabel)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         if log:
             ax.set_yscale("log")
         ax.legend(fontsize="small", ncol=2)
@@ -154,6 +155,7 @@ def plot_per_block(series: dict, ylabel: str, log: bool = False, ax=None, refere
     if log:
         ax.set_yscale("log")
     ax.set(xlabel="block l", ylabel=ylabel)
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     if title:
         ax.set_title(title)
     ax.legend(fontsize="small")
