@@ -256,6 +256,7 @@ def _targets(idx: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Ten
     return targets, slice(0, idx.shape[1])
 
 
+@torch.no_grad()
 def _nll(st: LayerStack, h: torch.Tensor, targets: torch.Tensor, rows: int = 1024) -> float:
     """Mean next-token cross-entropy of final hidden states ``h`` (head applied in row chunks: a 49k-word
     vocabulary makes full logits the largest tensor of the whole analysis)."""
