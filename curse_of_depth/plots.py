@@ -191,6 +191,37 @@ def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
     return fig
 
 
+# ============================================================================ notebook 00: the map of the day
+
+
+def plot_day_map(rows: list[dict], title: str | None = "The day: time per notebook (workshop mode)"):
+    """Horizontal bars: each notebook's time on the reference 2-core CPU and, if probed, here (notebook 00).
+
+    ``rows`` is ``curse_of_depth.doctor.day_map()``: dicts with notebook, title, reference_s, here_s.
+    Notebooks without a recorded time are listed with no bar ("not measured").
+    """
+    import numpy as np
+
+    fig, ax = subplots()
+    y = np.arange(len(rows))[::-1]
+    ref = [r["reference_s"] or 0.0 for r in rows]
+    here = [r["here_s"] or 0.0 for r in rows]
+    has_here = any(r["here_s"] is not None for r in rows)
+    h = 0.38 if has_here else 0.6
+    ax.barh(y + (h / 2 if has_here else 0), ref, height=h, color="#7f7f7f", label="reference 2-core CPU")
+    if has_here:
+        ax.barh(y - h / 2, here, height=h, color="#1f77b4", label="this machine (estimate)")
+    for yi, r in zip(y, rows):
+        if r["reference_s"] is None:
+            ax.text(0, yi, "  not measured yet", va="center", fontsize="small", color="#7f7f7f")
+    ax.set_yticks(y, [f'{r["notebook"]} {r["title"]}' for r in rows])
+    ax.set_xlabel("seconds")
+    ax.legend(loc="lower right")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 # ============================================================================ notebook 02: why Pre-LN variance grows
 
 

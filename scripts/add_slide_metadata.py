@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Give every cell of the notebooks a slide type, so they present as slides (jupyterlab-rise).
+
+    python scripts/add_slide_metadata.py notebooks/*.ipynb          # write
+    python scripts/add_slide_metadata.py --check notebooks/*.ipynb  # exit 1 if a notebook would change
+
+Rule (from the headings, as notebooks/INSTRUCTORS.md describes): a markdown cell whose first line is a
+``#`` or ``##`` heading starts a "slide", a ``###`` heading a "subslide"; every other cell gets "-" (it
+stays on the current slide) unless its author already chose a type ("fragment", "notes", "skip", ...).
+Only ``metadata.slideshow`` changes: sources, outputs and execution counts are left exactly as they are,
+and a second run changes nothing. The file is written in nbformat's own layout (indent 1, sorted keys),
+the same layout nbconvert and JupyterLab write, so the diff is the metadata lines only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
+_HEADING = re.compile(r"^(#{1,6})\s+\S")
+
+
+def heading_level(cell: dict) -> int | None:
+    """The level of the heading on the first non-blank line of a markdown cell, else None."""
+    if cell.get("cell_type") != "markdown":
+        return None
+    source = cell.get("source", "")
+    text = "".join(source) if isinstance(source, list) else source
+    for line in text.splitlines():
+        if line.strip():
+            m = _HEADING.match(line.strip())
+            return len(m.group(1)) if m else None
+    return None
+
+
+def slide_type_for(cell: dict) -> str:
+    """The slide type the rule gives this cell (an author's own non-heading choice is kept)."""
+    level = heading_level(cell)
+    if level is not None and level <= 2:
+        return "slide"
+    if level == 3:
+        return "subslide"
+    current = cell.get("metadata", {}).get("slideshow", {}).get("slide_type")
+    if current in SLIDE_TYPES and current not in ("slide", "subslide"):
+        return current
+    return "-"
+
+
+def apply(nb: dict) -> int:
+    """Set the slide types in place; returns how many cells changed."""
+    changed = 0
+    for cell in nb.get("cells", []):
+        want = slide_type_for(cell)
+        meta = cell.setdefault("metadata", {})
+        if meta.get("slideshow", {}).get("slide_type") != want:
+            meta.setdefault("slideshow", {})["slide_type"] = want
+            changed += 1
+    return changed
+
+
+def dumps(nb: dict) -> str:
+    """nbformat's on-disk layout (nbformat.writes: indent 1, sorted keys, non-ASCII kept)."""
+    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def process(path: Path, check: bool = False) -> int:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    if nb.get("nbformat") != 4:
+        raise ValueError(f"{path}: only nbformat 4 notebooks are supported (got {nb.get('nbformat')})")
+    changed = apply(nb)
+    if changed and not check:
+        # atomic: a crash never leaves a half-written notebook
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dumps(nb))
+        os.replace(tmp, path)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if any notebook would change")
+    args = parser.parse_args(argv)
+    would_change = 0
+    for path in args.notebooks:
+        if not path.is_file():
+            print(f"error: {path} is not a file", file=sys.stderr)
+            return 2
+        n = process(path, check=args.check)
+        would_change += n > 0
+        verb = "would change" if args.check else "changed"
+        print(f"{path}: {verb} {n} cell(s)" if n else f"{path}: up to date")
+    return 1 if (args.check and would_change) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
