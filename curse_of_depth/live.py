@@ -300,11 +300,11 @@ def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, s
     return BandPosition(band.norm, band.steps.copy(), live, band.lo.copy(), band.hi.copy(), margin, matched)
 
 
-def band_statement(pos: BandPosition, n_seeds: int) -> str:
-    """The verdict line for a live run against its band (no floats: identical in every run mode)."""
+def band_statement(pos: BandPosition) -> str:
+    """The verdict line for a live run against its band (no numbers: identical in every run mode)."""
     name = NORM_NAMES.get(pos.norm, pos.norm)
     where = {"inside": "inside", "above": "above (worse than)", "below": "below (better than)"}[pos.side]
-    return (f"live {name} run ends {where} the precomputed {n_seeds}-seed band of its configuration "
+    return (f"live {name} run ends {where} the precomputed seed band of its configuration "
             "(best to worst seed, widened by one seed-sd)")
 
 

@@ -126,9 +126,10 @@ def test_band_position_inside_above_below():
     # one seed-sd of widening takes in 1.9 (0.1 below the best seed) but not 1.7 (0.3 below)
     assert band_position(STEPS, [3.3, 2.7, 1.9], b).side == "inside"
     assert band_position(STEPS, [3.3, 2.7, 1.7], b).side == "below"
-    assert band_statement(inside, 5) == ("live Pre-LN run ends inside the precomputed 5-seed band of its configuration "
-                                         "(best to worst seed, widened by one seed-sd)")
-    assert "above (worse than)" in band_statement(above, 5)
+    assert band_statement(inside) == ("live Pre-LN run ends inside the precomputed seed band of its configuration "
+                                      "(best to worst seed, widened by one seed-sd)")
+    assert "above (worse than)" in band_statement(above)
+    assert "below (better than)" in band_statement(below)
 
 
 def test_band_position_uses_the_band_steps_and_rejects_missing_ones():
