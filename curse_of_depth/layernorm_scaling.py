@@ -274,6 +274,9 @@ def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None 
     cfg_cls, model_cls = _lns_classes(type(model))
     _install(model, factors)
     model.__class__ = model_cls
+    # A config read from a file may carry model_type as an instance attribute; park it on the model (models are
+    # never serialized as attributes) so config.model_type reads "lns_<base>", and give it back on removal.
+    model._lns_parked_model_type = model.config.__dict__.pop("model_type", None)
     model.config.__class__ = cfg_cls
     model.config.lns_factors = list(factors)
     return model
@@ -298,6 +301,9 @@ def remove_layernorm_scaling(model: PreTrainedModel) -> PreTrainedModel:
     model.__class__ = base
     model.config.__class__ = base.config_class
     model.config.__dict__.pop("lns_factors", None)
+    parked = model.__dict__.pop("_lns_parked_model_type", None)
+    if parked is not None:
+        model.config.model_type = parked
     return model
 
 

@@ -124,6 +124,16 @@ def test_remove_restores_bit_identical_logits_and_classes(kind):
         lns.remove_layernorm_scaling(m)
 
 
+def test_model_type_reads_lns_also_for_a_config_loaded_from_disk(tmp_path):
+    fresh().save_pretrained(tmp_path)
+    m = LlamaForCausalLM.from_pretrained(tmp_path)
+    original = dict(m.config.__dict__)
+    lns.apply_layernorm_scaling(m)
+    assert m.config.model_type == "lns_llama"
+    lns.remove_layernorm_scaling(m)
+    assert m.config.model_type == "llama" and m.config.__dict__ == original
+
+
 def test_applying_twice_is_refused_and_leaves_the_model_alone():
     m = lns.apply_layernorm_scaling(fresh())
     x = tokens()
