@@ -9,6 +9,7 @@ import torch
 
 from curse_of_depth.live import (
     Band,
+    LiveBandPlot,
     Snapshots,
     attention_logit_std,
     band_from_runs,
@@ -292,3 +293,35 @@ def test_block_diagnostics_gives_four_per_block_lists():
     assert {len(d[k]) for k in ("variance", "angular", "skip_delta", "grad_norm")} == {3}
     assert d["embedding_variance"] > 0 and d["base_loss"] > 0
     assert model.training  # restored
+
+
+def test_live_band_plot_without_a_front_end_records_curves_and_draws_nothing():
+    from types import SimpleNamespace
+
+    bands = {"pre": band("pre", [2.0, 2.2]), "lns": band("lns", [1.9, 2.0])}
+    board = LiveBandPlot(bands, title="t")
+    assert board.handle is None and board.fig is None  # plain Python: no notebook front end
+    result = SimpleNamespace(model_config=SimpleNamespace(norm="lns"), val_steps=[0, 10], val_loss=[4.4, 3.0])
+    assert board(10, None, result) is None
+    assert board.curves == {"lns": ([0, 10], [4.4, 3.0])}
+    board.close()
+
+
+def test_plot_functions_return_figures_with_the_expected_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from curse_of_depth import plots
+
+    bands = {"pre": band("pre", [2.0, 2.2, 2.4]), "lns": band("lns", [1.9, 2.0, 2.1])}
+    fig = plots.plot_bands({"a": bands, "b": bands}, live={"a": {"pre": (STEPS, [3.3, 2.7, 2.1])}})
+    assert len(fig.axes) == 2
+    fig = plots.plot_gaps({"a": paired_gap(bands["pre"], bands["lns"])})
+    assert len(fig.axes) == 1
+    fig = plots.plot_profile_snapshots({"pre": {0: [1, 2, 3], 10: [2, 4, 8]}, "lns": {0: [1, 1.5, 2]}})
+    assert len(fig.axes) == 2
+    diag = {"variance": [1.0, 2.0, 3.0], "angular": [0.4, 0.1, 0.05], "skip_delta": [2.0, 0.01, -0.001],
+            "grad_norm": [0.3, 0.1, 0.05]}
+    fig = plots.plot_block_diagnostics({"pre": diag, "lns": diag}, title="x")
+    assert len(fig.axes) == 4
+    assert fig.axes[2].get_yscale() == "symlog"  # block 1 costs 100x the others: not a linear axis
