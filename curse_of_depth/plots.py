@@ -102,10 +102,11 @@ def plot_gaps(gaps: dict):
     """
     fig, ax = subplots(figsize=(max(4.5, 2.2 * len(gaps)), 3.6))
     for i, gap in enumerate(gaps.values()):
-        xs = [i + 0.06 * (j - (gap.n - 1) / 2) for j in range(gap.n)]
+        xs = [i - 0.1 + 0.04 * (j - (gap.n - 1) / 2) for j in range(gap.n)]
         ax.scatter(xs, gap.diffs, color="k", s=14, zorder=3)
-        ax.errorbar(i + 0.25, gap.mean, yerr=gap.sd, fmt="s", color="#444", capsize=4)
+        ax.errorbar(i + 0.15, gap.mean, yerr=gap.sd, fmt="s", color="#444", capsize=4)
     ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xlim(-0.5, len(gaps) - 0.5)
     ax.set_xticks(range(len(gaps)), list(gaps), fontsize="small")
     ax.set(ylabel="LNS − Pre-LN (nats)\n< 0: LNS ahead", title="paired by seed (dots), mean ± sd (square)")
     return fig
