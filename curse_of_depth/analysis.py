@@ -485,3 +485,25 @@ def layer_report(model: nn.Module | LayerStack, idx: torch.Tensor, removal: bool
     if removal:
         out["removal"] = layer_removal_scan(st, idx, hidden=hs, progress=progress).to_dict()
     return out
+
+
+def middle_third_cheaper_than_ends(delta: dict[int, float] | list[float], n_layers: int | None = None) -> bool:
+    """Notebook 01's claim: the mean removal cost of the middle third of the layers is below the cost of
+    each of the first two and the last two layers. ``delta``: loss increase per layer (a list over all
+    layers, or ``{layer: delta}`` holding at least those layers)."""
+    d = dict(enumerate(delta)) if isinstance(delta, (list, tuple)) else dict(delta)
+    L = n_layers or len(d)
+    middle = claim_layers(L)[2:-2]
+    missing = [i for i in claim_layers(L) if i not in d]
+    if missing:
+        raise ValueError(f"the claim needs the removal cost of layers {missing}")
+    mean_middle = sum(d[i] for i in middle) / len(middle)
+    return all(mean_middle < d[i] for i in (0, 1, L - 2, L - 1))
+
+
+def claim_layers(n_layers: int) -> list[int]:
+    """The layers ``middle_third_cheaper_than_ends`` reads: 0, 1, the middle third, L-2, L-1."""
+    if n_layers < 6:
+        raise ValueError(f"the claim needs at least 6 layers, got {n_layers}")
+    third = n_layers // 3
+    return [0, 1, *range(third, n_layers - third), n_layers - 2, n_layers - 1]

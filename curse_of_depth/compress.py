@@ -387,3 +387,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def rule_ppl(result: dict, rule: str, n: int) -> float:
+    """Perplexity of one rule at ``n`` dropped layers, from ``layer_drop_curves`` output."""
+    for p in result["points"]:
+        if p["rule"] == rule and p["n"] == n:
+            return math.exp(p["loss"])
+    raise ValueError(f"no point for rule {rule!r} at n={n}: run layer_drop_curves with it")
+
+
+def measured_beats_last(result: dict, ns: Sequence[int] = (2, 4)) -> bool:
+    """Notebook 06's claim: dropping the ``n`` cheapest layers by measured cost costs less perplexity than
+    dropping the last ``n`` (before the final layer), for every ``n`` in ``ns``."""
+    return all(rule_ppl(result, "measured", n) < rule_ppl(result, "last", n) for n in ns)

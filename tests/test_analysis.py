@@ -131,3 +131,20 @@ def test_bad_inputs():
         A.layer_removal_scan(m, tokens(), layers=[5], progress=False)
     with pytest.raises(ValueError, match="block size"):
         A.best_block(torch.zeros(3, 3), 3)
+
+
+def test_middle_third_claim_flips():
+    L = 30
+    delta = [5.0, 2.0] + [0.3] * 26 + [1.0, 3.0]
+    assert A.claim_layers(L) == [0, 1, *range(10, 20), 28, 29]
+    assert A.middle_third_cheaper_than_ends(delta)
+    flipped = list(delta)
+    flipped[15] = 20.0  # one very costly middle layer lifts the middle mean above layer 28's cost
+    assert not A.middle_third_cheaper_than_ends(flipped)
+    cheap_end = list(delta)
+    cheap_end[29] = 0.1  # a last layer cheaper than the middle mean
+    assert not A.middle_third_cheaper_than_ends(cheap_end)
+    subset = {i: delta[i] for i in A.claim_layers(L)}  # the smoke scan measures only these
+    assert A.middle_third_cheaper_than_ends(subset, n_layers=L)
+    with pytest.raises(ValueError, match="needs the removal cost"):
+        A.middle_third_cheaper_than_ends({0: 1.0}, n_layers=L)

@@ -115,3 +115,15 @@ def test_sparsity_table_and_winner():
     assert C.winner(fake, 0.7) == "wanda"
     with pytest.raises(ValueError):
         C.winner(fake, 0.5)
+
+
+def test_measured_beats_last_claim_flips():
+    pts = [{"rule": r, "n": n, "loss": loss, "layers": []}
+           for r, n, loss in [("measured", 2, 3.8), ("last", 2, 4.5), ("measured", 4, 4.0), ("last", 4, 4.9)]]
+    res = {"points": pts}
+    assert C.measured_beats_last(res)
+    pts[2]["loss"] = 5.0  # measured now worse at n = 4
+    assert not C.measured_beats_last(res)
+    assert C.measured_beats_last(res, ns=(2,))
+    with pytest.raises(ValueError, match="no point"):
+        C.rule_ppl(res, "angular", 2)
