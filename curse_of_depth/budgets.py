@@ -55,3 +55,64 @@ SETTINGS["04"] = {
     "full": {"band": "d64_L24_s80", "live_norms": ["pre", "lns", "post", "mix"], "checkpoints": "d64_L24_s480",
              "probe_batch": 32, "checkpoint_batch": 32},
 }
+
+# ---- notebook 02 (why Pre-LN variance grows): random-init stacks, no training.
+# width/depth/seq_len/batch/seeds: the variance measurement. At d=128 the mean-field prediction's worst deviation
+# from the 3-seed mean over 128 blocks was 12.8% / 7.9% / 6.4% at batch 4 / 8 / 16 (2 seeds: up to 10.7%), so
+# every mode keeps >= 3 seeds and batch >= 8; building the 128-block models, not the forwards, dominates the cost;
+# jac_*: the block-Jacobian probe (small width, log-spaced blocks); grad_*: per-block gradient norms;
+# explore_*: the explorer's static small multiples (one seed).
+SETTINGS["02"] = {
+    "smoke": {"width": 128, "depth": 128, "seq_len": 32, "batch": 8, "seeds": [0, 1, 2],
+              "jac_width": 32, "jac_blocks": 12, "jac_seeds": [0], "grad_width": 32, "grad_batch": 2,
+              "explore_depth": 64, "explore_width": 64},
+    "workshop": {"width": 128, "depth": 128, "seq_len": 32, "batch": 16, "seeds": [0, 1, 2],
+                 "jac_width": 64, "jac_blocks": 16, "jac_seeds": [0, 1], "grad_width": 64, "grad_batch": 4,
+                 "explore_depth": 128, "explore_width": 128},
+    "full": {"width": 256, "depth": 128, "seq_len": 64, "batch": 8, "seeds": [0, 1, 2, 3, 4, 5, 6, 7],
+             "jac_width": 128, "jac_blocks": 32, "jac_seeds": [0, 1, 2, 3], "grad_width": 128, "grad_batch": 8,
+             "explore_depth": 128, "explore_width": 256},
+}
+
+# ---- notebook 05 (LNS for your own Hugging Face model).
+# smol_chunks/smol_seq: Shakespeare tokens pushed through SmolLM2 before/after LNS (forward passes only);
+# kit_layers: depth of the tiny kit-vs-HF equivalence check; train: the from-scratch Trainer demo (char-level
+# Shakespeare, tiny HF Llama, Pre-LN vs LNS with the same seed and batches); eval_batches: fixed val batches.
+SETTINGS["05"] = {
+    "smoke": {"smol_chunks": 1, "smol_seq": 64, "kit_layers": 6, "show_unimported_auto": False,
+              "train": {"layers": 4, "width": 32, "seq_len": 32, "batch": 4, "steps": 6, "evals": 2, "lr": 3e-3,
+                        "seed": 0}, "eval_batches": 2},
+    "workshop": {"smol_chunks": 1, "smol_seq": 128, "kit_layers": 12, "show_unimported_auto": True,
+                 "train": {"layers": 24, "width": 64, "seq_len": 64, "batch": 16, "steps": 60, "evals": 4,
+                           "lr": 3e-3, "seed": 0}, "eval_batches": 4},
+    "full": {"smol_chunks": 4, "smol_seq": 256, "kit_layers": 12, "show_unimported_auto": True,
+             "train": {"layers": 24, "width": 64, "seq_len": 128, "batch": 16, "steps": 480, "evals": 8,
+                       "lr": 3e-3, "seed": 0}, "eval_batches": 16},
+}
+
+# ---- notebooks 01 (the curse in a real LLM) and 06 (exploiting it): SmolLM2-135M, fp32, forward passes only.
+# Token chunks are Shakespeare validation plays in SmolLM2 tokens (hf.shakespeare_tokens): stats_* for RMS /
+# angular distance / Block Influence; scan_* for the live single-layer removal scan (1,024 tokens rank layers
+# like 4,096 do: rank corr. 0.97 in the probe; 512: 0.96); scan_layers "all", or "claim" = only the layers the
+# claim reads (0, 1, the middle third, the last two) to fit smoke's 30 s; bert_*: the Post-LN contrast.
+# 06: eval_* held-out chunks (start 32) for every perplexity; calib_* Wanda/OWL calibration (start 0); ns: layers
+# dropped; sparsities/methods: the live sparsity table. The stored results (compress.main) use 4,096 / 2,048 tokens.
+SETTINGS["01"] = {
+    "smoke": {"stats_chunks": 2, "stats_seq": 128, "scan_chunks": 1, "scan_seq": 128, "scan_layers": "claim",
+              "bert_chunks": 2, "bert_seq": 128},
+    "workshop": {"stats_chunks": 8, "stats_seq": 256, "scan_chunks": 2, "scan_seq": 256, "scan_layers": "all",
+                 "bert_chunks": 16, "bert_seq": 128},
+    "full": {"stats_chunks": 16, "stats_seq": 256, "scan_chunks": 16, "scan_seq": 256, "scan_layers": "all",
+             "bert_chunks": 80, "bert_seq": 256, "regenerate": True},
+}
+SETTINGS["06"] = {
+    "smoke": {"eval_start": 32, "eval_chunks": 1, "eval_seq": 128, "ns": [2, 4], "rules": ["measured", "last"],
+              "calib_chunks": 1, "calib_seq": 128, "sparsities": [0.7], "methods": ["wanda", "owl"]},
+    "workshop": {"eval_start": 32, "eval_chunks": 2, "eval_seq": 256, "ns": [2, 4, 6, 8],
+                 "rules": ["angular", "block_influence", "measured", "last"],
+                 "calib_chunks": 2, "calib_seq": 256, "sparsities": [0.5, 0.7], "methods": ["magnitude", "wanda", "owl"]},
+    "full": {"eval_start": 32, "eval_chunks": 8, "eval_seq": 256, "ns": [1, 2, 3, 4, 6, 8],
+             "rules": ["angular", "block_influence", "measured", "last"],
+             "calib_chunks": 8, "calib_seq": 256, "sparsities": [0.5, 0.7], "methods": ["magnitude", "wanda", "owl"],
+             "regenerate": True},
+}

@@ -407,3 +407,184 @@ def draw_variance_explorer(ax, data: dict) -> None:
     ax.set_xlabel("block ℓ")
     ax.set_ylabel("residual variance")
     ax.legend(fontsize=7, loc="lower right")
+
+
+# ============================================================================ notebook 05: LNS for your own HF model
+# Plot functions of notebook 05. They take per-layer lists and (step, loss) lists, never models.
+
+
+def plot_lns_residual_rms(rms_by_label: dict, title: str | None = None):
+    """Residual-stream RMS after each decoder layer (index 0 = embeddings), one line per label. Notebook 05.
+
+    Labels containing "LNS" are drawn in the LNS colour, the others in the Pre-LN colour.
+    """
+    fig, ax = subplots()
+    for label, rms in rms_by_label.items():
+        color = NORM_COLORS["lns" if "LNS" in label else "pre"]
+        ax.plot(range(len(rms)), list(rms), marker="o", ms=3, color=color, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("after decoder layer ℓ (0 = embeddings)")
+    ax.set_ylabel("residual-stream RMS (first position excluded)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def plot_lns_trainer_curves(curves: dict, title: str | None = None, plateau: float | None = UNIGRAM_NATS):
+    """Validation loss vs step for each norm (``{"pre": (steps, losses), "lns": ...}``). Notebook 05."""
+    fig, ax = subplots()
+    for norm, (steps, losses) in curves.items():
+        ax.plot(steps, losses, marker="o", color=NORM_COLORS.get(norm, "gray"), label=NORM_LABELS.get(norm, norm))
+    if plateau is not None:
+        ax.axhline(plateau, color="gray", ls=":", lw=1, label="unigram plateau (≈3.3 nats)")
+    ax.set_xlabel("training step (Hugging Face Trainer)")
+    ax.set_ylabel("validation loss (nats / character)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+# ============================================================================ notebooks 01 and 06: a real LLM
+# Plot functions of notebooks 01 (the curse in a real LLM) and 06 (exploiting it). They take the plain dicts of
+# ``analysis.layer_report`` / ``compress.compression_report`` (live or from the results pack), never models.
+
+
+def plot_residual_growth(rms: list, rms_with_first: list | None = None, contrast: dict | None = None,
+                         title: str | None = None):
+    """Residual RMS after each layer (0 = embeddings), log axis; optional Post-LN contrast panel. Notebook 01.
+
+    ``contrast``: ``{"label": str, "rms": list}`` drawn on a linear axis beside it.
+    """
+    fig, axes = subplots(1, 2 if contrast else 1)
+    ax = axes[0] if contrast else axes
+    ax.plot(range(len(rms)), rms, marker="o", ms=3, color=NORM_COLORS["pre"], label="ordinary tokens (position ≥ 1)")
+    if rms_with_first is not None:
+        ax.plot(range(len(rms_with_first)), rms_with_first, ls="--", color="gray", label="including position 0 (attention sink)")
+    ax.set_yscale("log")
+    ax.set_xlabel("after layer ℓ (0 = embeddings)")
+    ax.set_ylabel("residual-stream RMS")
+    ax.set_title(title or "Pre-LN: the residual stream grows with depth")
+    ax.legend()
+    if contrast:
+        ax2 = axes[1]
+        ax2.plot(range(len(contrast["rms"])), contrast["rms"], marker="o", color=NORM_COLORS["post"])
+        ax2.set_ylim(0, max(contrast["rms"]) * 1.3)
+        ax2.set_xlabel("after layer ℓ (0 = embeddings)")
+        ax2.set_ylabel("hidden-state RMS (linear axis)")
+        ax2.set_title(contrast.get("label", "Post-LN contrast"))
+    return fig
+
+
+def plot_block_heatmap(heat, title: str | None = None):
+    """Gromov et al.'s heatmap: angular distance d(h_l, h_{l+n}) by start layer l (x) and block size n (y). Notebook 01."""
+    import numpy as np
+
+    h = np.asarray(heat, dtype=float)
+    fig, ax = subplots()
+    im = ax.imshow(h, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=np.nanmax(h),
+                   extent=(-0.5, h.shape[1] - 0.5, 0.5, h.shape[0] + 0.5))
+    best = [int(np.nanargmin(row)) for row in h]
+    ax.plot(best, range(1, h.shape[0] + 1), "w.", ms=4, label="most similar block for each n")
+    ax.set_xlabel("first layer of the block, l")
+    ax.set_ylabel("block size n (layers)")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label="angular distance d(h_l, h_{l+n})")
+    ax.set_title(title or "Which blocks of layers barely change the stream?")
+    ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
+def plot_removal_cost(ratio: list, angular: list | None = None, reference: list | None = None,
+                      layers: list | None = None, title: str | None = None):
+    """Perplexity ratio when each single layer is removed (log axis), beside the angular distance it is
+    often predicted from. ``reference``: the stored larger-sample ratios, drawn as a line. Notebook 01."""
+    n_panels = 2 if angular is not None else 1
+    fig, axes = subplots(n_panels, 1, sharex=True)
+    ax = axes[0] if n_panels == 2 else axes
+    xs = layers if layers is not None else list(range(len(ratio)))
+    ax.bar(xs, [r - 1 for r in ratio], bottom=1, color=NORM_COLORS["pre"], alpha=0.8, label="measured live")
+    if reference is not None:
+        ax.plot(range(len(reference)), reference, "k.-", lw=1, ms=4, label="stored run (4,096 tokens)")
+    ax.set_yscale("log")
+    ax.axhline(1, color="gray", lw=0.8)
+    ax.set_ylabel("perplexity × when removed")
+    ax.set_title(title or "What each layer is worth: remove it and measure")
+    ax.legend()
+    if n_panels == 2:
+        axes[1].bar(range(len(angular)), angular, color="#7f7f7f")
+        axes[1].set_ylabel("angular distance\ninput → output")
+        axes[1].set_xlabel("layer removed (0-based)")
+    else:
+        ax.set_xlabel("layer removed (0-based)")
+    return fig
+
+
+def plot_cost_vs_angular(angular: list, ratio: list, title: str | None = None):
+    """Scatter: does a layer's angular distance predict what removing it costs? Layers labelled. Notebook 01."""
+    fig, ax = subplots()
+    ax.scatter(angular, ratio, color=NORM_COLORS["pre"], s=18)
+    for i, (a, r) in enumerate(zip(angular, ratio)):
+        ax.annotate(str(i), (a, r), fontsize=7, xytext=(2, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("angular distance between the layer's input and output")
+    ax.set_ylabel("perplexity × when removed")
+    ax.set_title(title or "Angular distance predicts removal cost only roughly")
+    return fig
+
+
+_RULE_STYLE = {"angular": ("#1f77b4", "o"), "block_influence": ("#9467bd", "s"), "measured": ("#2ca02c", "^"),
+               "last": ("#d62728", "v")}
+
+
+def plot_drop_curves(curves: dict, base_ppl: float, labels: dict | None = None, stored: dict | None = None,
+                     title: str | None = None):
+    """Perplexity against layers dropped, one line per rule (``{rule: (ns, ppl)}``). ``stored``: the same from
+    the results pack, drawn faint. Notebook 06."""
+    fig, ax = subplots()
+    for rule, (ns, ppl) in curves.items():
+        color, marker = _RULE_STYLE.get(rule, ("gray", "."))
+        ax.plot(ns, ppl, marker=marker, color=color, label=(labels or {}).get(rule, rule))
+        if stored and rule in stored:
+            ax.plot(*stored[rule], color=color, alpha=0.35, lw=3)
+    ax.axhline(base_ppl, color="gray", ls=":", label="full model")
+    ax.set_yscale("log")
+    ax.set_xlabel("layers removed, n (of 30)")
+    ax.set_ylabel("perplexity (Shakespeare, held-out)")
+    ax.set_title(title or "Which layers to drop? Rules compared" + (" (faint: stored run)" if stored else ""))
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_sparsity(table: dict, title: str | None = None):
+    """Left: perplexity per method at each sparsity (log axis). Right: OWL's per-layer sparsity. Notebook 06."""
+    import numpy as np
+
+    rows = table["rows"]
+    sps = sorted({r["sparsity"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colors = {"magnitude": "#7f7f7f", "wanda": "#1f77b4", "owl": "#2ca02c"}
+    fig, (ax, ax2) = subplots(1, 2)
+    width = 0.8 / len(methods)
+    for k, m in enumerate(methods):
+        vals = [next((np.exp(r["loss"]) for r in rows if r["method"] == m and r["sparsity"] == s), np.nan) for s in sps]
+        ax.bar(np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width, vals, width, color=colors.get(m, "gray"),
+               label={"owl": "OWL (Wanda, layer-wise)", "wanda": "Wanda (uniform)",
+                      "magnitude": "magnitude (uniform)"}.get(m, m))
+    ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":", label="dense")
+    ax.set_xticks(range(len(sps)), [f"{s:.0%}" for s in sps])
+    ax.set_yscale("log")
+    ax.set_xlabel("unstructured sparsity of every block")
+    ax.set_ylabel("perplexity")
+    ax.legend(fontsize="small")
+    ax.set_title(title or "Pruning weights: uniform vs layer-wise")
+    for r in rows:
+        if r["method"] == "owl":
+            ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".", label=f"OWL at {r['sparsity']:.0%}")
+    ax2.set_xlabel("layer")
+    ax2.set_ylabel("sparsity given to the layer")
+    ax2.set_title("OWL: fewer zeros where outliers live")
+    ax2.legend(fontsize="small")
+    return fig
