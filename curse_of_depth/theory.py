@@ -316,6 +316,18 @@ class VarianceCurve:
                 "mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
+# Per-seed curves that measure_variance has produced, so that the explorer reuses the notebook's own measurement
+# instead of building another 128-block model: {(config, seed, batch, seq_len): {norm: variance per block}}.
+_MEASURED: dict[tuple, dict[str, np.ndarray]] = {}
+_MEASURED_MAX = 32
+
+
+def _memo_key(cfg: ModelConfig, seed: int, batch: int, seq_len: int) -> tuple:
+    d = cfg.to_dict()
+    d.pop("norm")  # one model serves every norm placement
+    return (tuple(sorted(d.items())), seed, batch, seq_len)
+
+
 def measure_variance(
     cfg: ModelConfig,
     norms: Sequence[str] = NORMS,
@@ -327,7 +339,9 @@ def measure_variance(
 
     Each seed builds one model (weights from ``seed``, tokens from ``seed + 10_000``) and runs it under
     every norm placement with the same weights (``norm_placement``). No gradients, fp32, small batch:
-    one 128-block forward at d = 256, 32 tokens x 8 sequences takes about a second on one core.
+    one 128-block forward at d = 256, 32 tokens x 8 sequences takes about a second on one core; building the
+    model (drawing its random weights) costs about as much. Each seed's curves are remembered for
+    ``explore_variance``.
     """
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed, e.g. seeds=(0, 1, 2)")
@@ -348,6 +362,9 @@ def measure_variance(
             with norm_placement(model, n), torch.no_grad():
                 runs[n].append(residual_variance(model(idx, output_hidden_states=True).hidden_states))
             seconds[n] += time.perf_counter() - t0
+            if len(_MEASURED) >= _MEASURED_MAX:
+                _MEASURED.clear()
+            _MEASURED.setdefault(_memo_key(cfg, seed, batch, T), {})[n] = runs[n][-1]
         del model
     return {n: VarianceCurve(n, cfg.d_model, cfg.n_layers, T, batch, list(seeds), np.stack(runs[n]), seconds[n])
             for n in norms}
@@ -398,57 +415,89 @@ def _block_jacobian(block, h: torch.Tensor, rope, token: int) -> torch.Tensor:
     return J
 
 
-def jacobian_distance(
+def jacobian_distances(
     cfg: ModelConfig,
+    norms: Sequence[str] = NORMS,
     seeds: Sequence[int] = (0,),
     blocks: Sequence[int] | None = None,
     seq_len: int = 8,
     token: int = -1,
-) -> BlockProbe:
-    """||dy_t/dx_t - I||_F / ||I||_F of each block, for one token's residual vector (notebook 02).
+) -> dict[str, BlockProbe]:
+    """||dy_t/dx_t - I||_F / ||I||_F of each block, for one token's residual vector, per norm (notebook 02).
 
     y = block(x) at token ``token`` (the last by default), x the block's input at the same token, the other
     positions held at their values from the forward pass. Pre-LN: the block is I + branch'(LN) * LN'(x), and
     LN'(x) ~ 1/sigma_x, so the distance falls as the stream grows. Use a small width (d <= 128): the cost is
-    one batch of d sequences per block. ``blocks``: 1-based block numbers (default: all).
+    one batch of d sequences per block. ``blocks``: 1-based block numbers (default: all). Each seed builds one
+    model and probes it under every norm placement (same weights, see ``norm_placement``).
     """
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed")
+    for n in norms:
+        _check_norm(n)
     blocks = list(blocks) if blocks is not None else list(range(1, cfg.n_layers + 1))
     if any(not 1 <= b <= cfg.n_layers for b in blocks):
         raise ValueError(f"blocks must lie in 1..{cfg.n_layers}, got {blocks}")
     if seq_len > cfg.seq_len:
         raise ValueError(f"seq_len={seq_len} exceeds cfg.seq_len={cfg.seq_len}")
-    t0 = time.perf_counter()
     eye = torch.eye(cfg.d_model)
-    vals = []
+    vals: dict[str, list[list[float]]] = {n: [] for n in norms}
+    seconds = {n: 0.0 for n in norms}
     for seed in seeds:
         model = build_model(cfg, seed=seed).eval()
         idx = random_tokens(cfg.vocab_size, 1, seq_len, seed + 10_000)
-        with torch.no_grad():
-            hs = model(idx, output_hidden_states=True).hidden_states
-        row = []
-        for b in blocks:
-            J = _block_jacobian(model.blocks[b - 1], hs[b - 1], model.rope, token)
-            row.append(((J - eye).norm() / eye.norm()).item())
-        vals.append(row)
-    return BlockProbe("jacobian_distance", cfg.norm, cfg.d_model, blocks, np.array(vals), time.perf_counter() - t0)
+        for n in norms:
+            t0 = time.perf_counter()
+            with norm_placement(model, n):
+                with torch.no_grad():
+                    hs = model(idx, output_hidden_states=True).hidden_states
+                row = []
+                for b in blocks:
+                    J = _block_jacobian(model.blocks[b - 1], hs[b - 1], model.rope, token)
+                    row.append(((J - eye).norm() / eye.norm()).item())
+            vals[n].append(row)
+            seconds[n] += time.perf_counter() - t0
+    return {n: BlockProbe("jacobian_distance", n, cfg.d_model, blocks, np.array(vals[n]), seconds[n]) for n in norms}
 
 
-def gradient_norms(cfg: ModelConfig, seeds: Sequence[int] = (0,), batch: int = 4, seq_len: int | None = None) -> BlockProbe:
-    """||grad of the loss w.r.t. block l's weights|| at init, per block, on random tokens and targets (notebook 02)."""
+def jacobian_distance(cfg: ModelConfig, seeds: Sequence[int] = (0,), blocks: Sequence[int] | None = None,
+                      seq_len: int = 8, token: int = -1) -> BlockProbe:
+    """``jacobian_distances`` for ``cfg.norm`` alone (notebook 02)."""
+    return jacobian_distances(cfg, (cfg.norm,), seeds, blocks, seq_len, token)[cfg.norm]
+
+
+def gradient_norms_by_norm(cfg: ModelConfig, norms: Sequence[str] = NORMS, seeds: Sequence[int] = (0,),
+                           batch: int = 4, seq_len: int | None = None) -> dict[str, BlockProbe]:
+    """||grad of the loss w.r.t. block l's weights|| at init, per block and norm, on random tokens and targets.
+
+    Each seed builds one model and runs it under every norm placement (same weights). Notebook 02.
+    """
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed")
+    for n in norms:
+        _check_norm(n)
     T = seq_len or cfg.seq_len
-    t0 = time.perf_counter()
-    vals = []
+    if T > cfg.seq_len:
+        raise ValueError(f"seq_len={T} exceeds cfg.seq_len={cfg.seq_len}")
+    vals: dict[str, list[list[float]]] = {n: [] for n in norms}
+    seconds = {n: 0.0 for n in norms}
     for seed in seeds:
         model = build_model(cfg, seed=seed)
         idx = random_tokens(cfg.vocab_size, batch, T + 1, seed + 10_000)
-        model(idx[:, :-1], targets=idx[:, 1:]).loss.backward()
-        vals.append([math.sqrt(sum(float(p.grad.pow(2).sum()) for p in b.parameters())) for b in model.blocks])
-    return BlockProbe("gradient_norm", cfg.norm, cfg.d_model, list(range(1, cfg.n_layers + 1)), np.array(vals),
-                      time.perf_counter() - t0)
+        for n in norms:
+            t0 = time.perf_counter()
+            model.zero_grad(set_to_none=True)
+            with norm_placement(model, n):
+                model(idx[:, :-1], targets=idx[:, 1:]).loss.backward()
+            vals[n].append([math.sqrt(sum(float(p.grad.pow(2).sum()) for p in b.parameters())) for b in model.blocks])
+            seconds[n] += time.perf_counter() - t0
+    blocks = list(range(1, cfg.n_layers + 1))
+    return {n: BlockProbe("gradient_norm", n, cfg.d_model, blocks, np.array(vals[n]), seconds[n]) for n in norms}
+
+
+def gradient_norms(cfg: ModelConfig, seeds: Sequence[int] = (0,), batch: int = 4, seq_len: int | None = None) -> BlockProbe:
+    """``gradient_norms_by_norm`` for ``cfg.norm`` alone (notebook 02)."""
+    return gradient_norms_by_norm(cfg, (cfg.norm,), seeds, batch, seq_len)[cfg.norm]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -540,10 +589,12 @@ def check_decreasing(blocks: Sequence[int], values: Sequence[float], max_rank_co
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_measure(depth: int, width: int, seq_len: int, batch: int, seed: int) -> dict[str, tuple[float, ...]]:
+def _cached_measure(depth: int, width: int, seq_len: int, batch: int, seed: int) -> dict[str, np.ndarray]:
     cfg = ModelConfig(d_model=width, n_layers=depth, n_heads=4, seq_len=seq_len)
-    return {n: tuple(c.mean) for n, c in measure_variance(cfg, seeds=(seed,), batch=batch).items()}
+    key = _memo_key(cfg, seed, batch, seq_len)
+    if not set(NORMS) <= set(_MEASURED.get(key, {})):
+        measure_variance(cfg, seeds=(seed,), batch=batch, seq_len=seq_len)
+    return _MEASURED[key]
 
 
 @functools.lru_cache(maxsize=32)
@@ -560,7 +611,8 @@ def explore_variance(depth: int = 128, width: int = 128, norm: str = "pre", rho:
     ``mean_field``: ``mean_field_variance`` for the same stack; ``linear``: Xiong's sigma_0^2 + l b^2 with b^2
     from ``asymptotic_block_variance``; ``rho``: the correlated recursion with the chosen rho and the same
     sigma_0^2 and b^2 — what the same stack would do if training had correlated branch and stream.
-    Measurements and predictions are cached, so moving only the rho slider is instant.
+    Measurements and predictions are cached (and a measurement ``measure_variance`` already made with the same
+    config, seed and batch is reused), so moving only the rho slider is instant.
     """
     _check_norm(norm)
     _check_depth(depth)

@@ -178,12 +178,13 @@ def test_claim_post_flat_fails_for_pre_and_mix(small_curves):
 def jacobians():
     cfg = ModelConfig(d_model=32, n_layers=64, n_heads=4, seq_len=8)
     blocks = th.log_spaced_blocks(64, 10)
-    return {n: th.jacobian_distance(ModelConfig(**{**cfg.to_dict(), "norm": n}), seeds=(0,), blocks=blocks)
-            for n in ("pre", "lns", "post")}
+    return th.jacobian_distances(cfg, norms=("pre", "lns", "post"), seeds=(0,), blocks=blocks)
 
 
 def test_claim_jacobian_decreasing_holds_for_pre_and_fails_for_post(jacobians):
     pre, post = jacobians["pre"], jacobians["post"]
+    single = th.jacobian_distance(ModelConfig(d_model=32, n_layers=64, n_heads=4, seq_len=8), blocks=pre.blocks)
+    np.testing.assert_allclose(single.values, pre.values, rtol=1e-5)  # one model under norm_placement = built as pre
     assert th.check_decreasing(pre.blocks, pre.mean).ok
     assert not th.check_decreasing(post.blocks[1:], post.mean[1:]).ok
     assert not th.check_decreasing(pre.blocks, pre.mean[::-1]).ok
@@ -215,6 +216,8 @@ def test_gradient_norms_per_block():
     model(idx[:, :-1], targets=idx[:, 1:]).loss.backward()
     ref = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.blocks[2].parameters()))
     assert g.values[0, 2] == pytest.approx(ref, rel=1e-5)
+    by_norm = th.gradient_norms_by_norm(cfg, norms=("post", "pre"), seeds=(0, 1), batch=2)
+    np.testing.assert_allclose(by_norm["pre"].values, g.values, rtol=1e-5)  # grads reset between placements
 
 
 def test_explore_variance_curves():
@@ -222,3 +225,15 @@ def test_explore_variance_curves():
     assert len(d["measured"]) == len(d["mean_field"]) == len(d["rho_curve"]) == 17
     assert np.all(d["rho_curve"][1:] > d["linear"][1:])
     assert d["b_sq"] == pytest.approx(th.asymptotic_block_variance(32))
+
+
+def test_explorer_reuses_a_measurement_already_made(monkeypatch):
+    cfg = ModelConfig(d_model=32, n_layers=12, n_heads=4, seq_len=8)
+    curves = th.measure_variance(cfg, seeds=(5,), batch=2)
+
+    def no_build(*a, **k):
+        raise AssertionError("explore_variance rebuilt a model it had already measured")
+
+    monkeypatch.setattr(th, "build_model", no_build)
+    d = th.explore_variance(depth=12, width=32, norm="mix", rho=0.2, seq_len=8, batch=2, seed=5)
+    np.testing.assert_allclose(d["measured"], curves["mix"].mean)
