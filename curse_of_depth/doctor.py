@@ -505,6 +505,17 @@ def format_day_map(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_timings(modes: tuple[str, ...] = ("workshop", "smoke")) -> str:
+    """The reference times of every notebook as a Markdown table (``notebooks/INSTRUCTORS.md`` holds its output)."""
+    head = "| # | notebook | " + " | ".join(f"{m} mode" for m in modes) + " |"
+    lines = [head, "|---|---|" + "---|" * len(modes)]
+    for nb, (title, _) in NOTEBOOKS.items():
+        times = budgets.REFERENCE_SECONDS.get(nb, {})
+        cells = [_fmt_duration(times[m]) if m in times else "not measured yet" for m in modes]
+        lines.append(f"| {nb} | {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------- the report
 
 

