@@ -489,11 +489,13 @@ class LiveBandPlot:
         self.curves: dict[str, tuple[list[int], list[float]]] = {}
         self.handle = self.fig = None
         if LivePlot.available():
+            import matplotlib.pyplot as plt
             from IPython.display import display
 
             from . import plots
 
             self.fig, self.ax = plots.subplots()
+            plt.close(self.fig)  # detached from pyplot: only the handle shows it, no extra copy at the end of a cell
             self._draw()
             self.handle = display(self.fig, display_id=True)
 
@@ -516,13 +518,49 @@ class LiveBandPlot:
             self._draw()
             self.handle.update(self.fig)
 
+    def show_here(self) -> None:
+        """Show the figure again in the current cell's output and update that copy from now on."""
+        if self.fig is not None:
+            from IPython.display import display
+
+            self._draw()
+            self.handle = display(self.fig, display_id=True)
+
     def close(self) -> None:
         """Stop updating; the last image stays in the output."""
-        if self.handle is not None:
-            import matplotlib.pyplot as plt
+        self.handle = None
 
-            plt.close(self.fig)
-            self.handle = None
+
+class LiveSession:
+    """Notebook 03's live runs: each norm trained with the band's configuration, over one shared live plot.
+
+    ``run(norm)`` trains one norm now (``train_live``: never loaded, left in the cache for notebook 04),
+    records the residual variance after every block at each validation point, and redraws the plot; call it
+    in separate cells so no cell trains for long. ``runs`` and ``snapshots`` hold the results by norm.
+    """
+
+    def __init__(self, bands: dict[str, Band], configs: dict, corpus, probe_idx: torch.Tensor, title: str = ""):
+        if not configs:
+            raise ValueError("no configurations to train: pass live_configs(...) for at least one norm")
+        self.configs, self.corpus, self.probe_idx = configs, corpus, probe_idx
+        self.board = LiveBandPlot(bands, title=title, norms=list(configs))
+        self.runs: dict = {}
+        self.snapshots: dict[str, Snapshots] = {}
+
+    def run(self, norm: str, progress: bool = True):
+        if norm not in self.configs:
+            raise ValueError(f"no configuration for norm {norm!r}; this session trains {sorted(self.configs)}")
+        model_cfg, train_cfg = self.configs[norm]
+        at = [*range(0, train_cfg.max_steps, train_cfg.eval_every), train_cfg.max_steps]
+        snaps = Snapshots(variance_after_blocks(self.probe_idx), at_steps=at)
+        if self.runs:  # a later cell: draw the shared plot again under this cell
+            self.board.show_here()
+        result = train_live(model_cfg, train_cfg, self.corpus, callback=chain(snaps, self.board), progress=progress)
+        self.runs[norm], self.snapshots[norm] = result, snaps
+        return result
+
+    def curves(self) -> dict[str, tuple[list[int], list[float]]]:
+        return {norm: (r.val_steps, r.val_loss) for norm, r in self.runs.items()}
 
 
 def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool = True):

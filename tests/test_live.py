@@ -325,3 +325,26 @@ def test_plot_functions_return_figures_with_the_expected_panels():
     fig = plots.plot_block_diagnostics({"pre": diag, "lns": diag}, title="x")
     assert len(fig.axes) == 4
     assert fig.axes[2].get_yscale() == "symlog"  # block 1 costs 100x the others: not a linear axis
+
+
+def test_live_session_trains_each_norm_with_snapshots_at_every_evaluation(tmp_path, monkeypatch):
+    from curse_of_depth.live import LiveSession
+    from curse_of_depth.train import TrainConfig
+
+    monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
+    corpus = tiny_corpus()
+    tc = TrainConfig(max_steps=5, seq_len=16, batch_size=2, eval_every=2, eval_batches=1, eval_batch_size=2)
+    cfgs = {n: (ModelConfig(vocab_size=corpus.vocab_size, d_model=16, n_layers=3, n_heads=2, seq_len=16, norm=n), tc)
+            for n in ("lns", "pre")}
+    bands = {"pre": band_from_runs("pre", [run([4.0, 3.5, 3.2, 3.1], 0, steps=[0, 2, 4, 5])])}
+    session = LiveSession(bands, cfgs, corpus, corpus.fixed_batches("val", 1, 2, 16)[0][0])
+    session.run("lns", progress=False)
+    session.run("pre", progress=False)
+    assert list(session.runs) == ["lns", "pre"]
+    assert sorted(session.snapshots["pre"].as_dict()) == [0, 2, 4, 5]  # every validation point, the last included
+    assert session.curves()["pre"][0] == [0, 2, 4, 5]
+    assert band_position(*session.curves()["pre"], bands["pre"]).steps.tolist() == [0, 2, 4, 5]
+    with pytest.raises(ValueError, match="no configuration for norm 'post'"):
+        session.run("post")
+    with pytest.raises(ValueError, match="at least one norm"):
+        LiveSession(bands, {}, corpus, None)
