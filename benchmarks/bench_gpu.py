@@ -131,6 +131,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64, help="sequences per step (per GPU) in the loops")
     parser.add_argument("--trainer-steps", type=int, default=150)
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--loops-only", action="store_true", help="skip the trainer/torchrun measurements")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA GPU")
@@ -152,6 +153,10 @@ def main() -> int:
             res[key]["mfu_datasheet"] = round(t / peak, 3)
             res[key]["mfu_measured_matmul"] = round(t / (res["matmul_bf16_tflops"] * 1e12), 3)
     print(json.dumps(res, indent=1), flush=True)
+    if args.loops_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        return 0
     res["trainer_1gpu"] = trainer_cli(1, args.batch, args.trainer_steps)
     if n_gpu > 1:
         res[f"trainer_{n_gpu}gpu"] = trainer_cli(n_gpu, args.batch, args.trainer_steps)
