@@ -260,8 +260,9 @@ def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None 
     ``remove_layernorm_scaling``. Works with the Hugging Face ``Trainer`` and plain PyTorch loops.
     """
     if not isinstance(model, PreTrainedModel):
-        raise ValueError(f"apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got {type(model).__name__}; "
-                         "for the kit's own decoder use curse_of_depth.build_model(norm='lns')")
+        raise ValueError(f"apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got {type(model).__name__}: "
+                         "apply it before wrapping the model (PEFT, DDP, FSDP); for the kit's own decoder use "
+                         "curse_of_depth.build_model(norm='lns')")
     decoder_layers(model)  # refuses unsupported architectures before anything changes
     current = _installed(model)
     if current is not None:

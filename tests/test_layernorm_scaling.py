@@ -21,7 +21,7 @@ from transformers import (
 )
 
 import curse_of_depth.layernorm_scaling as lns
-from curse_of_depth.model import ModelConfig, build_model, hf_state_dict, to_hf_llama
+from curse_of_depth.model import ModelConfig, build_model, from_hf_state_dict, hf_state_dict, to_hf_llama
 
 V, T = 37, 16
 SMALL = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_attention_heads=4, max_position_embeddings=T)
@@ -70,6 +70,8 @@ def test_hf_llama_with_lns_equals_the_kits_lns_model(n_layers):
     assert gap < 1e-5
     if n_layers > 1:  # the claim's condition fails without LNS: it can tell the two apart
         assert gap_pre > 1e-3
+    back = from_hf_state_dict(build_model(kit.cfg, seed=9), hf.state_dict()).eval()  # and back into the kit
+    assert lns.max_logit_gap(back, hf, x) < 1e-5
 
 
 def test_training_step_in_a_plain_loop_matches_the_kit():
@@ -311,3 +313,27 @@ def test_trainer_runs_a_few_steps_and_keeps_lns(tmp_path):
     assert math.isfinite(out.training_loss) and out.global_step == 3
     assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
     assert lns.layernorm_scaling_factors(m) == [(1 / math.sqrt(layer),) * 2 for layer in (1, 2, 3)]
+
+
+# ------------------------------------------------------------------ notebook 05's claims can fail
+
+
+def test_notebook_claim_conditions_fail_on_the_wrong_model(tmp_path):
+    """The three checked claims of notebook 05, with their exact conditions, flipped by a wrong input."""
+    kit = build_model(ModelConfig(vocab_size=V, d_model=32, n_layers=4, n_heads=4, seq_len=T, norm="lns"), seed=2).eval()
+    x = tokens()
+    plain = to_hf_llama(kit)
+    # "LNS on a Hugging Face Llama gives the kit's LNS model's logits": false for the stock Llama
+    assert not lns.max_logit_gap(kit, plain, x) < 1e-5
+    # "removing LNS gives back the original logits bit for bit": false while LNS is still on
+    ref = logits(plain, x)
+    lns.apply_layernorm_scaling(plain)
+    assert not (torch.equal(logits(plain, x), ref) and type(plain) is LlamaForCausalLM)
+    # "the reloaded checkpoint still has LNS": false for a checkpoint saved without it, and for the stock class
+    plain.save_pretrained(tmp_path / "lns")
+    stock = LlamaForCausalLM.from_pretrained(tmp_path / "lns").eval()
+    assert not lns.max_logit_gap(kit, stock, x) < 1e-5
+    lns.remove_layernorm_scaling(plain)
+    plain.save_pretrained(tmp_path / "pre")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "pre").eval()
+    assert lns.layernorm_scaling_factors(reloaded) is None and not lns.max_logit_gap(kit, reloaded, x) < 1e-5
