@@ -25,7 +25,9 @@ chose hooks over the alternatives because they are the most robust:
   bound ``forward`` would keep pointing at the original module after a deepcopy).
 * gradient checkpointing: the norms run inside the decoder layer's forward, so
   the recomputation runs the hooks again and gives the same result.
-* ``torch.compile``: dynamo traces module hooks and guards on the float.
+* ``torch.compile``: dynamo traces module hooks and guards on the float (checked by hand on a tiny Llama:
+  compiled and eager logits agree within 1e-7, and a compiled model follows ``remove_layernorm_scaling``;
+  not a unit test, because a cold compile took minutes on the shared CPU).
 * fused-kernel replacements of ``RMSNorm.forward`` (kernels, Liger) still have
   their output scaled: hooks run around whatever ``forward`` is.
 * ``isinstance`` checks keep working: the norm modules keep their class.
@@ -54,6 +56,9 @@ to ``config.json``; the weights keep their stock names and values.
   catches it instead: ``layernorm_scaling_factors(model)`` raises on such a
   model (its config still carries ``lns_factors``), and
   ``apply_layernorm_scaling(model)`` restores the saved factors.
+
+Other heads (e.g. ``LlamaForSequenceClassification``) get the same forward, apply/remove and config; only
+causal LMs are registered with an Auto class, so ``from_pretrained`` covers causal LMs.
 
 The factors are stored, not re-derived from the layer position, so a pruned
 LNS model keeps each surviving layer's original factor (paper brief §6.4).
@@ -144,21 +149,31 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 # ------------------------------------------------ kit subclasses (round trip)
 
 _CLASSES: dict[type, tuple[type, type]] = {}  # base model class -> (LNS config class, LNS model class)
+_CONFIGS: dict[type, type] = {}  # base config class -> LNS config class (one per model_type, shared by all heads)
+
+
+def _lns_config_class(base_cfg: type) -> type:
+    if base_cfg not in _CONFIGS:
+        model_type = PREFIX + base_cfg.model_type
+        cfg_cls = type(f"LNS{base_cfg.__name__}", (base_cfg,), {
+            "__module__": __name__,
+            "__annotations__": {"lns_factors": "list[float] | None"},
+            "lns_factors": None,
+            "model_type": model_type,
+            "__doc__": f"{base_cfg.__name__} plus ``lns_factors``: the LayerNorm Scaling factor of each decoder layer.",
+        })
+        cfg_cls.__qualname__ = cfg_cls.__name__
+        globals().setdefault(cfg_cls.__name__, cfg_cls)  # picklable as curse_of_depth.layernorm_scaling.<name>
+        AutoConfig.register(model_type, cfg_cls, exist_ok=True)
+        _CONFIGS[base_cfg] = cfg_cls
+    return _CONFIGS[base_cfg]
 
 
 def _lns_classes(base_model_cls: type) -> tuple[type, type]:
     """The kit's (config, model) subclasses for ``base_model_cls``, created once and registered with Auto*."""
     if base_model_cls in _CLASSES:
         return _CLASSES[base_model_cls]
-    base_cfg = base_model_cls.config_class
-    model_type = PREFIX + base_cfg.model_type
-    cfg_cls = type(f"LNS{base_cfg.__name__}", (base_cfg,), {
-        "__module__": __name__,
-        "__annotations__": {"lns_factors": "list[float] | None"},
-        "lns_factors": None,
-        "model_type": model_type,
-        "__doc__": f"{base_cfg.__name__} plus ``lns_factors``: the LayerNorm Scaling factor of each decoder layer.",
-    })
+    cfg_cls = _lns_config_class(base_model_cls.config_class)
 
     def __init__(self, config, *args, **kwargs):
         base_model_cls.__init__(self, config, *args, **kwargs)
@@ -181,12 +196,10 @@ def _lns_classes(base_model_cls: type) -> tuple[type, type]:
         "config_class": cfg_cls,
         "__doc__": f"{base_model_cls.__name__} with LayerNorm Scaling (curse_of_depth.layernorm_scaling).",
     })
-    # Module-level names make the classes picklable and visible as curse_of_depth.layernorm_scaling.<name>.
-    for cls in (cfg_cls, model_cls):
-        cls.__qualname__ = cls.__name__
-        globals().setdefault(cls.__name__, cls)
-    AutoConfig.register(model_type, cfg_cls, exist_ok=True)
-    AutoModelForCausalLM.register(cfg_cls, model_cls, exist_ok=True)
+    model_cls.__qualname__ = model_cls.__name__
+    globals().setdefault(model_cls.__name__, model_cls)
+    if base_model_cls.__name__.endswith("ForCausalLM"):  # other heads load through their own Auto class
+        AutoModelForCausalLM.register(cfg_cls, model_cls, exist_ok=True)
     _CLASSES[base_model_cls] = (cfg_cls, model_cls)
     return cfg_cls, model_cls
 

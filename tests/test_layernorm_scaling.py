@@ -136,6 +136,19 @@ def test_model_type_reads_lns_also_for_a_config_loaded_from_disk(tmp_path):
     assert m.config.model_type == "llama" and m.config.__dict__ == original
 
 
+def test_other_heads_work_and_share_the_config_class():
+    from transformers import LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    m = LlamaForSequenceClassification(LlamaConfig(**SMALL, num_hidden_layers=3, num_labels=2, pad_token_id=0)).eval()
+    x = tokens()
+    ref = logits(m, x)
+    lns.apply_layernorm_scaling(m)
+    assert type(m.config) is lns.LNSLlamaConfig and not torch.equal(logits(m, x), ref)
+    lns.remove_layernorm_scaling(m)
+    assert type(m) is LlamaForSequenceClassification and torch.equal(logits(m, x), ref)
+
+
 def test_applying_twice_is_refused_and_leaves_the_model_alone():
     m = lns.apply_layernorm_scaling(fresh())
     x = tokens()
