@@ -195,7 +195,8 @@ def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFie
       * SwiGLU adds init_std^2 * d_ff * E[silu(g_t) silu(g_s)] * G[t, s] with G = q N the gate/up
         covariance (gate and up are independent; the expectation is done by quadrature);
       * the branch's weights are fresh and zero-mean, so the cross term stream x branch vanishes (rho = 0);
-      * Post-LN adds the branch of the *raw* stream, then re-normalizes the sum.
+      * Post-LN adds the branch of the *raw* stream, then re-normalizes the sum;
+      * ``scaled_init`` shrinks the output projections (o_proj, down_proj) to std init_std / sqrt(2L).
     The measured variance is taken over features, so the prediction carries the factor (1 - 1/d).
     Ignored, and small at init: softmax non-uniformity (~1%), finite-width fluctuations (seed spread).
     """
@@ -216,12 +217,15 @@ def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFie
         g = (k.diagonal() + eps).sqrt()
         return k / (g[:, None] * g[None, :])
 
+    # scaled_init (GPT-2/Megatron) draws the two output projections with std init_std / sqrt(2L)
+    so = sw / math.sqrt(2 * L) if cfg.scaled_init else sw
+
     def attn(k: torch.Tensor) -> torch.Tensor:
-        return q * q * (A @ k @ A.T)
+        return q * (so * so * d) * (A @ k @ A.T)
 
     def ffn(k: torch.Tensor) -> torch.Tensor:
         gate = q * k
-        return sw * sw * cfg.hidden * silu_product_expectation(gate) * gate
+        return so * so * cfg.hidden * silu_product_expectation(gate) * gate
 
     var = [K.diagonal().mean().item()]
     for layer in range(1, L + 1):

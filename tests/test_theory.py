@@ -108,6 +108,15 @@ def test_mean_field_matches_monte_carlo(small_curves, small_predictions, norm):
     assert check.ok, check.detail
 
 
+def test_mean_field_follows_scaled_init():
+    cfg = ModelConfig(d_model=64, n_layers=32, n_heads=4, seq_len=16, scaled_init=True)
+    curves = th.measure_variance(cfg, norms=("pre",), seeds=(0, 1, 2), batch=4)
+    pred = th.mean_field_variance(cfg).variance
+    assert th.check_matches(curves["pre"].mean, pred, rtol=0.12).ok
+    plain = th.mean_field_variance(ModelConfig(**{**cfg.to_dict(), "scaled_init": False})).variance
+    assert not th.check_matches(curves["pre"].mean, plain).ok  # forgetting scaled init mispredicts
+
+
 def test_mean_field_has_no_free_constant():
     # twice the init std -> exactly what the derivation says: embeddings x4, deep increments ~x16 (q^2)
     cfg = ModelConfig(d_model=64, n_layers=40, n_heads=4, seq_len=8)
