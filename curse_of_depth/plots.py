@@ -588,3 +588,62 @@ def plot_sparsity(table: dict, title: str | None = None):
     ax2.set_title("OWL: fewer zeros where outliers live")
     ax2.legend(fontsize="small")
     return fig
+
+
+# ------------------------------------------------------------------------------ notebook 07: the scale map
+
+
+def _map_series(rows: list[dict], corpus: str, d_model: int, gap_key: str) -> dict:
+    """{tokens: [(depth, gap row, Pre-LN redundancy, LNS redundancy), ...]} of one corpus and width."""
+    series: dict = {}
+    for r in rows:
+        p = r["point"]
+        if not r.get("complete") or p["corpus"] != corpus or p["d_model"] != d_model or r.get(gap_key) is None:
+            continue
+        pre = r["arms"].get("pre@0.003", {}).get("redundancy")
+        lns = r["arms"].get("lns@0.003", {}).get("redundancy")
+        series.setdefault(p["tokens"], []).append((p["n_layers"], r[gap_key], pre, lns))
+    return {t: sorted(v, key=lambda x: x[0]) for t, v in sorted(series.items())}
+
+
+def plot_scale_map(rows: list[dict], gap_key: str = "gap_same_lr", title: str | None = None):
+    """Left: LNS - Pre-LN validation gap (mean +- sd over paired seeds) against depth, one line per token budget.
+    Right: Pre-LN's (solid) and LNS's (dashed) loss increase when one block of the deepest third is skipped.
+
+    Takes ``results.load("scale_map")["data"]["summary"]`` rows. Notebook 07.
+    """
+    fig, (ax, ax2) = subplots(1, 2)
+    styles = [("gcide", 128, "o", "-"), ("gcide-bpe", 128, "s", ":"), ("gcide", 256, "D", "--")]
+    token_colors = {}
+    for corpus, width, marker, ls in styles:
+        for tokens, pts in _map_series(rows, corpus, width, gap_key).items():
+            color = token_colors.setdefault(tokens, f"C{len(token_colors)}")
+            depth = [p[0] for p in pts]
+            label = f"{tokens / 1e6:g}M tokens, {'BPE' if corpus.endswith('bpe') else 'char'}, d{width}"
+            ax.errorbar(depth, [p[1]["mean"] for p in pts], yerr=[p[1]["sd"] for p in pts], marker=marker, ls=ls,
+                        color=color, capsize=3, label=label)
+            for k, (norm_ls, alpha) in enumerate((("-", 1.0), ("--", 0.6))):
+                red = [p[2 + k] for p in pts]
+                keep = [(d, r) for d, r in zip(depth, red) if r is not None]
+                if keep:
+                    ax2.errorbar([d for d, _ in keep], [max(r["mean_delta"], 1e-5) for _, r in keep],
+                                 yerr=[r["sd_delta"] for _, r in keep], marker=marker, ls=norm_ls, color=color,
+                                 alpha=alpha, capsize=3, label=f"{'Pre-LN' if k == 0 else 'LNS'}, {label}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("depth (blocks)")
+    ax.set_ylabel("LNS − Pre-LN final val loss (nats)")
+    ax.set_title(title or "below 0: LNS ahead · above 0: Pre-LN ahead")
+    ax.legend(fontsize="x-small")
+    ax2.set_xscale("log", base=2)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("depth (blocks)")
+    ax2.set_ylabel("loss increase when one deep block is skipped")
+    ax2.set_title("deepest third: mean skip cost per block")
+    ax2.legend(fontsize="xx-small", ncol=1)
+    for a in (ax, ax2):
+        depths = sorted({r["point"]["n_layers"] for r in rows if r.get("complete")})
+        if depths:
+            a.set_xticks(depths, [str(d) for d in depths])
+    ax2.set_ylim(bottom=max(1e-5, ax2.get_ylim()[0]))
+    return fig
