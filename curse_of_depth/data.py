@@ -214,7 +214,7 @@ _MEMO: dict[tuple, Corpus] = {}
 def load_corpus(name: str = "shakespeare", **kwargs) -> Corpus:
     """The prepared corpus ``name`` (default: Shakespeare), building its cache on first use. Notebook 03."""
     if name not in _LOADERS:
-        from . import corpora  # noqa: F401  (registers the scale map's corpora: gcide, gcide-bpe, shakespeare-bpe)
+        from . import corpora as _more_corpora  # noqa: F401  (registers the scale map's corpora: gcide, gcide-bpe, shakespeare-bpe)
     if name not in _LOADERS:
         raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(corpora())} "
                          "or add yours with curse_of_depth.data.register_corpus")
