@@ -505,10 +505,10 @@ def missing(points: Sequence[Point], records: Iterable[dict], min_seeds: int = M
     return out
 
 
-def map_verdict(row: dict, which: str = "gap_same_lr") -> str:
+def map_verdict(row: dict, which: str = "gap_same_lr", label: str = "") -> str:
     """One stable line per point (no floats): which norm is ahead and whether it clears 2 seed-sd."""
     gap = row.get(which)
-    key = row["point"]["key"]
+    key = row["point"]["key"] + label
     if gap is None:
         return f"{key}: no paired result"
     agree = f"{gap['lns_better']}/{gap['n']} seeds favour LNS"
@@ -517,6 +517,36 @@ def map_verdict(row: dict, which: str = "gap_same_lr") -> str:
         return f"{key}: tie within {GAP_THRESHOLD_SD:g} seed-sd ({lead} ahead on average; {agree})"
     win = "LNS" if gap["verdict"] == "lns" else "Pre-LN"
     return f"{key}: {win} ahead by more than {GAP_THRESHOLD_SD:g} seed-sd ({agree})"
+
+
+def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, list[str]]:
+    """Re-derive completeness from the stored raw runs: (every point the summary lists as complete really has
+    ``min_seeds`` paired seeds in every arm, the points so listed). Notebook 07's first claim."""
+    points = {p.key: p for p in grid(data["grid"])}
+    listed = [r["point"]["key"] for r in data["summary"] if r["complete"]]
+    table = arm_table(data["runs"])
+    ok = bool(listed) and all(k in points and is_complete(points[k], table.get(k, {}), min_seeds) for k in listed)
+    for key in listed:  # every counted run must hold a finite loss or be marked diverged, and its skip costs
+        for runs in table.get(key, {}).values():
+            for r in runs.values():
+                ok = ok and (r.get("diverged") or (math.isfinite(final_loss(r)) and len(r.get("skip_delta", [])) > 0))
+    return ok, listed
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip costs."""
+    lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} {'sd':>5s} "
+             f"{'LNS@1e-2 - Pre':>17s} {'skip Pre':>9s} {'skip LNS':>9s}"]
+    for r in rows:
+        if not r["complete"]:
+            continue
+        g, o = r["gap_same_lr"], r.get("gap_own_lr")
+        pre, lns = r["arms"][PRE.key], r["arms"][LNS.key]
+        own = f"{o['mean']:+.3f} ± {o['sd']:.3f}" if o else "—"
+        lines.append(f"{r['point']['key']:28s} {r['point']['steps']:5d} {pre['mean']:7.3f} ± {pre['sd']:.3f} "
+                     f"{lns['mean']:7.3f} ± {lns['sd']:.3f} {g['mean']:+13.3f} ± {g['sd']:.3f} {g['in_seed_sd']:5.1f} "
+                     f"{own:>17s} {pre['redundancy']['mean_delta']:9.4f} {lns['redundancy']['mean_delta']:9.4f}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------- the bands (03/04)
