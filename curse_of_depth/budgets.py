@@ -121,3 +121,8 @@ SETTINGS["06"] = {
 # Measured as CPU seconds of the whole nbconvert run (1 thread) while ~6 other jobs shared the 2 cores
 # (wall time then: smoke 90 s, workshop 233-280 s); on an idle 2-core CPU wall time is about the CPU time.
 REFERENCE_SECONDS["05"] = {"smoke": 28.0, "workshop": 90.0}
+
+# ---- notebook 07 (the scale map): reads the stored GPU map; full mode on a GPU machine runs its missing points.
+SETTINGS["07"] = {"smoke": {"regenerate": False}, "workshop": {"regenerate": False},
+                  "full": {"regenerate": True, "per_device": 6}}
+REFERENCE_SECONDS["07"] = {"smoke": 15.0, "workshop": 15.0}
