@@ -226,6 +226,18 @@ def test_layers_dropped_after_apply_save_their_own_factors(tmp_path):
     assert torch.equal(logits(back, x), ref)
 
 
+def test_kits_drop_layers_keeps_lns_through_a_checkpoint(tmp_path):
+    from curse_of_depth import hf
+
+    m = lns.apply_layernorm_scaling(fresh(n=5))
+    pruned = hf.drop_layers(m, [1, 3])  # 0-based: layers 2 and 4 go
+    assert lns.layernorm_scaling_factors(m) == [(1 / math.sqrt(layer),) * 2 for layer in range(1, 6)]  # untouched
+    pruned.save_pretrained(tmp_path)
+    back = lns.from_pretrained(tmp_path).eval()
+    assert [f for f, _ in lns.layernorm_scaling_factors(back)] == [1.0, 1 / math.sqrt(3), 1 / math.sqrt(5)]
+    assert torch.equal(logits(back, tokens()), logits(pruned.eval(), tokens()))
+
+
 def test_plain_auto_model_without_the_kit_fails_loudly(tmp_path):
     lns.apply_layernorm_scaling(fresh()).save_pretrained(tmp_path)
     code = ("import sys\nfrom transformers import AutoModelForCausalLM\n"
