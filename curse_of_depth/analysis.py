@@ -470,7 +470,7 @@ def layer_report(model: nn.Module | LayerStack, idx: torch.Tensor, removal: bool
                  progress: bool = True) -> dict:
     """Everything notebook 01 plots, as plain JSON-friendly data, from one forward pass over ``idx``.
 
-    Keys: ``rms`` and ``rms_with_first`` (L + 1), ``variance`` (L + 1), ``angular`` (L, input -> output),
+    Keys: ``loss`` (nats/token, next token within each sequence), ``rms`` and ``rms_with_first`` (L + 1), ``variance`` (L + 1), ``angular`` (L, input -> output),
     ``dist`` (the (L + 1)^2 angular-distance matrix), ``block_influence`` (L), ``removal`` (the
     single-layer scan, when ``removal``), ``n_tokens``, ``seq_len``.
     """
@@ -481,6 +481,7 @@ def layer_report(model: nn.Module | LayerStack, idx: torch.Tensor, removal: bool
         "rms": rms_per_layer(hs).tolist(), "rms_with_first": rms_per_layer(hs, skip_first=False).tolist(),
         "variance": variance_per_layer(hs).tolist(), "angular": adjacent_angular_distance(hs).tolist(),
         "dist": angular_distance_matrix(hs).tolist(), "block_influence": block_influence(hs).tolist(),
+        "loss": _nll(st, hs[-1][:, :-1], idx[:, 1:]),
     }
     if removal:
         out["removal"] = layer_removal_scan(st, idx, hidden=hs, progress=progress).to_dict()

@@ -401,3 +401,11 @@ def measured_beats_last(result: dict, ns: Sequence[int] = (2, 4)) -> bool:
     """Notebook 06's claim: dropping the ``n`` cheapest layers by measured cost costs less perplexity than
     dropping the last ``n`` (before the final layer), for every ``n`` in ``ns``."""
     return all(rule_ppl(result, "measured", n) < rule_ppl(result, "last", n) for n in ns)
+
+
+def gap(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> float:
+    """Perplexity ratio between the worse and the better of two methods at ``sparsity`` (>= 1)."""
+    got = {r["method"]: r["loss"] for r in table["rows"] if abs(r["sparsity"] - sparsity) < 1e-9}
+    if a not in got or b not in got:
+        raise ValueError(f"the table has no {a!r} and {b!r} rows at sparsity {sparsity}")
+    return math.exp(abs(got[a] - got[b]))

