@@ -558,8 +558,9 @@ def plot_drop_curves(curves: dict, base_ppl: float, labels: dict | None = None, 
     return fig
 
 
-def plot_sparsity(table: dict, title: str | None = None):
-    """Left: perplexity per method at each sparsity (log axis). Right: OWL's per-layer sparsity. Notebook 06."""
+def plot_sparsity(table: dict, live: dict | None = None, title: str | None = None):
+    """Left: perplexity per method at each sparsity (log axis; ``live``: another table drawn as black dots).
+    Right: OWL's per-layer sparsity. Notebook 06."""
     import numpy as np
 
     rows = table["rows"]
@@ -573,6 +574,13 @@ def plot_sparsity(table: dict, title: str | None = None):
         ax.bar(np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width, vals, width, color=colors.get(m, "gray"),
                label={"owl": "OWL (Wanda, layer-wise)", "wanda": "Wanda (uniform)",
                       "magnitude": "magnitude (uniform)"}.get(m, m))
+        if live is not None:
+            pts = [(i, np.exp(r["loss"])) for i, s in enumerate(sps) for r in live["rows"]
+                   if r["method"] == m and r["sparsity"] == s]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(np.array(xs) + (k - (len(methods) - 1) / 2) * width, ys, "k.", ms=9,
+                        label="this run" if k == 0 else None)
     ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":", label="dense")
     ax.set_xticks(range(len(sps)), [f"{s:.0%}" for s in sps])
     ax.set_yscale("log")
