@@ -549,6 +549,33 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Sequence[str] | None = None,
+                      per_device: int = 6, deadline_s: float | None = None, results_folder: Path | None = None,
+                      work_dir: Path | None = None) -> dict:
+    """``COD_MODE=full``: run the stored map's missing points on this machine's GPUs and store the merged map.
+
+    The stored runs are written back as run files first, so the runner skips them and the new
+    ``scale_map`` holds old and new runs together. Returns the new stored record. Notebook 07.
+    """
+    from . import results
+    from .cache import atomic_write_json, data_dir
+
+    record = results.load(name, folder=results_folder)
+    folder = Path(work_dir) if work_dir else data_dir() / f"{name}_runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in record["data"]["runs"]:
+        atomic_write_json(folder / f"{r['name']}.json", r)
+    todo = {m["point"] for m in record["data"]["missing"]}
+    points = [p for p in grid(grid_name) if p.key in todo]
+    if gpus is None:
+        gpus = _gpus("auto")
+    report = run_jobs(jobs_for(points), folder, gpus, per_device, deadline_s)
+    main(["collect", "--grid", grid_name, "--runs", str(folder), "--name", name,
+          "--command", f"curse_of_depth.sweep.extend_stored_map (COD_MODE=full): {len(report.finished)} new runs",
+          *(["--results-dir", str(results_folder)] if results_folder else [])])
+    return results.load(name, folder=results_folder)
+
+
 # ------------------------------------------------------------------------------------- the bands (03/04)
 
 BAND_TAGS = {
@@ -674,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--name", default="scale_map")
     c.add_argument("--command", default="", help="the command that made the runs (for provenance)")
     c.add_argument("--results-dir", type=Path, default=None)
+    c.add_argument("--code-note", default="", help="which code made the runs, when the runs could not record it")
     b = sub.add_parser("bands", help="train the precomputed bands of notebooks 03/04 (one process per tag x norm)")
     b.add_argument("--tags", default=",".join(BAND_TAGS))
     b.add_argument("--out", type=Path, required=True)
@@ -756,7 +784,8 @@ def main(argv: list[str] | None = None) -> int:
                               wall_s=sum(r.get("wall_s", 0.0) for r in records),
                               command=args.command or " ".join(shlex.quote(a) for a in sys.argv),
                               run_hardware=hw, run_code_versions=sorted({r.get("code_version", "") for r in records}),
-                              note="wall_s is the sum over runs, which ran concurrently")
+                              note="wall_s is the sum over runs, which ran concurrently",
+                              run_code_note=args.code_note or None)
     path = results.save(args.name, data, prov, folder=args.results_dir)
     print(f"wrote {path}: {sum(r['complete'] for r in rows)}/{len(rows)} points complete")
     return 0

@@ -142,6 +142,11 @@ def test_runner_and_cli_on_a_tiny_cpu_grid(tmp_path, monkeypatch):
     summary = {r["point"]["key"]: r for r in stored["data"]["summary"]}
     assert summary[p.key]["complete"] and summary[p.key]["gap_same_lr"]["n"] == 3
     assert {m["point"] for m in stored["data"]["missing"]} == {sweep.tiny_grid()[1].key}
+    # COD_MODE=full: extending a stored map runs only its missing point and keeps the stored runs
+    part = [r for r in stored["data"]["runs"]]
+    extended = sweep.extend_stored_map("scale_map", "tiny", gpus=[], per_device=2, results_folder=res,
+                                       work_dir=tmp_path / "extend")
+    assert len(extended["data"]["runs"]) == len(part) + 6 and extended["data"]["missing"] == []
     late = sweep.run_jobs(sweep.jobs_for(sweep.tiny_grid()[1:]), tmp_path / "late", deadline_s=0.0,
                           estimate_s=lambda j: 1.0, log=lambda *_: None)
     assert late.finished == [] and len(late.not_started) == 6
