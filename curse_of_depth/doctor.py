@@ -54,6 +54,8 @@ NOTEBOOKS: dict[str, tuple[str, str]] = {
     "05": ("LNS for your model", "LayerNorm Scaling on a Hugging Face LLaMA-family model in one call, its "
                                  "equivalences, and why not to combine it with scaled init"),
     "06": ("exploiting the curse", "compression: drop the most redundant layers of SmolLM2, non-uniform sparsity"),
+    "07": ("the scale map", "where LNS starts to pay: the LNS - Pre-LN gap and Pre-LN's deep-block redundancy "
+                            "against depth and training tokens, from GPU runs (precomputed)"),
 }
 
 
