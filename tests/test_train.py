@@ -302,3 +302,21 @@ def test_torchrun_two_ranks_on_cpu_gloo(tmp_path):
     rank1 = (tmp_path / "writes_rank1.txt").read_text().split()
     assert rank1 == [] and any(p.endswith("result.json") for p in rank0)
     assert any(p.endswith("state.safetensors") for p in rank0) and any(p.endswith("model.safetensors") for p in rank0)
+
+
+def test_live_plot_is_silent_without_a_notebook_and_draws_with_one(corpus, monkeypatch):
+    assert not train_mod.LivePlot.available()  # pytest has no IPython kernel
+    r = train(MC, tc(max_steps=4), corpus, progress=False, live_plot=True)
+    assert r.steps_done == 4
+    shown = []
+
+    class Handle:
+        def update(self, fig):
+            shown.append(len(fig.axes[0].lines))
+
+    import IPython.display
+
+    monkeypatch.setattr(train_mod.LivePlot, "available", staticmethod(lambda: True))
+    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=True: Handle())
+    r = train(MC, tc(max_steps=4, eval_every=2), corpus, progress=False, live_plot=True)
+    assert shown and shown[-1] == 2  # the final figure has the train and the validation curve
