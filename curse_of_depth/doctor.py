@@ -203,6 +203,16 @@ def check_platform() -> Check:
     return Check("platform", "OK", f"{where} ({note})")
 
 
+def check_mode() -> Check:
+    """``COD_MODE`` must name a mode: every notebook's parameters cell reads it."""
+    try:
+        m = runtime.mode()
+    except ValueError as exc:
+        return Check("mode", "FAIL", str(exc).split(":")[0], "set COD_MODE to smoke, workshop or full (or unset it), "
+                     "then restart the kernel")
+    return Check("mode", "OK", f"COD_MODE={m} ({'the default' if not os.environ.get('COD_MODE') else 'set'})")
+
+
 def check_threads() -> Check:
     physical, free, used = runtime.physical_cores(), runtime.free_physical_cores(), torch.get_num_threads()
     detail = f"{physical} physical cores, {free} free now, torch uses {used} thread(s)"
@@ -530,6 +540,7 @@ def run_checks(probe_seconds: float = 0.3) -> Report:
     report.checks.append(check_package("torch", deps.get("torch", ""), "torch"))
     report.checks.append(check_package("transformers", deps.get("transformers", ""), "transformers"))
     report.checks.append(check_other_dependencies(deps))
+    report.checks.append(check_mode())
     report.checks.append(check_threads())
     report.checks.append(check_memory())
     report.checks.append(check_corpus())
@@ -537,7 +548,8 @@ def run_checks(probe_seconds: float = 0.3) -> Report:
     report.checks.append(check_results())
     report.checks.append(check_widgets())
     report.probe_gflops = matmul_gflops(seconds=probe_seconds) if probe_seconds > 0 else None
-    report.checks.extend(check_times(report.probe_gflops))
+    mode_ok = report.get("mode").status == "OK"
+    report.checks.extend(check_times(report.probe_gflops, run_mode=None if mode_ok else "workshop"))
     return report
 
 

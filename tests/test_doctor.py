@@ -113,6 +113,16 @@ def test_lower_bounds_come_from_the_package_metadata():
     assert "pytest" not in deps  # extras are not required to run the notebooks
 
 
+def test_bad_mode_fails_with_fix(monkeypatch):
+    monkeypatch.setenv("COD_MODE", "fast")
+    check = doctor.check_mode()
+    assert check.status == "FAIL" and "smoke, workshop or full" in check.fix
+    report = doctor.run_checks(probe_seconds=0)  # the report still comes out (times in workshop mode)
+    assert [c.name for c in report.failed] == ["mode"]
+    monkeypatch.setenv("COD_MODE", "smoke")
+    assert doctor.check_mode().status == "OK"
+
+
 def test_oversubscribed_threads_fail(monkeypatch):
     monkeypatch.setattr(runtime, "physical_cores", lambda: 1)
     monkeypatch.setattr(runtime, "free_physical_cores", lambda: 1)
