@@ -67,7 +67,7 @@ class Tokenizer(Protocol):
 
 @dataclass(frozen=True)
 class CharTokenizer:
-    """One token per character; ``vocab`` lists the characters in id order."""
+    """One token per character; ``vocab`` lists the characters in id order. Notebook 03."""
 
     vocab: str
 
@@ -115,7 +115,7 @@ class CharTokenizer:
 
 @dataclass
 class Corpus:
-    """Token arrays split into train and val, plus the tokenizer that made them.
+    """Token arrays split into train and val, plus the tokenizer that made them (notebook 03).
 
     ``train`` and ``val`` are 1-D int64 tensors. ``fingerprint`` identifies the
     exact arrays (the train-or-load cache keys on it).
@@ -175,7 +175,10 @@ class Corpus:
 
     def get_batch(self, split: str, batch_size: int, seq_len: int,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random windows: inputs ``x`` (batch, seq_len) and next-token targets ``y``, drawn with ``generator``."""
+        """Random windows: inputs ``x`` (batch, seq_len) and next-token targets ``y``, drawn with ``generator``.
+
+        Notebook 03.
+        """
         data = self._check(split, batch_size, seq_len)
         starts = torch.randint(data.numel() - seq_len, (batch_size,), generator=generator)
         windows = data.unfold(0, seq_len + 1, 1)[starts]  # a view of all windows, then one gather
@@ -183,7 +186,7 @@ class Corpus:
 
     def fixed_batches(self, split: str, n_batches: int, batch_size: int, seq_len: int,
                       seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The same ``n_batches`` batches every call (for comparable validation losses across runs)."""
+        """The same ``n_batches`` batches every call (comparable validation losses across runs). Notebook 03."""
         if n_batches < 1:
             raise ValueError(f"n_batches must be >= 1, got {n_batches}")
         g = torch.Generator().manual_seed(seed)
@@ -200,7 +203,7 @@ _LOADERS: dict[str, Callable[..., Corpus]] = {}
 
 
 def register_corpus(name: str, loader: Callable[..., Corpus]) -> None:
-    """Make ``load_corpus(name)`` (and ``TrainConfig(corpus=name)``) use ``loader``."""
+    """Make ``load_corpus(name)`` (and ``TrainConfig(corpus=name)``) use ``loader``. Notebook 03."""
     _LOADERS[name] = loader
 
 

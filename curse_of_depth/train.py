@@ -43,7 +43,7 @@ DTYPES = ("auto", "fp32", "bf16")
 
 @dataclass
 class TrainConfig:
-    """How to train. Defaults are the recipe measured on a 2-core CPU (d=64, 4 heads, seq 128, batch 16, lr 3e-3).
+    """How to train (notebook 03). Defaults: the recipe measured on a 2-core CPU (d=64, 4 heads, seq 128, batch 16, lr 3e-3).
 
     ``batch_size`` is per process: under ``torchrun`` with N ranks a step sees N x batch_size sequences.
     """
@@ -117,7 +117,7 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine to ``lr * min_lr_frac``."""
+    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine to ``lr * min_lr_frac``. Notebook 03."""
     warmup = cfg.warmup_steps
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
@@ -135,7 +135,8 @@ def _none_to_nan(x: float | None) -> float:
 
 @dataclass
 class RunResult:
-    """What a training run produced. ``model`` is the trained model (not serialized: see ``save_checkpoint``)."""
+    """What a training run produced (notebooks 03, 04). ``model`` is the trained model (not serialized: see
+    ``save_checkpoint``)."""
 
     model_config: ModelConfig
     train_config: TrainConfig
@@ -248,7 +249,7 @@ def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices and embeddings (ndim >= 2) only, never on norm gains."""
+    """AdamW; weight decay on matrices and embeddings (ndim >= 2) only, never on norm gains. Notebook 03."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -256,13 +257,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
 
 
 def data_generator(seed: int, rank: int = 0) -> torch.Generator:
-    """The generator that draws training batches: distinct per seed and per rank, independent of the init's."""
+    """The generator that draws training batches: distinct per seed and per rank, independent of the init's. Notebook 03."""
     return torch.Generator().manual_seed(1_000_003 * (seed + 1) + 7919 * rank)
 
 
 @torch.no_grad()
 def evaluate(model: CausalLM, batches, device: torch.device | str = "cpu", autocast=contextlib.nullcontext) -> float:
-    """Mean loss over ``batches`` [(x, y), ...]; under torchrun each rank takes a share and the mean is all-reduced."""
+    """Mean loss over ``batches`` [(x, y), ...]; under torchrun each rank takes a share and the mean is all-reduced.
+
+    Notebooks 03 and 04.
+    """
     rank, world = _dist()
     device = torch.device(device)
     was_training = model.training
@@ -283,7 +287,7 @@ def evaluate(model: CausalLM, batches, device: torch.device | str = "cpu", autoc
 
 
 class LivePlot:
-    """A loss plot updated in place in a notebook; does nothing without a notebook front end."""
+    """A loss plot updated in place in a notebook; does nothing without a notebook front end. Notebook 03."""
 
     def __init__(self, title: str = "", min_interval_s: float = 2.0):
         self.handle = None
@@ -605,13 +609,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def run_key(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus_fingerprint: str) -> str:
-    """The train-or-load cache key: both configs, the corpus and the code format."""
+    """The train-or-load cache key: both configs, the corpus and the code format. Notebook 03."""
     return config_key({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "corpus": corpus_fingerprint,
                        "format": RUN_FORMAT})
 
 
 def runs_dir() -> Path:
-    """Where ``train_or_load`` keeps finished runs: ``<data_dir>/runs``."""
+    """Where ``train_or_load`` keeps finished runs: ``<data_dir>/runs``. Notebook 03."""
     return data_dir() / "runs"
 
 
