@@ -83,7 +83,7 @@ def _gcide_help(reason: str) -> str:
 
 
 def gcide_source() -> Path:
-    """The verified ``gcide.dict.dz``: from ``COD_GCIDE_DICT``, the cache folder, or ``apt-get download``."""
+    """The verified ``gcide.dict.dz``: from ``COD_GCIDE_DICT``, the cache folder, or ``apt-get download``. Notebook 07."""
     env = os.environ.get(GCIDE_ENV)
     if env:
         path = Path(env).expanduser()
@@ -116,7 +116,7 @@ def _fetch_gcide(dest: Path) -> None:
 
 
 def clean_gcide(raw: bytes) -> list[str]:
-    """The dictionary's entries as plain text (headers, source tags, indentation and non-ASCII removed)."""
+    """The dictionary's entries as plain text (headers, source tags, indentation and non-ASCII removed). Notebook 07."""
     text = raw.decode("utf-8", errors="replace")
     text = _SOURCE_TAG.sub("", text)
     text = text.encode("ascii", errors="ignore").decode("ascii")
@@ -135,7 +135,7 @@ def clean_gcide(raw: bytes) -> list[str]:
 
 def split_entries(entries: Sequence[str], per_block: int = ENTRIES_PER_BLOCK,
                   val_every: int = VAL_EVERY) -> tuple[list[str], list[str]]:
-    """Blocks of ``per_block`` consecutive entries; every ``val_every``-th block is validation."""
+    """Blocks of ``per_block`` consecutive entries; every ``val_every``-th block is validation. Notebook 07."""
     if per_block < 1 or val_every < 2:
         raise ValueError(f"per_block must be >= 1 and val_every >= 2, got {per_block}, {val_every}")
     train, val = [], []
@@ -157,7 +157,7 @@ def _encode_ascii(text: str, tok: CharTokenizer) -> torch.Tensor:
 
 
 def gcide_texts() -> tuple[str, str, dict]:
-    """(train text, val text, info) of the cleaned, split dictionary."""
+    """(train text, val text, info) of the cleaned, split dictionary. Notebook 07."""
     src = gcide_source()
     with gzip.open(src, "rb") as f:
         raw = f.read()
@@ -169,7 +169,7 @@ def gcide_texts() -> tuple[str, str, dict]:
 
 
 def _cached(folder: Path, name: str, build) -> Corpus:
-    """Load ``folder``'s checksummed arrays, building them once when missing or damaged."""
+    """Load ``folder``'s checksummed arrays, building them once when missing or damaged. Notebook 07."""
     from safetensors.torch import load
 
     meta_path = folder / "meta.json"
@@ -220,7 +220,7 @@ def load_gcide() -> Corpus:
 
 
 def tokenizer_path() -> Path:
-    """SmolLM2's ``tokenizer.json``: ``COD_BPE_TOKENIZER``, else ``<data_dir>/smollm2_tokenizer.json`` (made once)."""
+    """SmolLM2's ``tokenizer.json``: ``COD_BPE_TOKENIZER``, else ``<data_dir>/smollm2_tokenizer.json`` (made once). Notebook 07."""
     env = os.environ.get(TOKENIZER_ENV)
     if env:
         return Path(env).expanduser()
@@ -295,7 +295,7 @@ def _tokenizer_from_meta(meta: dict):
 
 
 def bpe_encode(texts: Sequence[str], tokenizer_file: Path) -> list[np.ndarray]:
-    """Original BPE ids of each text (documents split at blank lines and encoded in parallel)."""
+    """Original BPE ids of each text (documents split at blank lines and encoded in parallel). Notebook 07."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_file))

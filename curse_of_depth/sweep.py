@@ -115,7 +115,7 @@ def _tokens_label(tokens: int) -> str:
 
 
 def train_config(point: Point, arm: Arm, seed: int):
-    """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run)."""
+    """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run). Notebook 07."""
     from .train import TrainConfig
 
     return TrainConfig(max_steps=point.steps, lr=arm.lr, batch_size=point.batch_size, seq_len=point.seq_len,
@@ -139,7 +139,7 @@ M = 1_000_000
 
 
 def map_grid() -> list[Point]:
-    """The scale map's points, most informative first (a budget-limited call runs a prefix of this list)."""
+    """The scale map's points, most informative first (a budget-limited call runs a prefix of this list). Notebook 07."""
     g = "gcide"
     pts = [Point(g, 128, L, 8 * M, THREE_ARMS) for L in (12, 24, 48, 96)]  # depth, short schedule (244 steps)
     pts += [Point(g, 128, 48, 32 * M, SAME_LR_ARMS), Point(g, 128, 24, 32 * M, THREE_ARMS),  # depth, ~1 epoch
@@ -154,7 +154,7 @@ def map_grid() -> list[Point]:
 
 
 def tiny_grid() -> list[Point]:
-    """A CPU-sized grid for tests: two depths, two arms, three seeds, a few steps."""
+    """A CPU-sized grid for tests: two depths, two arms, three seeds, a few steps. Notebook 07."""
     arms = (Arm("pre", 3e-3), Arm("lns", 3e-3))
     return [Point("shakespeare", 32, L, 6 * 8 * 32, arms, seq_len=32, batch_size=8, dtype="fp32") for L in (2, 3)]
 
@@ -203,7 +203,7 @@ def jobs_for(points: Iterable[Point], compile: bool = False) -> list[Job]:
 
 
 def skip_costs(model, batches, device, autocast, layers: Sequence[int]) -> tuple[float, list[float]]:
-    """(base loss, loss increase when each 1-based block in ``layers`` alone is skipped) over ``batches``.
+    """(base loss, loss increase when each 1-based block in ``layers`` alone is skipped) over ``batches``. Notebook 07.
 
     Reuses each block's input from one full pass, so skipping block l costs only blocks l+1..L.
     """
@@ -234,13 +234,13 @@ def skip_costs(model, batches, device, autocast, layers: Sequence[int]) -> tuple
 
 
 def deep_third(n_layers: int) -> list[int]:
-    """1-based block numbers of the deepest third (at least one block)."""
+    """1-based block numbers of the deepest third (at least one block). Notebook 07."""
     k = max(1, n_layers // 3)
     return list(range(n_layers - k + 1, n_layers + 1))
 
 
 def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
-    """Train one run with the package trainer, measure it, write ``out`` (JSON). Used by the worker processes."""
+    """Train one run with the package trainer, measure it, write ``out`` (JSON). Notebook 07 (worker processes)."""
     import contextlib
 
     import torch
@@ -309,7 +309,7 @@ class RunnerReport:
 
 
 def memory_gb(job: Job) -> float:
-    """A generous estimate of one run's GPU memory: ~60 bytes per token, block and unit of width, logits, 2 GB."""
+    """A generous estimate of one run's GPU memory: ~60 bytes per token, block and unit of width, logits, 2 GB. Notebook 07."""
     p = job.point
     vocab = 50_000 if p.tokenizer == "bpe" else 256
     return 2.0 + p.batch_tokens * (p.n_layers * p.d_model * 60 + vocab * 12) / 1e9
@@ -386,7 +386,7 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
 
 
 def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 15.0):
-    """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``)."""
+    """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``). Notebook 07."""
     rates = rates or {}
 
     def estimate(job: Job) -> float:
@@ -404,13 +404,13 @@ def load_records(folder: Path) -> list[dict]:
 
 
 def final_loss(record: dict) -> float:
-    """The run's final validation loss on the map's common evaluation batches (nan if it diverged)."""
+    """The run's final validation loss on the map's common evaluation batches (nan if it diverged). Notebook 07."""
     v = record.get("final_eval")
     return float("nan") if v is None or record.get("diverged") else float(v)
 
 
 def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
-    """``{point key: {arm key: {seed: record}}}``; a repeated run keeps the last record."""
+    """``{point key: {arm key: {seed: record}}}``; a repeated run keeps the last record. Notebook 07."""
     table: dict[str, dict[str, dict[int, dict]]] = {}
     for r in records:
         table.setdefault(r["point"], {}).setdefault(r["arm"], {})[int(r["seed"])] = r
@@ -418,7 +418,7 @@ def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
 
 
 def paired(a: dict[int, dict], b: dict[int, dict], threshold_sd: float = GAP_THRESHOLD_SD) -> PairedGap | None:
-    """The gap b - a over the seeds both arms finished without diverging; None if fewer than 2 such seeds."""
+    """The gap b - a over the seeds both arms finished without diverging; None if fewer than 2 such seeds. Notebook 07."""
     seeds = sorted(s for s in a if s in b and math.isfinite(final_loss(a[s])) and math.isfinite(final_loss(b[s])))
     if len(seeds) < 2:
         return None
@@ -442,12 +442,12 @@ def gap_dict(gap: PairedGap | None) -> dict | None:
 
 
 def verdict_of(gap: PairedGap) -> str:
-    """'lns' (LNS ahead by more than the threshold), 'pre', or 'tie'."""
+    """'lns' (LNS ahead by more than the threshold), 'pre', or 'tie'. Notebook 07."""
     return {None: "tie", gap.a: "pre", gap.b: "lns"}[gap.winner]
 
 
 def redundancy(runs: dict[int, dict]) -> dict | None:
-    """Skip-one-block cost of the deepest third, over seeds: mean Δ, smallest Δ, share of blocks below SKIP_CHEAP."""
+    """Skip-one-block cost of the deepest third, over seeds: mean Δ, smallest Δ, share of blocks below SKIP_CHEAP. Notebook 07."""
     deltas = [np.asarray(r["skip_delta"]) for r in runs.values() if r.get("skip_delta")]
     if not deltas:
         return None
@@ -460,7 +460,7 @@ def redundancy(runs: dict[int, dict]) -> dict | None:
 
 
 def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
-    """One row per point: arms (mean, sd, n), the LNS - Pre-LN gaps (same lr, own lr), redundancy, completeness."""
+    """One row per point: arms (mean, sd, n), the LNS - Pre-LN gaps (same lr, own lr), redundancy, completeness. Notebook 07."""
     table = arm_table(records)
     rows = []
     for p in points:
@@ -484,14 +484,14 @@ def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
 
 
 def is_complete(point: Point, arms: dict[str, dict[int, dict]], min_seeds: int = MIN_SEEDS) -> bool:
-    """Every arm has finished the same >= ``min_seeds`` seeds (a diverged run counts as finished: it is a result)."""
+    """Every arm has finished the same >= ``min_seeds`` seeds (a diverged run counts as finished: it is a result). Notebook 07."""
     seed_sets = [set(arms.get(a.key, {})) & set(point.seeds) for a in point.arms]
     common = set.intersection(*seed_sets) if seed_sets else set()
     return len(common) >= min(min_seeds, len(point.seeds))
 
 
 def missing(points: Sequence[Point], records: Iterable[dict], min_seeds: int = MIN_SEEDS) -> list[dict]:
-    """The runs each incomplete point still needs: ``[{"point", "arm", "seeds"}]``."""
+    """The runs each incomplete point still needs: ``[{"point", "arm", "seeds"}]``. Notebook 07."""
     table = arm_table(records)
     out = []
     for p in points:
@@ -506,7 +506,7 @@ def missing(points: Sequence[Point], records: Iterable[dict], min_seeds: int = M
 
 
 def map_verdict(row: dict, which: str = "gap_same_lr", label: str = "") -> str:
-    """One stable line per point (no floats): which norm is ahead and whether it clears 2 seed-sd."""
+    """One stable line per point (no floats): which norm is ahead and whether it clears 2 seed-sd. Notebook 07."""
     gap = row.get(which)
     key = row["point"]["key"] + label
     if gap is None:
@@ -534,7 +534,7 @@ def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, l
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip costs."""
+    """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip costs. Notebook 07."""
     lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} {'sd':>5s} "
              f"{'LNS@1e-2 - Pre':>17s} {'skip Pre':>9s} {'skip LNS':>9s}"]
     for r in rows:
@@ -607,7 +607,7 @@ def band_configs(tag: str, norm: str, seed: int, vocab_size: int, dtype: str = "
 
 def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: str = "fp32",
                    checkpoint_dir: Path | None = None) -> dict:
-    """Train one norm's seeds of one band (in this process) and write their ``RunResult.to_dict()`` list."""
+    """Train one norm's seeds of one band (in this process) and write their ``RunResult.to_dict()`` list. Notebooks 03/04."""
     import torch
 
     from .cache import atomic_write_json, sha256_file
@@ -638,7 +638,7 @@ def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: 
 
 
 def collect_bands(folder: Path, command: str, save: bool = True, results_folder: Path | None = None) -> list[str]:
-    """Merge the band groups in ``folder`` into one ``bands_<tag>`` result per tag (the agreed format)."""
+    """Merge the band groups in ``folder`` into one ``bands_<tag>`` result per tag (the agreed format). Notebooks 03/04."""
     from . import results
 
     groups: dict[str, dict[str, dict]] = {}
