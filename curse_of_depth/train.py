@@ -297,11 +297,13 @@ class LivePlot:
         self.title = title
         if not self.available():
             return
+        import matplotlib.pyplot as plt
         from IPython.display import display
 
         from . import plots
 
         self.fig, self.ax = plots.subplots()
+        plt.close(self.fig)  # detached from pyplot: only the display handle shows it, no second copy at cell end
         self.handle = display(self.fig, display_id=True)
 
     @staticmethod
@@ -336,12 +338,8 @@ class LivePlot:
         self.handle.update(self.fig)
 
     def close(self, result: RunResult) -> None:
-        if self.handle is None:
-            return
-        self.update(result, force=True)
-        import matplotlib.pyplot as plt
-
-        plt.close(self.fig)  # the handle keeps the last image; closing avoids a second copy at cell end
+        if self.handle is not None:
+            self.update(result, force=True)
 
 
 # ---------------------------------------------------------------------------------------- training
