@@ -13,6 +13,7 @@ one stable verdict line, which is what nbval compares.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -46,11 +47,15 @@ def verdict(statement: str) -> str:
 
 
 def code_version() -> str:
+    """Git revision of the checkout (``+dirty`` if modified); ``COD_CODE_VERSION`` overrides (e.g. a tree copied
+    to a GPU machine without its .git)."""
+    if os.environ.get("COD_CODE_VERSION"):
+        return os.environ["COD_CODE_VERSION"]
     try:
         rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
+                             text=True, timeout=30).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+                               capture_output=True, text=True, timeout=30).stdout.strip()
         return (rev or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import PackageNotFoundError, version
