@@ -4,7 +4,8 @@
 ``analysis.layer_removal_scan_naive`` deletes layer i and calls the Hugging Face model 30 times. Both run on the
 same tokens, fp32, one thread. Each measurement runs in its own child process (so its peak RSS is its own), the
 order alternates every repeat, and each method keeps its fastest repeat, so machine load hits both alike. The
-two scans' losses are compared too (they must agree to float rounding).
+two scans' losses are compared too (they must agree to float rounding). Wall and CPU seconds are both recorded:
+on a shared machine the CPU-time ratio is the one that measures the code.
 
 Target: reuse >= 1.6x faster. Layer evaluations: reuse 435 + 30 heads, naive 900 + 30 heads (+1 full pass
 each); the 49k-word head is as costly as ~8 layers, which caps the ideal ratio near 1.8.
@@ -37,13 +38,13 @@ def worker(method: str, chunks: int, seq: int) -> dict:
     model, tok = hf.load_pretrained(dtype=torch.float32, progress=False)
     idx = hf.shakespeare_tokens(tok, chunks, seq)
     rss_loaded = hf.peak_rss_mb()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     if method == "reuse":
         scan = analysis.layer_removal_scan(model, idx, progress=False)
     else:
         scan = analysis.layer_removal_scan_naive(model, idx)
-    seconds = time.perf_counter() - t
-    return {"method": method, "seconds": seconds, "peak_rss_mb": hf.peak_rss_mb(), "rss_after_load_mb": rss_loaded,
+    seconds, cpu = time.perf_counter() - t, time.process_time() - c
+    return {"method": method, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": hf.peak_rss_mb(), "rss_after_load_mb": rss_loaded,
             "losses": scan.losses, "base_loss": scan.base_loss, "threads": torch.get_num_threads()}
 
 
@@ -70,15 +71,21 @@ def main() -> int:
                                   "--seq", str(args.seq)], capture_output=True, text=True, check=True)
             res = json.loads(out.stdout.strip().splitlines()[-1])
             runs[method].append(res)
-            print(f"repeat {r}: {method:>5} {res['seconds']:.1f} s, peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+            print(f"repeat {r}: {method:>5} {res['seconds']:.1f} s wall, {res['cpu_seconds']:.1f} s CPU, "
+                  f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
     best = {m: min(v, key=lambda x: x["seconds"]) for m, v in runs.items()}
     max_diff = max(abs(a - b) for a, b in zip(best["reuse"]["losses"], best["naive"]["losses"]))
     ratio = best["naive"]["seconds"] / best["reuse"]["seconds"]
+    # CPU seconds: on a machine shared with other jobs, wall time measures the neighbours as much as the code
+    cpu = {m: min(x["cpu_seconds"] for x in v) for m, v in runs.items()}
+    ratio_cpu = cpu["naive"] / cpu["reuse"]
     summary = {
         "tokens": args.chunks * args.seq, "chunks": args.chunks, "seq": args.seq, "repeats": args.repeats,
         "threads": best["reuse"]["threads"],
         "reuse_seconds": round(best["reuse"]["seconds"], 2), "naive_seconds": round(best["naive"]["seconds"], 2),
-        "speedup": round(ratio, 2), "target": 1.6, "meets_target": ratio >= 1.6,
+        "speedup": round(ratio, 2), "reuse_cpu_seconds": round(cpu["reuse"], 2),
+        "naive_cpu_seconds": round(cpu["naive"], 2), "speedup_cpu": round(ratio_cpu, 2),
+        "target": 1.6, "meets_target_wall": ratio >= 1.6, "meets_target_cpu": ratio_cpu >= 1.6,
         "reuse_peak_rss_mb": round(best["reuse"]["peak_rss_mb"]), "naive_peak_rss_mb": round(best["naive"]["peak_rss_mb"]),
         "rss_after_load_mb": round(best["reuse"]["rss_after_load_mb"]),
         "max_abs_loss_difference": max_diff,
