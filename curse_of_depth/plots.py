@@ -581,13 +581,13 @@ def plot_sparsity(table: dict, live: dict | None = None, title: str | None = Non
                 xs, ys = zip(*pts)
                 ax.plot(np.array(xs) + (k - (len(methods) - 1) / 2) * width, ys, "k.", ms=9,
                         label="this run" if k == 0 else None)
-    ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":", label="dense")
+    ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":", label="dense" + (" (bars' run)" if live else ""))
     ax.set_xticks(range(len(sps)), [f"{s:.0%}" for s in sps])
     ax.set_yscale("log")
     ax.set_xlabel("unstructured sparsity of every block")
     ax.set_ylabel("perplexity")
     ax.legend(fontsize="small")
-    ax.set_title(title or "Pruning weights: uniform vs layer-wise")
+    ax.set_title(title or ("Pruning weights: uniform vs layer-wise" + ("\n(bars: stored run; dots: this run)" if live else "")))
     for r in rows:
         if r["method"] == "owl":
             ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".", label=f"OWL at {r['sparsity']:.0%}")
