@@ -6,7 +6,8 @@
 
 Rule (from the headings, as notebooks/INSTRUCTORS.md describes): a markdown cell whose first line is a
 ``#`` or ``##`` heading starts a "slide", a ``###`` heading a "subslide"; every other cell gets "-" (it
-stays on the current slide) unless its author already chose a type ("fragment", "notes", "skip", ...).
+stays on the current slide) unless its author already chose a type (a "subslide" for a big figure,
+"fragment", "notes", "skip", ...), which is kept.
 Only ``metadata.slideshow`` changes: sources, outputs and execution counts are left exactly as they are,
 and a second run changes nothing. The file is written in nbformat's own layout (indent 1, sorted keys),
 the same layout nbconvert and JupyterLab write, so the diff is the metadata lines only.
@@ -47,9 +48,8 @@ def slide_type_for(cell: dict) -> str:
     if level == 3:
         return "subslide"
     current = cell.get("metadata", {}).get("slideshow", {}).get("slide_type")
-    if current in SLIDE_TYPES and current not in ("slide", "subslide"):
-        return current
-    return "-"
+    # a deliberate author choice on a non-heading cell (a sub-slide for a big figure or a reading, a fragment)
+    return current if current in SLIDE_TYPES else "-"
 
 
 def apply(nb: dict) -> int:

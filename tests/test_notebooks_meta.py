@@ -229,15 +229,18 @@ def test_slide_rule_and_idempotence(tmp_path):
                                       "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi\n"}],
                                       "source": "print('hi')"},
              _md("## Section"), _md("### Sub"), _md("plain text"), _md("#hashtag is not a heading"),
-             {"cell_type": "markdown", "metadata": {"slideshow": {"slide_type": "fragment"}}, "source": "reveal"}]
+             {"cell_type": "markdown", "metadata": {"slideshow": {"slide_type": "fragment"}}, "source": "reveal"},
+             {"cell_type": "markdown", "metadata": {"slideshow": {"slide_type": "subslide"}}, "source": "**Reading.**"},
+             {"cell_type": "markdown", "metadata": {"slideshow": {"slide_type": "subslide"}}, "source": "## Heading"}]
     book = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path = tmp_path / "t.ipynb"
     path.write_text(json.dumps(book))
     assert slides.main(["--check", str(path)]) == 1
-    assert slides.process(path) == 6
+    assert slides.process(path) == 7
     got = json.loads(path.read_text())
+    # headings decide; an author's own choice on a non-heading cell is kept
     assert [c["metadata"]["slideshow"]["slide_type"] for c in got["cells"]] == \
-        ["slide", "-", "slide", "subslide", "-", "-", "fragment"]
+        ["slide", "-", "slide", "subslide", "-", "-", "fragment", "subslide", "slide"]
     code = got["cells"][1]
     assert code["execution_count"] == 3 and code["outputs"] == cells[1]["outputs"] and code["metadata"]["tags"] == ["x"]
     before = path.read_text()
