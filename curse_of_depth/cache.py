@@ -30,9 +30,13 @@ def data_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """The precomputed results pack shipped with the kit (``data/results``)."""
+    """The precomputed results pack: ``COD_RESULTS_DIR`` if set, else ``data/results`` in a checkout, else the
+    copy inside the installed package (``curse_of_depth/results_pack``, shipped in the wheel for Colab)."""
     env = os.environ.get("COD_RESULTS_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "data" / "results"
+    if env:
+        return Path(env).expanduser()
+    checkout = REPO_ROOT / "data" / "results"
+    return checkout if checkout.is_dir() else PACKAGE_ROOT / "results_pack"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

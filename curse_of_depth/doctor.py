@@ -358,7 +358,7 @@ def check_model() -> Check:
 
 
 RESULTS_FIX = ("restore data/results from the repository (git checkout -- data/results), or point "
-               "COD_RESULTS_DIR at a clone's data/results (a pip install from git does not include it)")
+               "COD_RESULTS_DIR at a clone's data/results, or reinstall the kit (its wheel ships the pack)")
 
 
 def check_results() -> Check:
