@@ -44,6 +44,20 @@ def _check_norm(norm: str) -> None:
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
 
+def _probe_args(cfg: ModelConfig, seeds, norms, seq_len: int | None, batch: int) -> int:
+    """Validate the arguments shared by the random-stack probes; return the sequence length to use."""
+    if not seeds:
+        raise ValueError("seeds is empty: pass at least one seed, e.g. seeds=(0, 1, 2)")
+    for n in norms:
+        _check_norm(n)
+    T = seq_len or cfg.seq_len
+    if T > cfg.seq_len:
+        raise ValueError(f"seq_len={T} exceeds cfg.seq_len={cfg.seq_len}; raise cfg.seq_len")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    return T
+
+
 
 def _check_depth(n_layers: int) -> None:
     if not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
@@ -353,15 +367,7 @@ def measure_variance(
     model (drawing its random weights) costs about as much. Each seed's curves are remembered for
     ``explore_variance``.
     """
-    if not seeds:
-        raise ValueError("seeds is empty: pass at least one seed, e.g. seeds=(0, 1, 2)")
-    for n in norms:
-        _check_norm(n)
-    T = seq_len or cfg.seq_len
-    if T > cfg.seq_len:
-        raise ValueError(f"seq_len={T} exceeds cfg.seq_len={cfg.seq_len}; raise cfg.seq_len")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    T = _probe_args(cfg, seeds, norms, seq_len, batch)
     runs: dict[str, list[np.ndarray]] = {n: [] for n in norms}
     seconds = {n: 0.0 for n in norms}
     for seed in seeds:
@@ -482,13 +488,7 @@ def gradient_norms_by_norm(cfg: ModelConfig, norms: Sequence[str] = NORMS, seeds
 
     Each seed builds one model and runs it under every norm placement (same weights). Notebook 02.
     """
-    if not seeds:
-        raise ValueError("seeds is empty: pass at least one seed")
-    for n in norms:
-        _check_norm(n)
-    T = seq_len or cfg.seq_len
-    if T > cfg.seq_len:
-        raise ValueError(f"seq_len={T} exceeds cfg.seq_len={cfg.seq_len}")
+    T = _probe_args(cfg, seeds, norms, seq_len, batch)
     vals: dict[str, list[list[float]]] = {n: [] for n in norms}
     seconds = {n: 0.0 for n in norms}
     for seed in seeds:
