@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -33,14 +34,30 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-def free_physical_cores() -> int:
-    """Physical cores minus the ones other processes keep busy (1-minute load average)."""
-    n = physical_cores()
+def busy_cores(samples: int = 5, interval_s: float = 0.02) -> int:
+    """Cores other processes keep busy now: the median count of runnable tasks in ``/proc/loadavg`` minus
+    this process. The 1-minute load average is the fallback (macOS); it also remembers processes that have
+    just ended, e.g. the previous notebook's kernel, which would make the kit leave a free core idle."""
+    counts = []
+    for _ in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            break
+        time.sleep(interval_s)
+    if counts:
+        return max(0, sorted(counts)[len(counts) // 2])
     try:
-        busy = int(os.getloadavg()[0] + 0.3)
+        return int(os.getloadavg()[0] + 0.3)
     except (AttributeError, OSError):
-        busy = 0
-    return max(1, min(n, n - busy))
+        return 0
+
+
+def free_physical_cores() -> int:
+    """Physical cores minus the ones other processes keep busy (at least 1)."""
+    n = physical_cores()
+    return max(1, min(n, n - busy_cores()))
 
 
 def configure_threads(n: int | None = None) -> int:

@@ -1,0 +1,55 @@
+"""Threads: the kit uses the free physical cores, never more (oversubscription was measured 36x slower)."""
+
+import builtins
+import io
+
+import pytest
+import torch
+
+from curse_of_depth import runtime
+
+
+def fake_loadavg(monkeypatch, runnable: int):
+    real_open = builtins.open
+
+    def fake(path, *a, **k):
+        if path == "/proc/loadavg":
+            return io.StringIO(f"3.00 2.00 1.00 {runnable}/300 12345\n")
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake)
+
+
+@pytest.mark.parametrize("runnable,busy", [(1, 0), (2, 1), (5, 4)])
+def test_busy_cores_counts_other_runnable_tasks_not_the_load_average(monkeypatch, runnable, busy):
+    fake_loadavg(monkeypatch, runnable)  # a load average of 3 from earlier jobs must not count
+    assert runtime.busy_cores(interval_s=0) == busy
+
+
+def test_free_cores_never_below_one(monkeypatch):
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 0)
+    assert runtime.free_physical_cores() == 2
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 7)
+    assert runtime.free_physical_cores() == 1
+
+
+def test_configure_threads_precedence(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("COD_THREADS", "1")
+        assert runtime.configure_threads() == 1 and torch.get_num_threads() == 1
+        assert runtime.configure_threads(2) == 2  # an explicit argument wins
+        monkeypatch.setenv("COD_THREADS", "zero")
+        with pytest.raises(ValueError, match="positive integer"):
+            runtime.configure_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bad_mode_names_the_choices(monkeypatch):
+    monkeypatch.setenv("COD_MODE", "fast")
+    with pytest.raises(ValueError, match="smoke, workshop, full"):
+        runtime.mode()
+    monkeypatch.setenv("COD_MODE", "smoke")
+    assert runtime.pick(1, 2, 3) == 1
