@@ -12,7 +12,13 @@ from .runtime import mode
 
 SETTINGS: dict[str, dict[str, dict]] = {}
 
-# seconds for the whole notebook, measured on the reference 2-core CPU: {notebook: {mode: seconds}}
+# Seconds for the whole notebook on the reference 2-core CPU (AMD EPYC, idle apart from the run):
+# {notebook: {mode: seconds}}. Measured 2026-11-28 18:00 UTC, one notebook at a time, after the engineers' jobs had
+# stopped. workshop: `jupyter nbconvert --execute` wall time including kernel start, threads chosen by the kit (1 for
+# 00-02 and 04-07, whose kernels started while the previous notebook's load was still counted; 2 for 03, measured
+# again after runtime.busy_cores stopped counting it: 274 s on 1 thread). 04 ran after 03 and loaded 03's runs
+# from the train-or-load cache. smoke: wall time of the nbval command `make test` runs, one notebook per pytest
+# process. The per-entry comments below record the earlier, heavily loaded measurements (CPU seconds).
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {}
 
 
@@ -28,13 +34,12 @@ def for_notebook(nb: str, run_mode: str | None = None) -> dict:
 # --- notebook 00: welcome and the environment doctor -------------------------------------------------------
 # probe_seconds: how long the doctor's matmul speed probe runs (the estimate of each notebook's time here).
 SETTINGS["00"] = {"smoke": {"probe_seconds": 0.05}, "workshop": {"probe_seconds": 0.3}, "full": {"probe_seconds": 1.0}}
-REFERENCE_SECONDS["00"] = {"smoke": 25.0, "workshop": 23.0}  # cells only (kernel start adds 10-50 s), load ~8
+REFERENCE_SECONDS["00"] = {"smoke": 13.0, "workshop": 18.0}
 # The doctor's speed probe (curse_of_depth.doctor.matmul_gflops(): 512x512 fp32 matmul, best of 3, 1 thread) on
-# the reference 2-core CPU while REFERENCE_SECONDS were being measured: the median of 32 probes taken one a
-# minute, 16:09-17:05 UTC on 2026-11-28, load average 3-9 on 2 cores (range 5-62 GFLOP/s; the same CPU probes
-# ~75-85 when idle). The reference times are that busy machine's, so the probe is too. The doctor scales each
-# reference time by REFERENCE_MATMUL_GFLOPS / (this machine's probe) to estimate the notebook's time elsewhere.
-REFERENCE_MATMUL_GFLOPS: float = 16.6
+# the reference CPU while it was idle, as REFERENCE_SECONDS were measured: median of 7 probes at 18:03 UTC on
+# 2026-11-28 (75-80 GFLOP/s; 151 with 2 threads). The doctor scales each reference time by
+# REFERENCE_MATMUL_GFLOPS / (this machine's probe) to estimate the notebook's time elsewhere (within ~2x).
+REFERENCE_MATMUL_GFLOPS: float = 79.0
 
 # --- notebooks 03 and 04: train it live, and look inside --------------------------------------------------
 # band: the precomputed seed band (results pack "bands_<tag>") whose configuration the live runs copy;
@@ -76,7 +81,7 @@ SETTINGS["02"] = {
 # Measured 2026-11-28 with the nbconvert command of the brief (COD_THREADS=1): CPU seconds of the notebook's kernel
 # plus ~3 s kernel start. The shared 2-core machine ran at load average 6.5-8 at the time, so the wall clock there was
 # 68 s (smoke) and 120 s (workshop); on an idle 2-core CPU the CPU seconds are the better estimate of the wall time.
-REFERENCE_SECONDS["02"] = {"smoke": 31.0, "workshop": 42.0}
+REFERENCE_SECONDS["02"] = {"smoke": 29.0, "workshop": 46.0}
 
 # ---- notebook 05 (LNS for your own Hugging Face model).
 # smol_chunks/smol_seq: Shakespeare tokens pushed through SmolLM2 before/after LNS (forward passes only);
@@ -123,19 +128,19 @@ SETTINGS["06"] = {
 }
 # Measured as CPU seconds of the whole nbconvert run (1 thread) while ~6 other jobs shared the 2 cores
 # (wall time then: smoke 90 s, workshop 233-280 s); on an idle 2-core CPU wall time is about the CPU time.
-REFERENCE_SECONDS["05"] = {"smoke": 28.0, "workshop": 90.0}
+REFERENCE_SECONDS["05"] = {"smoke": 25.0, "workshop": 90.0}
 
 # ---- notebook 07 (the scale map): reads the stored GPU map; full mode on a GPU machine runs its missing points.
 SETTINGS["07"] = {"smoke": {"regenerate": False}, "workshop": {"regenerate": False},
                   "full": {"regenerate": True, "per_device": 6}}
-REFERENCE_SECONDS["07"] = {"smoke": 15.0, "workshop": 15.0}
+REFERENCE_SECONDS["07"] = {"smoke": 13.0, "workshop": 14.0}
 # Measured as CPU seconds of the whole nbconvert run (kernel, 1 thread; smoke: the nbval run's user time) while ~6
 # other jobs shared the 2 cores at load average 7-8. Wall time then: 03 smoke 77-100 s, workshop 940-1021 s;
 # 04 smoke 93 s, workshop 136-157 s. Notebook 03 trains two 24-block models for 80 steps each and evaluates them at
 # the band's 9 points (8 x 32 x 128 tokens each, ~40% of its cost): 4.7 CPU minutes, above the 3-minute target.
-REFERENCE_SECONDS["03"] = {"smoke": 28.0, "workshop": 290.0}
-REFERENCE_SECONDS["04"] = {"smoke": 29.0, "workshop": 80.0}
+REFERENCE_SECONDS["03"] = {"smoke": 24.0, "workshop": 186.0}
+REFERENCE_SECONDS["04"] = {"smoke": 22.0, "workshop": 36.0}
 # 01/06, measured 2026-11-28 with COD_THREADS=1 on the shared 2-core machine: workshop 89 / 87 CPU-seconds for the whole
 # nbconvert run (150 / 129 s wall at load 4-6; 262 / 265 s at load 7-10); smoke under nbval 28 s / 48 s wall incl. kernel start.
-REFERENCE_SECONDS["01"] = {"smoke": 28.0, "workshop": 100.0}
-REFERENCE_SECONDS["06"] = {"smoke": 48.0, "workshop": 97.0}
+REFERENCE_SECONDS["01"] = {"smoke": 30.0, "workshop": 97.0}
+REFERENCE_SECONDS["06"] = {"smoke": 36.0, "workshop": 80.0}
