@@ -105,6 +105,39 @@ class ModelConfig:
         return cls(**d)
 
 
+class _RMSNormFn(torch.autograd.Function):
+    """RMSNorm with a hand-derived backward: the same forward arithmetic as ``F.rms_norm`` (bit for bit), but a
+    backward of five passes instead of the dozen autograd records for the composite ``pow -> mean -> rsqrt -> mul``.
+
+    y = x * r * w with r = 1/sqrt(mean(x^2) + eps), x_hat = x * r:
+        dL/dw = sum over tokens of g * x_hat
+        dL/dx = r * (g*w - x_hat * mean(g*w*x_hat))
+    On one CPU core this halves the norm's forward+backward time (benchmarks/README.md); ``tests/test_model.py``
+    checks both gradients against autograd through ``F.rms_norm``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(eps))
+        x_hat = x * rstd
+        ctx.save_for_backward(x_hat, weight, rstd)
+        return x_hat * weight
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x_hat, weight, rstd = ctx.saved_tensors
+        d = x_hat.shape[-1]
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad * x_hat).reshape(-1, d).sum(0).to(weight.dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            gw = grad * weight
+            dot = torch.linalg.vecdot(gw, x_hat).unsqueeze_(-1).div_(d)
+            grad_x = torch.addcmul(gw, x_hat, dot, value=-1).mul_(rstd)
+        return grad_x, grad_weight, None
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -112,6 +145,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == self.weight.dtype and torch.is_grad_enabled():
+            return _RMSNormFn.apply(x, self.weight, self.eps)
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
@@ -129,18 +164,46 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
-def _rope_qk(qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``apply_rope`` on q and k at once: ``qk`` is (2, B, heads, T, head_dim), a view of the fused projection.
+class _QKVRopeFn(torch.autograd.Function):
+    """The fused projection's output (B, T, 3C) -> q, k rotated and v, each contiguous (B, heads, T, head_dim).
 
-    The same arithmetic as ``apply_rope`` (bit for bit: (-a) * s == a * (-s)), but one pass over q and k together
-    and no negation pass: the sign moves into the sin table. The output is contiguous in (B, heads, T, head_dim),
-    the layout SDPA's CPU kernel is fastest on. About 5-10% less CPU time per training step than rotating q and k
-    apart (benchmarks/README.md).
+    Autograd would record a permute, two slices (whose backward each fills a full-size zero tensor and copies into
+    it), the rotation's cat/mul/add and their sum; this writes the three gradients straight into one (B, T, 3C)
+    buffer. Same arithmetic as ``apply_rope`` (q*cos + rotate_half(q)*sin, done per half without the cat; equal to it
+    up to the rounding of a fused multiply-add, ~1e-7). The rotation's backward is the rotation by -angle:
+    dx = g*cos - rotate_half(g)*sin. ``tests/test_model.py`` checks both directions against ``apply_rope``.
     """
-    half = qk.shape[-1] // 2
-    signed_sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
-    swapped = torch.cat([qk[..., half:], qk[..., :half]], dim=-1)
-    return qk * cos + swapped * signed_sin
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int) -> tuple:
+        B, T, C3 = qkv.shape
+        hd = C3 // (3 * n_heads)
+        x = qkv.view(B, T, 3, n_heads, hd).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd), a view
+        out = torch.empty((3, B, n_heads, T, hd), dtype=qkv.dtype, device=qkv.device)
+        _rotate_into(out[:2], x[:2], cos, sin, sign=1.0)
+        out[2].copy_(x[2])
+        ctx.save_for_backward(cos, sin)
+        ctx.shape = (B, T, n_heads, hd)
+        return out[0], out[1], out[2]
+
+    @staticmethod
+    def backward(ctx, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor):
+        cos, sin = ctx.saved_tensors
+        B, T, n_heads, hd = ctx.shape
+        grad = torch.empty((B, T, 3, n_heads, hd), dtype=dq.dtype, device=dq.device)
+        g = grad.permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd) view of the (B, T, 3C) buffer
+        _rotate_into(g[0], dq, cos, sin, sign=-1.0)
+        _rotate_into(g[1], dk, cos, sin, sign=-1.0)
+        g[2].copy_(dv)
+        return grad.view(B, T, 3 * n_heads * hd), None, None, None
+
+
+def _rotate_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sign: float) -> None:
+    """out = x*cos + sign * rotate_half(x)*sin, written per half (no concatenated copy of x)."""
+    half = x.shape[-1] // 2
+    torch.mul(x, cos, out=out)
+    out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-sign)
+    out[..., half:].addcmul_(x[..., :half], sin[..., half:], value=sign)
 
 
 class Attention(nn.Module):
@@ -149,13 +212,18 @@ class Attention(nn.Module):
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)  # q, k, v fused: one matmul
         self.o_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.fused_rope = True  # False: plain autograd ops (same numbers; used by tests as the reference)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd)
-        cos, sin = rope[0][:T].to(x.dtype), rope[1][:T].to(x.dtype)
-        q, k = _rope_qk(qkv[:2], cos, sin)
-        y = F.scaled_dot_product_attention(q, k, qkv[2], is_causal=True)
+        qkv = self.qkv(x)
+        cos, sin = rope[0][:T].to(qkv.dtype), rope[1][:T].to(qkv.dtype)
+        if self.fused_rope:
+            q, k, v = _QKVRopeFn.apply(qkv, cos, sin, self.n_heads)
+        else:  # the plain autograd path: the reference the fused one is tested against
+            q, k, v = qkv.view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
