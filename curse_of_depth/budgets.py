@@ -45,22 +45,25 @@ REFERENCE_MATMUL_GFLOPS: float = 79.0
 # band: the precomputed seed band (results pack "bands_<tag>") whose configuration the live runs copy;
 # shown: the precomputed configurations whose Pre-LN / LNS gap is reported (stored data: the same in every mode);
 # live_norms: the norms trained live; checkpoints: the shipped 480-step models opened in notebook 04;
-# probe_batch: sequences of the fixed validation batch used for per-block measurements.
+# probe_batch: sequences of the fixed validation batch used for per-block measurements; live_eval_every: the live
+# runs' validation interval (a multiple of the band's; None = the band's own). Validation on the band's 8 x 32
+# sequences is ~35% of a live run's CPU time at the band's 9 points; every 20 steps keeps 5 of them (03 and 04 must
+# agree, or 04 misses 03's runs in the cache).
 SETTINGS["03"] = {
     "smoke": {"band": "smoke", "shown": ["d64_L24_s80", "d64_L24_s480"], "live_norms": ["pre", "lns"],
-              "probe_batch": 4},
+              "probe_batch": 4, "live_eval_every": None},
     "workshop": {"band": "d64_L24_s80", "shown": ["d64_L24_s80", "d64_L24_s480"], "live_norms": ["pre", "lns"],
-                 "probe_batch": 8},
+                 "probe_batch": 8, "live_eval_every": 20},
     "full": {"band": "d64_L24_s80", "shown": ["d64_L24_s80", "d64_L24_s480"],
-             "live_norms": ["pre", "lns", "post", "mix"], "probe_batch": 16},
+             "live_norms": ["pre", "lns", "post", "mix"], "probe_batch": 16, "live_eval_every": None},
 }
 SETTINGS["04"] = {
     "smoke": {"band": "smoke", "live_norms": ["pre", "lns"], "checkpoints": "d64_L24_s480", "probe_batch": 4,
-              "checkpoint_batch": 16},
+              "checkpoint_batch": 16, "live_eval_every": None},
     "workshop": {"band": "d64_L24_s80", "live_norms": ["pre", "lns"], "checkpoints": "d64_L24_s480",
-                 "probe_batch": 16, "checkpoint_batch": 16},
+                 "probe_batch": 16, "checkpoint_batch": 16, "live_eval_every": 20},
     "full": {"band": "d64_L24_s80", "live_norms": ["pre", "lns", "post", "mix"], "checkpoints": "d64_L24_s480",
-             "probe_batch": 32, "checkpoint_batch": 32},
+             "probe_batch": 32, "checkpoint_batch": 32, "live_eval_every": None},
 }
 
 # ---- notebook 02 (why Pre-LN variance grows): random-init stacks, no training.

@@ -275,8 +275,10 @@ class BandPosition:
 
 
 def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, seed: int | None = None,
-                  widen_sd: float = 1.0, tolerance: float = 0.0) -> BandPosition:
-    """Compare a live curve with ``band`` at every step the band was evaluated at.
+                  widen_sd: float = 1.0, tolerance: float = 0.0, at: str = "band") -> BandPosition:
+    """Compare a live curve with ``band`` at every step the band was evaluated at (``at="band"``), or only at the
+    live run's own evaluation steps (``at="live"``: a live run that evaluates every 20 steps against a band stored
+    every 10; each live step must be a band step, and the band's last step must be among them).
 
     The edges are the best and worst seed, widened by ``widen_sd`` seed standard deviations plus ``tolerance``
     nats on each side. Why widen: the live run repeats one of the band's seeds on other hardware (fp32 CPU vs
@@ -289,15 +291,28 @@ def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, s
         raise ValueError("live steps and losses must be non-empty sequences of equal length")
     if tolerance < 0 or widen_sd < 0:
         raise ValueError(f"tolerance and widen_sd must be >= 0, got {tolerance}, {widen_sd}")
+    if at not in ("band", "live"):
+        raise ValueError(f"at must be 'band' or 'live', got {at!r}")
     index = {float(s): i for i, s in enumerate(steps)}
-    missing = [int(s) for s in band.steps if float(s) not in index]
-    if missing:
-        raise ValueError(f"the live run has no evaluation at steps {missing[:5]} of the band; train it with the band's "
-                         "configuration (same steps and eval_every)")
-    live = np.array([losses[index[float(s)]] for s in band.steps])
-    matched = band.seed_curve(seed) if seed is not None and seed in band.seeds else None
-    margin = tolerance + widen_sd * np.nan_to_num(band.sd)
-    return BandPosition(band.norm, band.steps.copy(), live, band.lo.copy(), band.hi.copy(), margin, matched)
+    band_index = {float(s): j for j, s in enumerate(band.steps)}
+    if at == "band":
+        missing = [int(s) for s in band.steps if float(s) not in index]
+        if missing:
+            raise ValueError(f"the live run has no evaluation at steps {missing[:5]} of the band; train it with the "
+                             "band's configuration (same steps and eval_every), or compare at='live'")
+        cols = list(range(band.steps.size))
+    else:
+        foreign = [int(s) for s in steps if float(s) not in band_index]
+        if foreign or float(band.steps[-1]) not in index:
+            raise ValueError(f"with at='live' every live step must be a band step and the band's last step "
+                             f"{int(band.steps[-1])} must be one (not band steps: {foreign[:5]}); evaluate the live run "
+                             "every k x the band's eval_every (live_configs(..., eval_every=...))")
+        cols = sorted(band_index[float(s)] for s in steps)
+    live = np.array([losses[index[float(band.steps[j])]] for j in cols])
+    matched = band.seed_curve(seed)[cols] if seed is not None and seed in band.seeds else None
+    margin = tolerance + widen_sd * np.nan_to_num(band.sd[cols])
+    return BandPosition(band.norm, band.steps[cols].copy(), live, band.lo[cols].copy(), band.hi[cols].copy(), margin,
+                        matched)
 
 
 def band_statement(pos: BandPosition) -> str:
@@ -579,11 +594,14 @@ def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool 
     return train_or_load(model_cfg, train_cfg, corpus=corpus, progress=progress, callback=callback)
 
 
-def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int = 0):
+def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int = 0, eval_every: int | None = None):
     """The (ModelConfig, TrainConfig) of a live run for each norm, copied from a stored band's configs.
 
     Device and precision are left to this machine (fp32 on CPU), everything else (shape, schedule, seed,
-    evaluation batches) is the band's, so the live curve is comparable point by point. Notebooks 03 and 04.
+    evaluation batches) is the band's, so the live curve is comparable point by point. ``eval_every``, a multiple
+    of the band's, evaluates the live run at every k-th band point only (validation is ~35% of a live run's CPU
+    time at 9 points); compare it with ``band_position(..., at="live")``. Notebooks 03 and 04 must pass the same
+    value, or notebook 04 will not find notebook 03's runs in the cache.
     """
     from .model import ModelConfig
     from .train import TrainConfig
@@ -595,5 +613,11 @@ def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int 
     if model.get("vocab_size", vocab_size) != vocab_size:
         raise ValueError(f"the band was trained with vocab_size={model['vocab_size']} but this corpus has {vocab_size}")
     train = {**data["train"], "device": "auto", "dtype": "auto", "seed": seed}
+    if eval_every is not None:
+        band_every = int(train.get("eval_every", 50))
+        if not isinstance(eval_every, int) or eval_every < 1 or eval_every % band_every:
+            raise ValueError(f"eval_every must be a positive multiple of the band's eval_every={band_every} (so every "
+                             f"live point is a band point), got {eval_every!r}")
+        train["eval_every"] = eval_every
     tc = TrainConfig.from_dict(train)
     return {norm: (ModelConfig(**{**model, "norm": norm}), tc) for norm in norms}

@@ -348,3 +348,27 @@ def test_live_session_trains_each_norm_with_snapshots_at_every_evaluation(tmp_pa
         session.run("post")
     with pytest.raises(ValueError, match="at least one norm"):
         LiveSession(bands, {}, corpus, None)
+
+
+def test_band_position_at_live_steps_and_live_configs_eval_every():
+    b = band("lns", [2.0, 2.2, 2.4])  # band steps STEPS
+    every_other = [float(STEPS[0]), float(STEPS[-1])]
+    pos = band_position(every_other, [3.4, 2.1], b, seed=0, at="live")
+    assert pos.steps.tolist() == every_other and pos.live.tolist() == [3.4, 2.1] and pos.side == "inside"
+    assert np.allclose(pos.matched, b.seed_curve(0)[[0, -1]])
+    assert band_position(every_other, [3.4, 3.0], b, widen_sd=0, at="live").side == "above"
+    with pytest.raises(ValueError, match="no evaluation at steps"):  # the default still wants every band step
+        band_position(every_other, [3.4, 2.1], b)
+    with pytest.raises(ValueError, match="band's last step"):
+        band_position([float(STEPS[0]), float(STEPS[1])], [3.4, 2.7], b, at="live")
+    with pytest.raises(ValueError, match="not band steps"):
+        band_position([float(STEPS[0]) + 1, float(STEPS[-1])], [3.4, 2.1], b, at="live")
+    with pytest.raises(ValueError, match="'band' or 'live'"):
+        band_position(STEPS, [3.3, 2.7, 2.1], b, at="somewhere")
+    record = {"data": {"model": {"vocab_size": 84, "d_model": 32, "n_layers": 4, "n_heads": 4, "seq_len": 64},
+                       "train": {"max_steps": 80, "seq_len": 64, "batch_size": 8, "eval_every": 10}}}
+    (_, tc), = live_configs(record, vocab_size=84, norms=["pre"], eval_every=20).values()
+    assert tc.eval_every == 20
+    for bad in (15, 0, 5):
+        with pytest.raises(ValueError, match="multiple of the band's eval_every=10"):
+            live_configs(record, vocab_size=84, norms=["pre"], eval_every=bad)
