@@ -1,0 +1,105 @@
+"""Time every notebook the way budgets.REFERENCE_SECONDS is defined, and write the measurements with provenance.
+
+workshop: ``jupyter nbconvert --to notebook --execute`` wall time, kernel start included (``--inplace`` re-commits
+the outputs: use it for the final run; otherwise the executed copy goes to a temporary folder).
+smoke: wall time of the nbval command ``make test`` runs, one notebook per pytest process.
+
+Run it on an otherwise idle machine, one notebook at a time (the script runs them in order, 00 to 07, so 04 loads
+03's live runs from the train-or-load cache as it does in a workshop):
+
+    .venv/bin/python scripts/time_notebooks.py --modes workshop smoke [--inplace] [--only 03 04]
+
+Writes benchmarks/results/notebook_times.json; copy the numbers into curse_of_depth/budgets.py REFERENCE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+PY = Path(sys.executable)
+
+
+def load() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().strip()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, str]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    return time.perf_counter() - t, p.returncode, (p.stdout + p.stderr)[-2000:]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modes", nargs="+", default=["workshop", "smoke"], choices=["workshop", "smoke"])
+    ap.add_argument("--only", nargs="*", help="notebook numbers, e.g. 03 04 (default: all)")
+    ap.add_argument("--inplace", action="store_true", help="workshop runs overwrite the notebooks (commit outputs)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "notebook_times.json"))
+    args = ap.parse_args(argv)
+    books = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if args.only:
+        books = [b for b in books if b.name[:2] in set(args.only)]
+    out_path = Path(args.out)
+    record = json.loads(out_path.read_text()) if out_path.exists() else {"notebooks": {}}
+    failed = False
+    for mode in args.modes:
+        for nb in books:
+            env = {**os.environ, "COD_MODE": mode, "HF_HUB_OFFLINE": "1"}
+            env.pop("COD_THREADS", None)  # the kit chooses, as for an attendee
+            before = load()
+            if mode == "workshop":
+                with tempfile.TemporaryDirectory() as tmp:
+                    target = ["--inplace"] if args.inplace else ["--output-dir", tmp]
+                    cmd = [str(PY), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                           "--ExecutePreprocessor.timeout=1200", *target, nb.name]
+                    wall, rc, tail = run(cmd, env, NB_DIR)
+            else:
+                env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+                cmd = [str(PY), "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax", "--nbval-current-env",
+                       "--nbval-cell-timeout=600", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
+                       f"notebooks/{nb.name}"]
+                wall, rc, tail = run(cmd, env, ROOT)
+            entry = {"seconds": round(wall, 1), "returncode": rc, "load_before": before, "load_after": load(),
+                     "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+            record["notebooks"].setdefault(nb.name[:2], {})[mode] = entry
+            print(f"{mode:8s} {nb.name:40s} {wall:7.1f} s  rc={rc}  load {before.split()[0]} -> {entry['load_after'].split()[0]}",
+                  flush=True)
+            if rc:
+                failed = True
+                print(tail)
+    import torch
+
+    from curse_of_depth.cache import atomic_write_json
+    from curse_of_depth.results import provenance
+
+    record["provenance"] = {**provenance(command="python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(),
+                                                                       *(argv or sys.argv[1:])])),
+                            "cpu": _cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    atomic_write_json(out_path, record)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
