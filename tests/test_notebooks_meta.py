@@ -308,3 +308,14 @@ def test_offline_archive_manifest():
     for needed in ("README-OFFLINE.md", "cache/shakespeare/meta.json", "cache/shakespeare/tokens.safetensors",
                    "curse-of-depth/pyproject.toml", "curse-of-depth/notebooks/00_welcome.ipynb"):
         assert needed in files, needed
+
+
+def test_readme_series_times_match_the_budgets():
+    # the README's "workshop" and "smoke" columns are budgets.REFERENCE_SECONDS, formatted as the doctor does
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d\d) \| \[[^\]]+\]\([^)]+\) \| .*? \| ([^|]+) \| ([^|]+) \|$", text, re.M)
+    assert sorted(nb for nb, _, _ in rows) == sorted(budgets.REFERENCE_SECONDS), "one README row per notebook"
+    for nb, workshop, smoke in rows:
+        for mode, cell in (("workshop", workshop), ("smoke", smoke)):
+            expected = doctor._fmt_duration(budgets.REFERENCE_SECONDS[nb][mode])
+            assert cell.strip().split(" (")[0] == expected, f"README notebook {nb} {mode}: {cell.strip()!r} != {expected!r}"
