@@ -92,6 +92,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per repeat")
     parser.add_argument("--quick", action="store_true", help="2 repeats x 2 steps (a smoke check, not a result)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time our model under torch.compile (context, not the target: the kit's notebooks run "
+                             "eager; needs a C++ compiler; ~1 min of compilation per shape)")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.steps = 2, 2
@@ -116,13 +119,20 @@ def main(argv=None) -> int:
             diff = (ours(x0).logits - hf(input_ids=x0).logits).abs().max().item()
         steps = {"ours": make_step(ours, lambda x, m=ours: m(x).logits, cfg),
                  "hf": make_step(hf, lambda x, m=hf: m(input_ids=x, use_cache=False).logits, cfg)}
+        compile_s = None
+        if args.compile:  # a separate copy with the same weights, compiled whole (forward and backward graphs)
+            compiled = torch.compile(build_model(mc, seed=0).train())
+            steps["ours_compiled"] = make_step(compiled, lambda x, m=compiled: m(x).logits, cfg)
+            t0 = time.perf_counter()
+            time_steps(steps["ours_compiled"], batches[:1])
+            compile_s = time.perf_counter() - t0
         for name in steps:  # warm-up: first-call allocations, lazy inits
             time_steps(steps[name], batches[:2])
-        per_step = {"ours": [], "hf": []}
-        cpu_step = {"ours": [], "hf": []}
+        per_step = {name: [] for name in steps}
+        cpu_step = {name: [] for name in steps}
         mm_model, mm_peak = [], []
         for rep in range(args.repeats):
-            order = ["ours", "hf"] if rep % 2 == 0 else ["hf", "ours"]
+            order = list(steps) if rep % 2 == 0 else list(steps)[::-1]
             for name in order:
                 wall_s, cpu_s = time_steps(steps[name], batches)
                 per_step[name].append(wall_s)
@@ -145,19 +155,25 @@ def main(argv=None) -> int:
             "matmul_gflops_model_shape": round(statistics.median(mm_model), 2),
             "matmul_gflops_1024": round(statistics.median(mm_peak), 2),
         }
+        if args.compile:
+            row.update({"ours_compiled_tokens_per_s": round(tok_s["ours_compiled"], 1),
+                        "speedup_compiled": round(tok_s["ours_compiled"] / tok_s["hf"], 3),
+                        "ours_compiled_s_per_step": per_step["ours_compiled"],
+                        "compile_and_first_step_s": round(compile_s, 1)})
         row["meets_target"] = row["speedup"] >= TARGET
         rows.append(row)
         print(f"d={d:4d} L={L:3d}  ours {row['ours_tokens_per_s']:8.0f} tok/s  HF {row['hf_tokens_per_s']:8.0f} tok/s  "
               f"x{row['speedup']:.2f} (CPU time x{row['speedup_cpu_time']:.2f})  ours {row['ours_gflops']:.2f} GFLOP/s vs matmul "
               f"{row['matmul_gflops_model_shape']:.1f} (model shape) / {row['matmul_gflops_1024']:.1f} (1024^3)  "
-              f"|logit diff| {diff:.1e}", flush=True)
+              f"|logit diff| {diff:.1e}" + (f"  | compiled ours x{row['speedup_compiled']:.2f} HF (compile {compile_s:.0f} s)"
+                                              if args.compile else ""), flush=True)
     wall = time.perf_counter() - t_start
     load_after = load_line()
     import transformers
 
     prov = results.provenance(seeds=[0], wall_s=wall, threads=threads, transformers=transformers.__version__,
                               repeats=args.repeats, steps_per_repeat=args.steps, load_before=load_before,
-                              load_after=load_after, quick=args.quick)
+                              load_after=load_after, quick=args.quick, compiled_column=args.compile)
     payload = {"provenance": prov, "target_speedup": TARGET, "all_meet_target": all(r["meets_target"] for r in rows),
                "rows": rows}
     print(f"load: before [{load_before}]  after [{load_after}]")
@@ -175,10 +191,15 @@ def write_table(rows: list[dict], prov: dict) -> None:
              "| width | depth | params | ours tok/s | HF tok/s | ours / HF (wall) | ours / HF (CPU time) | ours GFLOP/s | "
              "HF GFLOP/s | matmul GFLOP/s (2048 x d x ffn) | matmul GFLOP/s (1024³) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    compiled = all("speedup_compiled" in r for r in rows)
+    if compiled:
+        lines[2] = lines[2][:-1] + " ours + `torch.compile` / HF (context) |"
+        lines[3] += "---:|"
     for r in rows:
         lines.append(f"| {r['d_model']} | {r['n_layers']} | {r['params'] / 1e6:.2f} M | {r['ours_tokens_per_s']:,.0f} | "
                      f"{r['hf_tokens_per_s']:,.0f} | **{r['speedup']:.2f}x** | {r['speedup_cpu_time']:.2f}x | {r['ours_gflops']:.2f} | "
-                     f"{r['hf_gflops']:.2f} | {r['matmul_gflops_model_shape']:.1f} | {r['matmul_gflops_1024']:.1f} |")
+                     f"{r['hf_gflops']:.2f} | {r['matmul_gflops_model_shape']:.1f} | {r['matmul_gflops_1024']:.1f} |"
+                     + (f" {r['speedup_compiled']:.2f}x ({r['compile_and_first_step_s']:.0f} s to compile) |" if compiled else ""))
     lines += ["", f"Measured {prov['date']}, {prov['hardware']}, transformers {prov['transformers']}, "
               f"code {prov['code_version']}, {prov['repeats']} interleaved repeats x {prov['steps_per_repeat']} steps, "
               f"medians. Load: before `{prov['load_before']}`; after `{prov['load_after']}`.", "", END]
