@@ -134,3 +134,39 @@ def test_real_smollm2_from_cache():
     idx = hf.shakespeare_tokens(tok, 2, 128)
     ppl = torch.exp(torch.tensor(analysis.loss(model, idx))).item()
     assert 10 < ppl < 200  # measured ~44 on 2k tokens; a broken conversion gives thousands
+
+
+def test_read_gguf_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"NOPE" + bytes(40))
+    with pytest.raises(ValueError, match="not a GGUF"):
+        hf._read_gguf(bad)
+
+
+@smollm2
+def test_fast_conversion_equals_transformers_gguf_loading(tmp_path):
+    """convert_smollm2 maps the GGUF tensors itself; transformers' GGUF loading stays the reference: every
+    weight identical, the same config, the same tokenizer. (About a minute: the reference path is the slow one.)"""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = hf.convert_smollm2(tmp_path / "smol", progress=False)
+    assert hf._cache_ok(folder)
+    ours, our_tok = hf.load_pretrained(cache_path=folder, progress=False)
+    g = hf.smollm2_gguf()
+    ref = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
+    ref_tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+    a, b = ours.state_dict(), ref.state_dict()
+    assert sorted(a) == sorted(b)
+    differ = [k for k in b if not torch.equal(a[k], b[k])]
+    assert not differ, f"weights differ from transformers' GGUF loading: {differ[:5]}"
+    ca, cb = ours.config.to_dict(), ref.config.to_dict()
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "rope_parameters",
+            "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "hidden_act")
+    assert {k: ca.get(k) for k in keys} == {k: cb.get(k) for k in keys}
+    text = "To be, or not to be, that is the question:\n<|im_start|>user\nWhether 'tis nobler"
+    assert our_tok(text)["input_ids"] == ref_tok(text)["input_ids"]
+    assert our_tok.backend_tokenizer.to_str() == ref_tok.backend_tokenizer.to_str()
+    idx = torch.tensor([ref_tok(text)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(input_ids=idx).logits, ref(input_ids=idx).logits, rtol=0, atol=0)
