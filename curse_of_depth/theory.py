@@ -24,6 +24,7 @@ The claim checks the notebook asserts are plain functions (``check_*``) so tests
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .model import NORMS, CausalLM, ModelConfig, build_model
 
@@ -154,7 +156,9 @@ def paper_bounds(n_layers: int, lns: bool = False, eps: float = 0.5) -> dict[str
 _GH_NODES = 8  # Gauss-Hermite points per dimension: exact for polynomials of degree <= 15; silu is smooth
 
 
+@functools.lru_cache(maxsize=8)
 def _gauss_hermite(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # cached: the nodes are the same for every call, and computing them cost ~40% of a mean-field prediction
     x, w = np.polynomial.hermite_e.hermegauss(n)
     return torch.tensor(x, dtype=torch.float64), torch.tensor(w / w.sum(), dtype=torch.float64)
 
@@ -193,8 +197,12 @@ class MeanFieldPrediction:
         return d
 
 
-# Predictions already made, reused by the explorer: {(config, seq_len): variance after every block}.
-_PREDICTED: dict[tuple, np.ndarray] = {}
+# Predictions already made, reused by later calls and the explorer: {(config, seq_len): MeanFieldPrediction}.
+_PREDICTED: dict[tuple, MeanFieldPrediction] = {}
+
+
+def _prediction_key(cfg: ModelConfig, seq_len: int) -> tuple:
+    return (tuple(sorted(cfg.to_dict().items())), seq_len)
 
 
 def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFieldPrediction:
@@ -218,6 +226,10 @@ def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFie
     T = seq_len or cfg.seq_len
     if T < 1:
         raise ValueError(f"seq_len must be >= 1, got {T}")
+    done = _PREDICTED.get(_prediction_key(cfg, T))
+    if done is not None:  # deterministic: the same config always gives the same prediction
+        return MeanFieldPrediction(done.norm, done.d_model, done.n_layers, done.seq_len, done.variance.copy(),
+                                   done.increments.copy(), done.seconds)
     t0 = time.perf_counter()
     dt = torch.float64
     d, L, eps, sw = cfg.d_model, cfg.n_layers, cfg.norm_eps, cfg.init_std
@@ -254,8 +266,9 @@ def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFie
     v = np.asarray(var) * (1 - 1 / d)
     if len(_PREDICTED) >= 64:
         _PREDICTED.clear()
-    _PREDICTED[(tuple(sorted(cfg.to_dict().items())), T)] = v
-    return MeanFieldPrediction(cfg.norm, d, L, T, v, np.diff(v), time.perf_counter() - t0)
+    out = MeanFieldPrediction(cfg.norm, d, L, T, v, np.diff(v), time.perf_counter() - t0)
+    _PREDICTED[_prediction_key(cfg, T)] = MeanFieldPrediction(cfg.norm, d, L, T, v.copy(), np.diff(v), out.seconds)
+    return out
 
 
 def asymptotic_block_variance(d_model: int, init_std: float = 0.02, ffn_hidden: int | None = None) -> float:
@@ -352,6 +365,88 @@ def _memo_key(cfg: ModelConfig, seed: int, batch: int, seq_len: int) -> tuple:
     return (tuple(sorted(d.items())), seed, batch, seq_len)
 
 
+@contextlib.contextmanager
+def _without_default_linear_init() -> Iterator[None]:
+    # nn.Linear's constructor draws a Kaiming-uniform init that CausalLM.reset_parameters overwrites at once (it
+    # re-draws every parameter of the model from its seeded generator): skipping it makes building a 128-block
+    # d = 128 model 0.5 s instead of 1.2 s on one core. Scoped to the construction; the weights are build_model's
+    # (tests/test_theory.py checks it).
+    original = nn.Linear.reset_parameters
+    nn.Linear.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        nn.Linear.reset_parameters = original
+
+
+def seeded_models(cfg: ModelConfig, seeds: Sequence[int]) -> Iterator[tuple[int, CausalLM]]:
+    """``(seed, build_model(cfg, seed))`` for each seed in turn, as ONE model whose weights are re-drawn in place.
+
+    The weights equal ``build_model``'s (CausalLM draws every one of them in ``reset_parameters`` from the seeded
+    generator; tests/test_theory.py checks it), but the 128-block module tree is built once, without the
+    default init that ``reset_parameters`` overwrites: building it was half the cost of a seed in notebook 02.
+    Use each model before asking for the next. Notebook 02.
+    """
+    model = None
+    for seed in seeds:
+        if model is None:
+            with _without_default_linear_init():
+                model = build_model(cfg, seed=seed)
+        else:
+            model.reset_parameters(torch.Generator().manual_seed(seed))
+            model.zero_grad(set_to_none=True)
+        yield seed, model
+
+
+def shared_blocks(cfg: ModelConfig, a: str, b: str) -> int:
+    """How many leading blocks compute the same function under norm placements ``a`` and ``b`` (same weights).
+
+    Mix-LN's first floor(mix_alpha L) blocks are Post-LN blocks; LNS's first block (factor 1/sqrt(1)) is a Pre-LN
+    block. The probes run the shared blocks once and branch (notebook 02).
+    """
+    ca, cb = (ModelConfig(**{**cfg.to_dict(), "norm": n}) for n in (a, b))
+    k = 0
+    for layer in range(1, cfg.n_layers + 1):
+        if ((layer <= ca.n_post_blocks, ca.lns_factor(layer)) != (layer <= cb.n_post_blocks, cb.lns_factor(layer))):
+            break
+        k = layer
+    return k
+
+
+def _branch_plan(cfg: ModelConfig, norms: Sequence[str]) -> dict[str, tuple[str | None, int]]:
+    """For each norm, the earlier norm of ``norms`` it shares the most leading blocks with: (norm, k) or (None, 0)."""
+    plan: dict[str, tuple[str | None, int]] = {}
+    for i, n in enumerate(norms):
+        src, k = None, 0
+        for m in norms[:i]:
+            if (s := shared_blocks(cfg, m, n)) > k:
+                src, k = m, s
+        plan[n] = (src, k)
+    return plan
+
+
+def _run_stream(model: CausalLM, idx: torch.Tensor, stop: int, keep: set[int],
+                start: tuple[int, torch.Tensor] | None = None, visit=None) -> dict[int, torch.Tensor]:
+    """The residual stream through blocks k+1..``stop`` (``start = (k, state after block k)``, default: from the
+    embeddings), as ``model.forward`` computes it; returns the states after the blocks in ``keep`` (0 = the
+    embeddings) and calls ``visit(h)`` on each state it computes."""
+    k, h = start if start is not None else (0, model.embed(idx))
+    kept = {k: h} if k in keep else {}
+    if start is None and visit is not None:
+        visit(h)
+    for block in model.blocks[k:stop]:
+        h = block(h, model.rope)
+        if visit is not None:
+            visit(h)
+        if block.layer in keep:
+            kept[block.layer] = h
+    return kept
+
+
+def _feature_variance(h: torch.Tensor) -> float:
+    return h.float().var(-1, unbiased=False).mean().item()  # as residual_variance
+
+
 def measure_variance(
     cfg: ModelConfig,
     norms: Sequence[str] = NORMS,
@@ -361,27 +456,37 @@ def measure_variance(
 ) -> dict[str, VarianceCurve]:
     """Residual variance after every block of randomly initialized stacks, one curve per norm (notebook 02).
 
-    Each seed builds one model (weights from ``seed``, tokens from ``seed + 10_000``) and runs it under
-    every norm placement with the same weights (``norm_placement``). No gradients, fp32, small batch:
-    one 128-block forward at d = 256, 32 tokens x 8 sequences takes about a second on one core; building the
-    model (drawing its random weights) costs about as much. Each seed's curves are remembered for
-    ``explore_variance``.
+    Each seed gives one model (weights from ``seed`` as ``build_model`` draws them, tokens from
+    ``seed + 10_000``) and runs it under every norm placement with the same weights (``norm_placement``).
+    No gradients, fp32, small batch. The streams are the ones ``model(idx, output_hidden_states=True)``
+    computes, without keeping them: only the variance after each block, and the one state where a later
+    placement branches off (Mix-LN continues Post-LN's stream after its Post-LN blocks, ``shared_blocks``).
+    At d = 128, 16 x 8 tokens, one seed costs ~0.5 s of weight drawing and ~0.25 s per 128-block forward on one
+    core. Each seed's curves are remembered for ``explore_variance``.
     """
     T = _probe_args(cfg, seeds, norms, seq_len, batch)
+    norms = list(norms)
+    plan = _branch_plan(cfg, norms)
     runs: dict[str, list[np.ndarray]] = {n: [] for n in norms}
     seconds = {n: 0.0 for n in norms}
-    for seed in seeds:
-        model = build_model(cfg, seed=seed).eval()
+    for seed, model in seeded_models(cfg, seeds):
         idx = random_tokens(cfg.vocab_size, batch, T, seed + 10_000)
+        branch: dict[tuple[str, int], tuple[torch.Tensor, list[float]]] = {}  # (norm, block) -> state, variances
         for n in norms:
             t0 = time.perf_counter()
-            with norm_placement(model, n), torch.no_grad():
-                runs[n].append(residual_variance(model(idx, output_hidden_states=True).hidden_states))
+            src, k = plan[n]
+            keep = {kk for m, kk in plan.values() if m == n}
+            var = list(branch[(src, k)][1]) if src else []
+            with norm_placement(model, n), torch.inference_mode():
+                kept = _run_stream(model, idx, cfg.n_layers, keep, (k, branch[(src, k)][0]) if src else None,
+                                   lambda h, out=var: out.append(_feature_variance(h)))
+            for kk, h in kept.items():
+                branch[(n, kk)] = (h, var[:kk + 1])
+            runs[n].append(np.array(var))
             seconds[n] += time.perf_counter() - t0
             if len(_MEASURED) >= _MEASURED_MAX:
                 _MEASURED.clear()
             _MEASURED.setdefault(_memo_key(cfg, seed, batch, T), {})[n] = runs[n][-1]
-        del model
     return {n: VarianceCurve(n, cfg.d_model, cfg.n_layers, T, batch, list(seeds), np.stack(runs[n]), seconds[n])
             for n in norms}
 
@@ -444,32 +549,40 @@ def jacobian_distances(
     y = block(x) at token ``token`` (the last by default), x the block's input at the same token, the other
     positions held at their values from the forward pass. Pre-LN: the block is I + branch'(LN) * LN'(x), and
     LN'(x) ~ 1/sigma_x, so the distance falls as the stream grows. Use a small width (d <= 128): the cost is
-    one batch of d sequences per block. ``blocks``: 1-based block numbers (default: all). Each seed builds one
-    model and probes it under every norm placement (same weights, see ``norm_placement``).
+    one batch of d sequences per block. ``blocks``: 1-based block numbers (default: all). Each seed's model
+    (``seeded_models``) is probed under every norm placement (same weights, see ``norm_placement``); the stream
+    is run only up to the deepest probed block, and Mix-LN's branches off Post-LN's (``shared_blocks``).
     """
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed")
     for n in norms:
         _check_norm(n)
     blocks = list(blocks) if blocks is not None else list(range(1, cfg.n_layers + 1))
-    if any(not 1 <= b <= cfg.n_layers for b in blocks):
+    if not blocks or any(not 1 <= b <= cfg.n_layers for b in blocks):
         raise ValueError(f"blocks must lie in 1..{cfg.n_layers}, got {blocks}")
     if seq_len > cfg.seq_len:
         raise ValueError(f"seq_len={seq_len} exceeds cfg.seq_len={cfg.seq_len}")
     eye = torch.eye(cfg.d_model)
+    norms = list(norms)
+    plan = _branch_plan(cfg, norms)
+    inputs = {b - 1 for b in blocks}  # the stream is needed only where a probed block reads it
     vals: dict[str, list[list[float]]] = {n: [] for n in norms}
     seconds = {n: 0.0 for n in norms}
-    for seed in seeds:
-        model = build_model(cfg, seed=seed).eval()
+    for seed, model in seeded_models(cfg, seeds):
         idx = random_tokens(cfg.vocab_size, 1, seq_len, seed + 10_000)
+        states: dict[str, dict[int, torch.Tensor]] = {}
         for n in norms:
             t0 = time.perf_counter()
+            src, k = plan[n]
+            keep = inputs | {kk for m, kk in plan.values() if m == n}
             with norm_placement(model, n):
-                with torch.no_grad():
-                    hs = model(idx, output_hidden_states=True).hidden_states
+                with torch.no_grad():  # (not inference_mode: the Jacobians differentiate through these states)
+                    states[n] = _run_stream(model, idx, max(keep), keep, (k, states[src][k]) if src else None)
+                    if src:  # the shared blocks' states are the source placement's
+                        states[n].update({i: h for i, h in states[src].items() if i <= k})
                 row = []
                 for b in blocks:
-                    J = _block_jacobian(model.blocks[b - 1], hs[b - 1], model.rope, token)
+                    J = _block_jacobian(model.blocks[b - 1], states[n][b - 1], model.rope, token)
                     row.append(((J - eye).norm() / eye.norm()).item())
             vals[n].append(row)
             seconds[n] += time.perf_counter() - t0
@@ -486,13 +599,12 @@ def gradient_norms_by_norm(cfg: ModelConfig, norms: Sequence[str] = NORMS, seeds
                            batch: int = 4, seq_len: int | None = None) -> dict[str, BlockProbe]:
     """||grad of the loss w.r.t. block l's weights|| at init, per block and norm, on random tokens and targets.
 
-    Each seed builds one model and runs it under every norm placement (same weights). Notebook 02.
+    Each seed's model (``seeded_models``) runs under every norm placement (same weights). Notebook 02.
     """
     T = _probe_args(cfg, seeds, norms, seq_len, batch)
     vals: dict[str, list[list[float]]] = {n: [] for n in norms}
     seconds = {n: 0.0 for n in norms}
-    for seed in seeds:
-        model = build_model(cfg, seed=seed)
+    for seed, model in seeded_models(cfg, seeds):
         idx = random_tokens(cfg.vocab_size, batch, T + 1, seed + 10_000)
         for n in norms:
             t0 = time.perf_counter()
@@ -609,10 +721,7 @@ def _cached_measure(depth: int, width: int, seq_len: int, batch: int, seed: int)
 
 def _cached_mean_field(norm: str, depth: int, width: int, seq_len: int) -> np.ndarray:
     cfg = ModelConfig(d_model=width, n_layers=depth, n_heads=4, seq_len=seq_len, norm=norm)
-    key = (tuple(sorted(cfg.to_dict().items())), seq_len)
-    if key not in _PREDICTED:
-        mean_field_variance(cfg, seq_len)
-    return _PREDICTED[key]
+    return mean_field_variance(cfg, seq_len).variance
 
 
 def explore_variance(depth: int = 128, width: int = 128, norm: str = "pre", rho: float = 0.0, seq_len: int = 32,

@@ -246,3 +246,59 @@ def test_explorer_reuses_a_measurement_already_made(monkeypatch):
     monkeypatch.setattr(th, "build_model", no_build)
     d = th.explore_variance(depth=12, width=32, norm="mix", rho=0.2, seq_len=8, batch=2, seed=5)
     np.testing.assert_allclose(d["measured"], curves["mix"].mean)
+
+
+# --- the probes' shortcuts compute exactly what the plain model computes -------------------------------------------
+
+
+def test_seeded_models_draw_build_models_weights():
+    cfg = ModelConfig(d_model=32, n_layers=5, n_heads=4, seq_len=8)
+    for seed, model in th.seeded_models(cfg, (4, 0, 4)):
+        ref = build_model(cfg, seed=seed)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
+        assert all(torch.equal(a, b) for a, b in zip(model.buffers(), ref.buffers()))
+        assert all(p.grad is None for p in model.parameters())
+        model(th.random_tokens(84, 1, 9, 0)[:, :-1], targets=th.random_tokens(84, 1, 8, 1)).loss.backward()
+    # the default-init shortcut is scoped to the construction
+    assert torch.nn.Linear(4, 4).weight.abs().sum() > 0
+
+
+def test_shared_blocks():
+    cfg = ModelConfig(d_model=32, n_layers=12, n_heads=4, seq_len=8, mix_alpha=0.25)
+    assert th.shared_blocks(cfg, "post", "mix") == 3  # floor(0.25 * 12) Post-LN blocks
+    assert th.shared_blocks(cfg, "pre", "lns") == 1  # LNS's factor is 1/sqrt(1) = 1 in block 1 only
+    assert th.shared_blocks(cfg, "pre", "mix") == 0
+    assert th.shared_blocks(cfg, "pre", "pre") == 12
+
+
+def test_measure_variance_equals_the_models_own_forward():
+    cfg = ModelConfig(d_model=32, n_layers=12, n_heads=4, seq_len=8)
+    curves = th.measure_variance(cfg, norms=("post", "pre", "mix", "lns"), seeds=(1, 2), batch=2)
+    for i, seed in enumerate((1, 2)):
+        idx = th.random_tokens(cfg.vocab_size, 2, 8, seed + 10_000)
+        for norm, c in curves.items():
+            model = build_model(ModelConfig(**{**cfg.to_dict(), "norm": norm}), seed=seed)
+            with torch.no_grad():
+                ref = th.residual_variance(model(idx, output_hidden_states=True).hidden_states)
+            np.testing.assert_array_equal(c.per_seed[i], ref)  # mix continues post's stream: still bit-identical
+
+
+def test_jacobians_of_a_branched_placement_equal_its_own_run():
+    cfg = ModelConfig(d_model=16, n_layers=16, n_heads=2, seq_len=6)
+    blocks = [1, 2, 4, 5, 9, 16]  # on both sides of Mix-LN's 4 Post-LN blocks
+    both = th.jacobian_distances(cfg, norms=("post", "mix"), seeds=(0,), blocks=blocks, seq_len=6)
+    alone = th.jacobian_distance(ModelConfig(**{**cfg.to_dict(), "norm": "mix"}), blocks=blocks, seq_len=6)
+    np.testing.assert_array_equal(both["mix"].values, alone.values)
+    # probing only blocks below the branch point: post still runs up to it, mix starts there
+    low = th.jacobian_distances(cfg, norms=("post", "mix"), seeds=(0,), blocks=[2, 3], seq_len=6)
+    low_alone = th.jacobian_distance(ModelConfig(**{**cfg.to_dict(), "norm": "mix"}), blocks=[2, 3], seq_len=6)
+    np.testing.assert_array_equal(low["mix"].values, low_alone.values)
+    np.testing.assert_array_equal(low["mix"].values[:, 0], both["mix"].values[:, 1])  # block 2 in both runs
+
+
+def test_mean_field_prediction_is_cached_without_sharing_arrays():
+    cfg = ModelConfig(d_model=32, n_layers=10, n_heads=4, seq_len=8, init_std=0.03)
+    a = th.mean_field_variance(cfg)
+    a.variance[:] = -1.0  # a caller scribbling on its copy
+    b = th.mean_field_variance(cfg)
+    assert np.all(b.variance > 0) and b.variance[1:] == pytest.approx(b.variance[0] + np.cumsum(b.increments))
