@@ -27,7 +27,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -453,6 +453,7 @@ def measure_variance(
     seeds: Sequence[int] = (0, 1, 2),
     batch: int = 8,
     seq_len: int | None = None,
+    norm_seeds: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, VarianceCurve]:
     """Residual variance after every block of randomly initialized stacks, one curve per norm (notebook 02).
 
@@ -463,16 +464,29 @@ def measure_variance(
     placement branches off (Mix-LN continues Post-LN's stream after its Post-LN blocks, ``shared_blocks``).
     At d = 128, 16 x 8 tokens, one seed costs ~0.5 s of weight drawing and ~0.25 s per 128-block forward on one
     core. Each seed's curves are remembered for ``explore_variance``.
+
+    ``norm_seeds`` gives some norms their own seeds (default: ``seeds`` for every norm), e.g. more seeds for the
+    norm whose curve a claim compares to a prediction at the 10% level than for curves that are only shown.
     """
-    T = _probe_args(cfg, seeds, norms, seq_len, batch)
     norms = list(norms)
-    plan = _branch_plan(cfg, norms)
+    per_norm = {n: list(seeds) for n in norms}
+    unknown = set(norm_seeds or {}) - set(norms)
+    if unknown:
+        raise ValueError(f"norm_seeds names norms that are not measured: {sorted(unknown)}; measured: {norms}")
+    per_norm.update({n: list(s) for n, s in (norm_seeds or {}).items()})
+    for n, s in per_norm.items():
+        if not s:
+            raise ValueError(f"no seeds for norm {n!r}: pass at least one, e.g. (0, 1, 2)")
+    all_seeds = list(dict.fromkeys(s for n in norms for s in per_norm[n]))  # in order, each once
+    T = _probe_args(cfg, all_seeds, norms, seq_len, batch)
     runs: dict[str, list[np.ndarray]] = {n: [] for n in norms}
     seconds = {n: 0.0 for n in norms}
-    for seed, model in seeded_models(cfg, seeds):
+    for seed, model in seeded_models(cfg, all_seeds):
         idx = random_tokens(cfg.vocab_size, batch, T, seed + 10_000)
+        here = [n for n in norms if seed in per_norm[n]]
+        plan = _branch_plan(cfg, here)
         branch: dict[tuple[str, int], tuple[torch.Tensor, list[float]]] = {}  # (norm, block) -> state, variances
-        for n in norms:
+        for n in here:
             t0 = time.perf_counter()
             src, k = plan[n]
             keep = {kk for m, kk in plan.values() if m == n}
@@ -487,7 +501,7 @@ def measure_variance(
             if len(_MEASURED) >= _MEASURED_MAX:
                 _MEASURED.clear()
             _MEASURED.setdefault(_memo_key(cfg, seed, batch, T), {})[n] = runs[n][-1]
-    return {n: VarianceCurve(n, cfg.d_model, cfg.n_layers, T, batch, list(seeds), np.stack(runs[n]), seconds[n])
+    return {n: VarianceCurve(n, cfg.d_model, cfg.n_layers, T, batch, per_norm[n], np.stack(runs[n]), seconds[n])
             for n in norms}
 
 

@@ -80,6 +80,8 @@ def test_paper_products():
     lambda: th.paper_bounds(5, eps=1.0),
     lambda: th.measure_variance(SMALL, seeds=()),
     lambda: th.measure_variance(SMALL, seq_len=SMALL.seq_len + 1),
+    lambda: th.measure_variance(SMALL, norms=("pre",), norm_seeds={"lns": (0,)}),
+    lambda: th.measure_variance(SMALL, norm_seeds={"lns": ()}),
     lambda: th.jacobian_distance(SMALL, blocks=[0]),
     lambda: th.explore_variance(width=100),
     lambda: th.check_matches([1, 2, 3], [1, 2]),
@@ -302,3 +304,13 @@ def test_mean_field_prediction_is_cached_without_sharing_arrays():
     a.variance[:] = -1.0  # a caller scribbling on its copy
     b = th.mean_field_variance(cfg)
     assert np.all(b.variance > 0) and b.variance[1:] == pytest.approx(b.variance[0] + np.cumsum(b.increments))
+
+
+def test_norm_seeds_measure_some_norms_over_fewer_seeds():
+    cfg = ModelConfig(d_model=32, n_layers=12, n_heads=4, seq_len=8)
+    full = th.measure_variance(cfg, seeds=(3, 4), batch=2)
+    some = th.measure_variance(cfg, seeds=(3, 4), batch=2, norm_seeds={"lns": (4,), "post": (3,), "mix": (3,)})
+    assert some["pre"].seeds == [3, 4] and some["lns"].seeds == [4] and some["mix"].seeds == [3]
+    np.testing.assert_array_equal(some["pre"].per_seed, full["pre"].per_seed)
+    np.testing.assert_array_equal(some["lns"].per_seed, full["lns"].per_seed[1:])
+    np.testing.assert_array_equal(some["mix"].per_seed, full["mix"].per_seed[:1])
