@@ -70,22 +70,24 @@ SETTINGS["04"] = {
 # width/depth/seq_len/batch/seeds: the variance measurement. At d=128 the mean-field prediction's worst deviation
 # from the 3-seed mean over 128 blocks was 12.8% / 7.9% / 6.4% at batch 4 / 8 / 16 with 32 positions, 7.9% with
 # 16 positions x 8 (2 seeds: up to 10.7%), so every mode keeps >= 3 seeds and >= 128 tokens for Pre-LN (over 4
-# disjoint 3-seed groups at 16 x 8 the worst deviation was 3.5-7.9%, seeds 0-2 the worst; 8 x 16 at batch 16 gave
-# 2.5-6.2% but costs more per forward); drawing the weights of a 128-block model costs ~0.5 s, about two forwards;
+# disjoint 3-seed groups at 16 positions x 8 the worst deviation was 3.5-7.9%, seeds 0-2 the worst; 8 positions x 16
+# gave 2.5-6.2% but costs more per forward); drawing a 128-block model's weights costs ~0.5 s, about two forwards;
 # other_seeds: the LNS / Post-LN / Mix-LN curves, whose checks have wide margins on one seed (growth ratio 0.03 vs
 # the 0.1 bound, flat to 0.1% vs 5%), so smoke measures them on seed 0 only (no seed band in its figure);
-# jac_*: the block-Jacobian probe (small width, log-spaced blocks); grad_*: per-block gradient norms, a figure
-# without a claim, so smoke probes a 32-block stack. The explorer's static panels reuse the first seed's measurement
-# (theory.explore_variance), so they cost no extra model build.
+# jac_*: the block-Jacobian probe (small width, log-spaced blocks; its claim is Pre-LN's, so smoke probes Pre-LN and
+# the flat Post-LN contrast only); grad_*: per-block gradient norms, a figure without a claim, so smoke probes a
+# 32-block stack. The explorer's static panels reuse the first seed's measurement (theory.explore_variance), so they
+# cost no extra model build.
 SETTINGS["02"] = {
     "smoke": {"width": 128, "depth": 128, "seq_len": 16, "batch": 8, "seeds": [0, 1, 2], "other_seeds": [0],
-              "jac_width": 32, "jac_blocks": 10, "jac_seeds": [0], "grad_width": 32, "grad_depth": 32, "grad_batch": 2},
+              "jac_width": 32, "jac_blocks": 10, "jac_seeds": [0], "jac_norms": ["pre", "post"],
+              "grad_width": 32, "grad_depth": 32, "grad_batch": 2},
     "workshop": {"width": 128, "depth": 128, "seq_len": 32, "batch": 16, "seeds": [0, 1, 2], "other_seeds": [0, 1, 2],
-                 "jac_width": 64, "jac_blocks": 16, "jac_seeds": [0, 1], "grad_width": 64, "grad_depth": 128,
-                 "grad_batch": 4},
+                 "jac_width": 64, "jac_blocks": 16, "jac_seeds": [0, 1], "jac_norms": ["pre", "lns", "post", "mix"],
+                 "grad_width": 64, "grad_depth": 128, "grad_batch": 4},
     "full": {"width": 256, "depth": 128, "seq_len": 64, "batch": 8, "seeds": [0, 1, 2, 3, 4, 5, 6, 7],
-             "other_seeds": [0, 1, 2, 3, 4, 5, 6, 7], "jac_width": 128, "jac_blocks": 32, "jac_seeds": [0, 1, 2, 3], "grad_width": 128, "grad_depth": 128,
-             "grad_batch": 8},
+             "other_seeds": [0, 1, 2, 3, 4, 5, 6, 7], "jac_width": 128, "jac_blocks": 32, "jac_seeds": [0, 1, 2, 3],
+             "jac_norms": ["pre", "lns", "post", "mix"], "grad_width": 128, "grad_depth": 128, "grad_batch": 8},
 }
 # Measured 2026-11-28 with the nbconvert command of the brief (COD_THREADS=1): CPU seconds of the notebook's kernel
 # plus ~3 s kernel start. The shared 2-core machine ran at load average 6.5-8 at the time, so the wall clock there was
