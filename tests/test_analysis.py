@@ -148,3 +148,50 @@ def test_middle_third_claim_flips():
     assert A.middle_third_cheaper_than_ends(subset, n_layers=L)
     with pytest.raises(ValueError, match="needs the removal cost"):
         A.middle_third_cheaper_than_ends({0: 1.0}, n_layers=L)
+
+
+def test_removal_scan_batching_changes_nothing():
+    """Stacking the variants into one batch (max_tokens) only changes speed, in any layer order."""
+    m, idx = tiny_llama(6), tokens()
+    one = A.layer_removal_scan(m, idx, progress=False, max_tokens=1)
+    for mt in (idx.numel() * 2, 10**6):
+        many = A.layer_removal_scan(m, idx, progress=False, max_tokens=mt)
+        assert many.losses == pytest.approx(one.losses, abs=1e-5)
+    naive = A.layer_removal_scan_naive(m, idx)
+    assert one.losses == pytest.approx(naive.losses, abs=1e-5)
+    part = A.layer_removal_scan(m, idx, layers=[4, 0, 2], progress=False, max_tokens=10**6)
+    assert part.layers == [4, 0, 2] and part.losses == pytest.approx([one.losses[i] for i in (4, 0, 2)], abs=1e-5)
+    with pytest.raises(ValueError, match="max_tokens"):
+        A.layer_removal_scan(m, idx, progress=False, max_tokens=0)
+
+
+class _BiasHead(A.KitStack):
+    """A stack whose unembedding has a bias, to check the tiled loss adds it."""
+
+    def __init__(self, norm, lin, split: bool):
+        self.norm, self.lin, self.split = norm, lin, split
+
+    def head(self, h):
+        return self.lin(self.norm(h))
+
+    def head_parts(self):
+        return (self.norm, self.lin) if self.split else None
+
+
+def test_tiled_loss_equals_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    norm = torch.nn.LayerNorm(16)
+    lin = torch.nn.Linear(16, 1000)
+    torch.nn.init.normal_(lin.bias, std=3.0, generator=g)
+    h = torch.randn(37, 16, generator=g) * 4
+    t = torch.randint(0, 1000, (37,), generator=g)
+    t[0], t[1] = 0, 999  # first and last word of the vocabulary
+    with torch.no_grad():
+        ref = F.cross_entropy(lin(norm(h)), t, reduction="none")
+    for split in (True, False):
+        st = _BiasHead(norm, lin, split)
+        for rows, tile in ((8, 128), (512, 4096), (5, 999)):  # tiles that do not divide the vocabulary
+            got = A._nll_rows(st, h, t, rows=rows, vocab_tile=tile)
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    wrong = A._nll_rows(_BiasHead(norm, lin, True), h, (t + 1) % 1000)
+    assert not torch.allclose(wrong, ref, atol=1e-3)  # the target word matters

@@ -134,3 +134,22 @@ def test_gap_claim_flips():
     assert C.gap(t, 0.7) < 1.25  # notebook 06: OWL and Wanda close at 135M
     t["rows"][1]["loss"] = 5.0 + 1.25  # a LLaMA-7B-like gap (x3.5)
     assert C.gap(t, 0.7) > 1.25
+
+
+def test_prune_rows_equals_topk_even_with_ties():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(40, 30, generator=g)
+    scores[3, :10] = 0.5  # a row whose threshold is tied
+    scores[7] = 1.0  # a row of identical scores
+    for ratio in (0.0, 0.3, 0.5, 0.7, 1.0):
+        w = torch.randn(40, 30, generator=g) + 5.0  # no zeros before pruning
+        ref = w.clone()
+        k = int(round(30 * ratio))
+        if k:
+            ref.scatter_(1, torch.topk(scores, k, dim=1, largest=False).indices, 0.0)
+        C._prune_rows(w, scores, ratio)
+        assert ((w == 0).sum(dim=1) == k).all()
+        untied = [i for i in range(40) if i not in (3, 7)]
+        assert torch.equal(w[untied], ref[untied])  # ties may pick different equal-score entries, nothing else
+        for i in (3, 7):  # tied rows: the same number of entries and the same pruned scores
+            assert torch.equal(scores[i][w[i] == 0].sort().values, scores[i][ref[i] == 0].sort().values)
