@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,23 @@ def _offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+_VERIFIED = ".cod_verified.json"  # (size, mtime_ns, inode) of files whose sha256 matched, to skip re-hashing
+_RACY_SECONDS = 2.0  # a file modified this recently may change again within one timestamp tick: never stamp it
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def _cache_ok(folder: Path) -> bool:
-    """True when every file recorded in the folder's manifest is present with its sha256."""
+    """True when every file recorded in the folder's manifest is present with its sha256.
+
+    Hashing the 540 MB of weights costs ~1.5 s per load, so a file whose sha256 matched is stamped with its
+    size, modification time and inode (as git's index does); it is hashed again whenever any of them changes
+    (rewritten, replaced, truncated). Files modified in the last 2 s are not stamped, so a change within one
+    timestamp tick cannot hide behind an old stamp.
+    """
     manifest = folder / _MANIFEST
     if not manifest.exists():
         return False
@@ -90,7 +106,31 @@ def _cache_ok(folder: Path) -> bool:
         return False
     if info.get("format") != _CACHE_FORMAT or not info.get("files"):
         return False
-    return all((folder / name).is_file() and sha256_file(folder / name) == digest for name, digest in info["files"].items())
+    try:
+        stamps = json.loads((folder / _VERIFIED).read_text())
+    except (OSError, ValueError):
+        stamps = {}
+    fresh: dict[str, list[int]] = {}
+    now = time.time()
+    for name, digest in info["files"].items():
+        path = folder / name
+        if not path.is_file():
+            return False
+        key = _stat_key(path)
+        entry = stamps.get(name)
+        if entry == [digest, *key]:
+            fresh[name] = entry
+            continue
+        if sha256_file(path) != digest:
+            return False
+        if now - key[1] / 1e9 > _RACY_SECONDS:
+            fresh[name] = [digest, *key]
+    if fresh != stamps:
+        try:
+            atomic_write_json(folder / _VERIFIED, fresh)
+        except OSError:  # a read-only cache still loads; it is just hashed every time
+            pass
+    return True
 
 
 # GGUF metadata value types (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md): fixed-size scalars;

@@ -109,6 +109,9 @@ def test_sparsity_table_and_winner():
     m, idx, calib = tiny_llama(), tokens(seed=2), tokens(seed=3)
     t = C.sparsity_table(m, idx, calib, sparsities=(0.5,), progress=False)
     assert {r["method"] for r in t["rows"]} == set(C.SPARSITY_METHODS)
+    assert t["dense_loss"] == pytest.approx(A.loss(m, idx))
+    given = C.sparsity_table(m, idx, calib, sparsities=(0.5,), methods=("magnitude",), progress=False, dense_loss=1.25)
+    assert given["dense_loss"] == 1.25 and given["rows"][0]["loss"] == pytest.approx(t["rows"][0]["loss"])
     fake = {"rows": [{"method": "owl", "sparsity": 0.7, "loss": 2.0}, {"method": "wanda", "sparsity": 0.7, "loss": 3.0}]}
     assert C.winner(fake, 0.7) == "owl"
     fake["rows"][0]["loss"] = 4.0  # flip: now uniform Wanda wins

@@ -170,3 +170,28 @@ def test_fast_conversion_equals_transformers_gguf_loading(tmp_path):
     idx = torch.tensor([ref_tok(text)["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(ours(input_ids=idx).logits, ref(input_ids=idx).logits, rtol=0, atol=0)
+
+
+def test_cache_check_stamps_verified_files_and_still_sees_changes(tmp_path):
+    import os
+    import time
+
+    from curse_of_depth.cache import sha256_file
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    w = folder / "w.bin"
+    w.write_bytes(b"abc")
+    old = time.time() - 60
+    os.utime(w, (old, old))  # older than the racy window: its verified hash may be remembered
+    manifest = {"format": hf._CACHE_FORMAT, "files": {"w.bin": sha256_file(w)}}
+    (folder / hf._MANIFEST).write_text(json.dumps(manifest))
+    assert hf._cache_ok(folder)
+    stamp = json.loads((folder / hf._VERIFIED).read_text())
+    assert stamp["w.bin"][0] == manifest["files"]["w.bin"]
+    assert hf._cache_ok(folder)  # from the stamp
+    w.write_bytes(b"abd")  # same size, new modification time: hashed again
+    assert not hf._cache_ok(folder)
+    w.write_bytes(b"abc")  # restored but modified just now: verified, not stamped (racy window)
+    assert hf._cache_ok(folder)
+    assert "w.bin" not in json.loads((folder / hf._VERIFIED).read_text())
