@@ -2,7 +2,8 @@
 
 workshop: ``jupyter nbconvert --to notebook --execute`` wall time, kernel start included (``--inplace`` re-commits
 the outputs: use it for the final run; otherwise the executed copy goes to a temporary folder).
-smoke: wall time of the nbval command ``make test`` runs, one notebook per pytest process.
+smoke: the notebook's time inside the nbval run ``make test`` makes (kernel start and every cell, from pytest's junit
+report), next to the wall time of a one-notebook pytest process (which adds pytest's ~5 s start-up).
 
 Run it on an otherwise idle machine, one notebook at a time (the script runs them in order, 00 to 07, so 04 loads
 03's live runs from the train-or-load cache as it does in a workshop):
@@ -31,6 +32,16 @@ PY = Path(sys.executable)
 def load() -> str:
     with open("/proc/loadavg") as f:
         return f.read().strip()
+
+
+def _junit_seconds(report: Path) -> float | None:
+    """Sum of the test items' times in a pytest junit report (each = setup + call + teardown)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        return round(sum(float(tc.get("time", 0)) for tc in ET.parse(report).iter("testcase")), 1)
+    except (OSError, ET.ParseError):
+        return None
 
 
 def _cpu_name() -> str:
@@ -75,16 +86,24 @@ def main(argv=None) -> int:
                     cmd = [str(PY), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                            "--ExecutePreprocessor.timeout=1200", *target, nb.name]
                     wall, rc, tail = run(cmd, env, NB_DIR)
+                in_suite = None
             else:
                 env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-                cmd = [str(PY), "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax", "--nbval-current-env",
-                       "--nbval-cell-timeout=600", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
-                       f"notebooks/{nb.name}"]
-                wall, rc, tail = run(cmd, env, ROOT)
-            entry = {"seconds": round(wall, 1), "returncode": rc, "load_before": before, "load_after": load(),
-                     "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+                with tempfile.TemporaryDirectory() as tmp:
+                    report = Path(tmp) / "junit.xml"
+                    cmd = [str(PY), "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax", "--nbval-current-env",
+                           "--nbval-cell-timeout=600", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
+                           f"--junitxml={report}", f"notebooks/{nb.name}"]
+                    wall, rc, tail = run(cmd, env, ROOT)
+                    in_suite = _junit_seconds(report)
+            # smoke's reference is the notebook's time inside make test's single nbval run: kernel start and every
+            # cell (setup + call + teardown of its test items), without pytest's own start-up (~5 s, paid once per
+            # suite, most of it importing nbformat); "seconds" is the whole one-notebook pytest process.
+            entry = {"seconds": round(wall, 1), "in_suite_seconds": in_suite, "returncode": rc, "load_before": before,
+                     "load_after": load(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
             record["notebooks"].setdefault(nb.name[:2], {})[mode] = entry
-            print(f"{mode:8s} {nb.name:40s} {wall:7.1f} s  rc={rc}  load {before.split()[0]} -> {entry['load_after'].split()[0]}",
+            suite = f" (in suite {in_suite:.1f} s)" if in_suite is not None else ""
+            print(f"{mode:8s} {nb.name:40s} {wall:7.1f} s{suite}  rc={rc}  load {before.split()[0]} -> {entry['load_after'].split()[0]}",
                   flush=True)
             if rc:
                 failed = True
