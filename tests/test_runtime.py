@@ -53,3 +53,17 @@ def test_bad_mode_names_the_choices(monkeypatch):
         runtime.mode()
     monkeypatch.setenv("COD_MODE", "smoke")
     assert runtime.pick(1, 2, 3) == 1
+
+
+def test_import_shortens_openmp_spinning_unless_the_user_chose():
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, curse_of_depth; print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1000"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "5"}, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "5"
