@@ -193,7 +193,7 @@ def write_table(rows: list[dict], prov: dict) -> None:
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     compiled = all("speedup_compiled" in r for r in rows)
     if compiled:
-        lines[2] = lines[2][:-1] + " ours + `torch.compile` / HF (context) |"
+        lines[2] += " ours + `torch.compile` / HF (context) |"
         lines[3] += "---:|"
     for r in rows:
         lines.append(f"| {r['d_model']} | {r['n_layers']} | {r['params'] / 1e6:.2f} M | {r['ours_tokens_per_s']:,.0f} | "
