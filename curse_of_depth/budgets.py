@@ -12,13 +12,13 @@ from .runtime import mode
 
 SETTINGS: dict[str, dict[str, dict]] = {}
 
-# Seconds for the whole notebook on the reference 2-core CPU (AMD EPYC, idle apart from the run):
-# {notebook: {mode: seconds}}. Measured 2026-11-28 18:00 UTC, one notebook at a time, after the engineers' jobs had
-# stopped. workshop: `jupyter nbconvert --execute` wall time including kernel start, threads chosen by the kit (1 for
-# 00-02 and 04-07, whose kernels started while the previous notebook's load was still counted; 2 for 03, measured
-# again after runtime.busy_cores stopped counting it: 274 s on 1 thread). 04 ran after 03 and loaded 03's runs
-# from the train-or-load cache. smoke: wall time of the nbval command `make test` runs, one notebook per pytest
-# process. The per-entry comments below record the earlier, heavily loaded measurements (CPU seconds).
+# Seconds for the whole notebook on the reference 2-core CPU (Intel Xeon @ 2.5 GHz, KVM, idle apart from the run):
+# {notebook: {mode: seconds}}. Measured 2026-11-28 20:10-20:25 UTC by `scripts/time_notebooks.py` (results with
+# provenance in benchmarks/results/notebook_times.json), one notebook at a time, 00-07 in order, threads chosen by
+# the kit (2 on the idle machine). workshop: `jupyter nbconvert --execute` wall time including kernel start; 04 ran
+# after 03 and loaded 03's runs from the train-or-load cache. smoke: the notebook's time inside the nbval run that
+# `make test` makes (kernel start and every cell, from pytest's junit report); a one-notebook pytest process adds
+# ~5-7 s of pytest start-up (most of it importing nbformat), paid once per suite in CI.
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {}
 
 
@@ -34,12 +34,16 @@ def for_notebook(nb: str, run_mode: str | None = None) -> dict:
 # --- notebook 00: welcome and the environment doctor -------------------------------------------------------
 # probe_seconds: how long the doctor's matmul speed probe runs (the estimate of each notebook's time here).
 SETTINGS["00"] = {"smoke": {"probe_seconds": 0.05}, "workshop": {"probe_seconds": 0.3}, "full": {"probe_seconds": 1.0}}
-REFERENCE_SECONDS["00"] = {"smoke": 13.0, "workshop": 18.0}
-# The doctor's speed probe (curse_of_depth.doctor.matmul_gflops(): 512x512 fp32 matmul, best of 3, 1 thread) on
-# the reference CPU while it was idle, as REFERENCE_SECONDS were measured: median of 7 probes at 18:03 UTC on
-# 2026-11-28 (75-80 GFLOP/s; 151 with 2 threads). The doctor scales each reference time by
-# REFERENCE_MATMUL_GFLOPS / (this machine's probe) to estimate the notebook's time elsewhere (within ~2x).
-REFERENCE_MATMUL_GFLOPS: float = 79.0
+REFERENCE_SECONDS["00"] = {"smoke": 6.7, "workshop": 13.6}  # smoke: 12.2 s as its own pytest run
+# The doctor's speed probe (curse_of_depth.doctor.matmul_gflops(): 512x512 fp32 matmul, best of 3, with the thread
+# count the kit chose, as in notebook 00) on the reference CPU while it was idle, as REFERENCE_SECONDS were measured:
+# median of 7 probes at 20:24 UTC on 2026-11-28 with 2 threads (163-246 GFLOP/s; this KVM guest's speed varies with
+# its host: the same probe on 1 thread gave 75-80 GFLOP/s at 18:03 UTC, the benchmark's 1-thread 1024^3 matmul
+# 118-122 at 20:06). The doctor scales each
+# reference time by REFERENCE_MATMUL_GFLOPS / (this machine's probe) to estimate the notebook's time elsewhere
+# (within ~2x).
+REFERENCE_MATMUL_GFLOPS: float = 215.0
+REFERENCE_PROBE_THREADS: int = 2  # the thread count that probe ran with (the kit's choice there)
 
 # --- notebooks 03 and 04: train it live, and look inside --------------------------------------------------
 # band: the precomputed seed band (results pack "bands_<tag>") whose configuration the live runs copy;
@@ -89,10 +93,8 @@ SETTINGS["02"] = {
              "other_seeds": [0, 1, 2, 3, 4, 5, 6, 7], "jac_width": 128, "jac_blocks": 32, "jac_seeds": [0, 1, 2, 3],
              "jac_norms": ["pre", "lns", "post", "mix"], "grad_width": 128, "grad_depth": 128, "grad_batch": 8},
 }
-# Measured 2026-11-28 with the nbconvert command of the brief (COD_THREADS=1): CPU seconds of the notebook's kernel
-# plus ~3 s kernel start. The shared 2-core machine ran at load average 6.5-8 at the time, so the wall clock there was
-# 68 s (smoke) and 120 s (workshop); on an idle 2-core CPU the CPU seconds are the better estimate of the wall time.
-REFERENCE_SECONDS["02"] = {"smoke": 29.0, "workshop": 46.0}
+# smoke: 16.0 s in the suite (22.8 s as a one-notebook pytest run).
+REFERENCE_SECONDS["02"] = {"smoke": 16.0, "workshop": 37.0}
 
 # ---- notebook 05 (LNS for your own Hugging Face model).
 # smol_chunks/smol_seq: Shakespeare tokens pushed through SmolLM2 before/after LNS (forward passes only);
@@ -137,21 +139,19 @@ SETTINGS["06"] = {
              "calib_chunks": 8, "calib_seq": 256, "sparsities": [0.5, 0.7], "methods": ["magnitude", "wanda", "owl"],
              "regenerate": True},
 }
-# Measured as CPU seconds of the whole nbconvert run (1 thread) while ~6 other jobs shared the 2 cores
-# (wall time then: smoke 90 s, workshop 233-280 s); on an idle 2-core CPU wall time is about the CPU time.
-REFERENCE_SECONDS["05"] = {"smoke": 25.0, "workshop": 90.0}
+REFERENCE_SECONDS["05"] = {"smoke": 17.3, "workshop": 70.0}  # smoke: 24.2 s as its own pytest run
 
 # ---- notebook 07 (the scale map): reads the stored GPU map; full mode on a GPU machine runs its missing points.
 SETTINGS["07"] = {"smoke": {"regenerate": False}, "workshop": {"regenerate": False},
                   "full": {"regenerate": True, "per_device": 6}}
-REFERENCE_SECONDS["07"] = {"smoke": 13.0, "workshop": 14.0}
-# Measured as CPU seconds of the whole nbconvert run (kernel, 1 thread; smoke: the nbval run's user time) while ~6
-# other jobs shared the 2 cores at load average 7-8. Wall time then: 03 smoke 77-100 s, workshop 940-1021 s;
-# 04 smoke 93 s, workshop 136-157 s. Notebook 03 trains two 24-block models for 80 steps each and evaluates them at
-# the band's 9 points (8 x 32 x 128 tokens each, ~40% of its cost): 4.7 CPU minutes, above the 3-minute target.
-REFERENCE_SECONDS["03"] = {"smoke": 24.0, "workshop": 186.0}
-REFERENCE_SECONDS["04"] = {"smoke": 22.0, "workshop": 36.0}
-# 01/06, measured 2026-11-28 with COD_THREADS=1 on the shared 2-core machine: workshop 89 / 87 CPU-seconds for the whole
-# nbconvert run (150 / 129 s wall at load 4-6; 262 / 265 s at load 7-10); smoke under nbval 28 s / 48 s wall incl. kernel start.
-REFERENCE_SECONDS["01"] = {"smoke": 30.0, "workshop": 97.0}
-REFERENCE_SECONDS["06"] = {"smoke": 36.0, "workshop": 80.0}
+REFERENCE_SECONDS["07"] = {"smoke": 7.3, "workshop": 14.3}  # smoke: 13.4 s as its own pytest run
+# Notebook 03 trains two 24-block models for 80 steps each (68 s and 73 s on 2 threads,
+# ~3,100-3,300 tokens/s) and validates them every 20 steps on the band's 8 x 32 x 128 tokens (live_eval_every).
+# Before this session's changes (validation at all 9 band points, autograd RMSNorm and rotation) it took 186 s.
+# One-notebook pytest runs: 03 24.2 s, 04 22.6 s.
+REFERENCE_SECONDS["03"] = {"smoke": 17.7, "workshop": 163.1}
+REFERENCE_SECONDS["04"] = {"smoke": 16.5, "workshop": 30.7}
+# 01/06 from a warm model cache (the first conversion adds ~6-13 s, hf.py).
+# One-notebook pytest runs: 01 26.1 s, 06 30.5 s.
+REFERENCE_SECONDS["01"] = {"smoke": 20.9, "workshop": 60.8}
+REFERENCE_SECONDS["06"] = {"smoke": 24.7, "workshop": 50.2}

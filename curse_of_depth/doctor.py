@@ -473,7 +473,7 @@ def check_times(probe_gflops: float | None, run_mode: str | None = None) -> list
     else:
         factor = ref / probe_gflops
         detail = (f"{probe_gflops:.1f} GFLOP/s with {torch.get_num_threads()} thread(s); reference 2-core CPU "
-                  f"{ref:.1f} GFLOP/s with 1 thread -> this machine is {1 / factor:.2g}x the reference")
+                  f"{ref:.1f} GFLOP/s with {budgets.REFERENCE_PROBE_THREADS} threads -> this machine is {1 / factor:.2g}x the reference")
         if factor > SLOW_FACTOR:
             rows.append(Check("speed probe", "WARN", detail, "run COD_MODE=smoke for a quick pass; the long cells "
                               "show the precomputed results at once"))
