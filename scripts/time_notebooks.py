@@ -56,10 +56,32 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, str]:
+def run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, str, float | None]:
+    """(wall seconds, return code, output tail, peak MB of the child processes' summed RSS, sampled every 0.1 s).
+
+    The children of nbconvert / pytest are the notebook's kernel (and whatever the kernel starts), so the peak is
+    the kernel's memory, the figure that must stay under Binder's ~2 GB.
+    """
+    try:
+        import psutil
+    except ImportError:  # the timing still works without it
+        psutil = None
     t = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    return time.perf_counter() - t, p.returncode, (p.stdout + p.stderr)[-2000:]
+    with tempfile.TemporaryFile("w+") as log:
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        peak = 0
+        while p.poll() is None:
+            if psutil is not None:
+                try:
+                    kids = psutil.Process(p.pid).children(recursive=True)
+                    peak = max(peak, sum(k.memory_info().rss for k in kids if k.is_running()))
+                except psutil.Error:
+                    pass
+            time.sleep(0.1)
+        wall = time.perf_counter() - t
+        log.seek(0)
+        tail = log.read()[-2000:]
+    return wall, p.returncode, tail, (round(peak / 2**20) if psutil is not None else None)
 
 
 def main(argv=None) -> int:
@@ -85,7 +107,7 @@ def main(argv=None) -> int:
                     target = ["--inplace"] if args.inplace else ["--output-dir", tmp]
                     cmd = [str(PY), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                            "--ExecutePreprocessor.timeout=1200", *target, nb.name]
-                    wall, rc, tail = run(cmd, env, NB_DIR)
+                    wall, rc, tail, rss = run(cmd, env, NB_DIR)
                 in_suite = None
             else:
                 env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
@@ -94,16 +116,17 @@ def main(argv=None) -> int:
                     cmd = [str(PY), "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax", "--nbval-current-env",
                            "--nbval-cell-timeout=600", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
                            f"--junitxml={report}", f"notebooks/{nb.name}"]
-                    wall, rc, tail = run(cmd, env, ROOT)
+                    wall, rc, tail, rss = run(cmd, env, ROOT)
                     in_suite = _junit_seconds(report)
             # smoke's reference is the notebook's time inside make test's single nbval run: kernel start and every
             # cell (setup + call + teardown of its test items), without pytest's own start-up (~5 s, paid once per
             # suite, most of it importing nbformat); "seconds" is the whole one-notebook pytest process.
-            entry = {"seconds": round(wall, 1), "in_suite_seconds": in_suite, "returncode": rc, "load_before": before,
+            entry = {"seconds": round(wall, 1), "in_suite_seconds": in_suite, "kernel_peak_rss_mb": rss,
+                     "returncode": rc, "load_before": before,
                      "load_after": load(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
             record["notebooks"].setdefault(nb.name[:2], {})[mode] = entry
             suite = f" (in suite {in_suite:.1f} s)" if in_suite is not None else ""
-            print(f"{mode:8s} {nb.name:40s} {wall:7.1f} s{suite}  rc={rc}  load {before.split()[0]} -> {entry['load_after'].split()[0]}",
+            print(f"{mode:8s} {nb.name:40s} {wall:7.1f} s{suite}  peak kernel RSS {rss} MB  rc={rc}  load {before.split()[0]} -> {entry['load_after'].split()[0]}",
                   flush=True)
             if rc:
                 failed = True
