@@ -112,7 +112,7 @@ class _RMSNormFn(torch.autograd.Function):
     y = x * r * w with r = 1/sqrt(mean(x^2) + eps), x_hat = x * r:
         dL/dw = sum over tokens of g * x_hat
         dL/dx = r * (g*w - x_hat * mean(g*w*x_hat))
-    On one CPU core this halves the norm's forward+backward time (benchmarks/README.md); ``tests/test_model.py``
+    On one CPU core the norm's forward+backward is 1.2-1.4x faster (benchmarks/README.md); ``tests/test_model.py``
     checks both gradients against autograd through ``F.rms_norm``.
     """
 
@@ -183,13 +183,12 @@ class _QKVRopeFn(torch.autograd.Function):
         _rotate_into(out[:2], x[:2], cos, sin, sign=1.0)
         out[2].copy_(x[2])
         ctx.save_for_backward(cos, sin)
-        ctx.shape = (B, T, n_heads, hd)
         return out[0], out[1], out[2]
 
     @staticmethod
     def backward(ctx, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor):
         cos, sin = ctx.saved_tensors
-        B, T, n_heads, hd = ctx.shape
+        B, n_heads, T, hd = dq.shape
         grad = torch.empty((B, T, 3, n_heads, hd), dtype=dq.dtype, device=dq.device)
         g = grad.permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd) view of the (B, T, 3C) buffer
         _rotate_into(g[0], dq, cos, sin, sign=-1.0)
@@ -281,10 +280,15 @@ class CausalLM(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(1, cfg.n_layers + 1))
-        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)  # final norm: never scaled
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        # Built on the meta device and given storage afterwards: every parameter is drawn by reset_parameters
+        # below, so the modules' own default inits (Kaiming-uniform for every Linear) would be thrown away; skipping
+        # them halves the time to build a 128-block model (notebook 02 builds several).
+        with torch.device("meta"):
+            self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+            self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(1, cfg.n_layers + 1))
+            self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)  # final norm: never scaled
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.to_empty(device="cpu")
         cos, sin = rope_cache(cfg.seq_len, cfg.head_dim, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)

@@ -24,6 +24,7 @@ The claim checks the notebook asserts are plain functions (``check_*``) so tests
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import time
@@ -33,7 +34,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .model import NORMS, CausalLM, ModelConfig, build_model
 
@@ -45,6 +45,7 @@ from .model import NORMS, CausalLM, ModelConfig, build_model
 def _check_norm(norm: str) -> None:
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
 
 def _probe_args(cfg: ModelConfig, seeds, norms, seq_len: int | None, batch: int) -> int:
     """Validate the arguments shared by the random-stack probes; return the sequence length to use."""
@@ -58,7 +59,6 @@ def _probe_args(cfg: ModelConfig, seeds, norms, seq_len: int | None, batch: int)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     return T
-
 
 
 def _check_depth(n_layers: int) -> None:
@@ -197,14 +197,6 @@ class MeanFieldPrediction:
         return d
 
 
-# Predictions already made, reused by later calls and the explorer: {(config, seq_len): MeanFieldPrediction}.
-_PREDICTED: dict[tuple, MeanFieldPrediction] = {}
-
-
-def _prediction_key(cfg: ModelConfig, seq_len: int) -> tuple:
-    return (tuple(sorted(cfg.to_dict().items())), seq_len)
-
-
 def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFieldPrediction:
     """Predict the variance after every block of a randomly initialized ``cfg`` stack fed uniform random tokens.
 
@@ -226,10 +218,13 @@ def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFie
     T = seq_len or cfg.seq_len
     if T < 1:
         raise ValueError(f"seq_len must be >= 1, got {T}")
-    done = _PREDICTED.get(_prediction_key(cfg, T))
-    if done is not None:  # deterministic: the same config always gives the same prediction
-        return MeanFieldPrediction(done.norm, done.d_model, done.n_layers, done.seq_len, done.variance.copy(),
-                                   done.increments.copy(), done.seconds)
+    done = _mean_field(tuple(sorted(cfg.to_dict().items())), T)  # cached: a config always gives the same prediction
+    return dataclasses.replace(done, variance=done.variance.copy(), increments=done.increments.copy())
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_field(cfg_items: tuple, T: int) -> MeanFieldPrediction:
+    cfg = ModelConfig(**dict(cfg_items))
     t0 = time.perf_counter()
     dt = torch.float64
     d, L, eps, sw = cfg.d_model, cfg.n_layers, cfg.norm_eps, cfg.init_std
@@ -264,11 +259,7 @@ def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFie
             K = K + ffn(s * normalize(K))
         var.append(K.diagonal().mean().item())
     v = np.asarray(var) * (1 - 1 / d)
-    if len(_PREDICTED) >= 64:
-        _PREDICTED.clear()
-    out = MeanFieldPrediction(cfg.norm, d, L, T, v, np.diff(v), time.perf_counter() - t0)
-    _PREDICTED[_prediction_key(cfg, T)] = MeanFieldPrediction(cfg.norm, d, L, T, v.copy(), np.diff(v), out.seconds)
-    return out
+    return MeanFieldPrediction(cfg.norm, d, L, T, v, np.diff(v), time.perf_counter() - t0)
 
 
 def asymptotic_block_variance(d_model: int, init_std: float = 0.02, ffn_hidden: int | None = None) -> float:
@@ -365,33 +356,17 @@ def _memo_key(cfg: ModelConfig, seed: int, batch: int, seq_len: int) -> tuple:
     return (tuple(sorted(d.items())), seed, batch, seq_len)
 
 
-@contextlib.contextmanager
-def _without_default_linear_init() -> Iterator[None]:
-    # nn.Linear's constructor draws a Kaiming-uniform init that CausalLM.reset_parameters overwrites at once (it
-    # re-draws every parameter of the model from its seeded generator): skipping it makes building a 128-block
-    # d = 128 model 0.5 s instead of 1.2 s on one core. Scoped to the construction; the weights are build_model's
-    # (tests/test_theory.py checks it).
-    original = nn.Linear.reset_parameters
-    nn.Linear.reset_parameters = lambda self: None
-    try:
-        yield
-    finally:
-        nn.Linear.reset_parameters = original
-
-
 def seeded_models(cfg: ModelConfig, seeds: Sequence[int]) -> Iterator[tuple[int, CausalLM]]:
     """``(seed, build_model(cfg, seed))`` for each seed in turn, as ONE model whose weights are re-drawn in place.
 
     The weights equal ``build_model``'s (CausalLM draws every one of them in ``reset_parameters`` from the seeded
-    generator; tests/test_theory.py checks it), but the 128-block module tree is built once, without the
-    default init that ``reset_parameters`` overwrites: building it was half the cost of a seed in notebook 02.
+    generator; tests/test_theory.py checks it), but the 128-block module tree is built only once.
     Use each model before asking for the next. Notebook 02.
     """
     model = None
     for seed in seeds:
         if model is None:
-            with _without_default_linear_init():
-                model = build_model(cfg, seed=seed)
+            model = build_model(cfg, seed=seed)
         else:
             model.reset_parameters(torch.Generator().manual_seed(seed))
             model.zero_grad(set_to_none=True)
