@@ -392,7 +392,7 @@ def attention_logit_std(model: CausalLM, idx: torch.Tensor) -> list[float]:
     stds = []
     causal = torch.ones(idx.shape[-1], idx.shape[-1], dtype=torch.bool).tril()
     for block, x in zip(model.blocks, out.hidden_states[:-1]):
-        h = x if block.post else block._scaled(block.ln_1(x))
+        h = x if block.post else block.ln_1(x) * block.scale
         B, T, _ = h.shape
         attn = block.attn
         q, k, _ = attn.qkv(h).view(B, T, 3, attn.n_heads, attn.head_dim).permute(2, 0, 3, 1, 4)

@@ -25,6 +25,7 @@ has to run. ``python -m curse_of_depth.sweep --help`` lists the commands.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -46,15 +47,46 @@ EVAL_SEED = 12_345  # the map's final evaluation batches: the same for every see
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """The optimizer settings a run uses besides its learning rate (warmup 10%, cosine to 0.1 in all)."""
+
+    name: str
+    weight_decay: float
+    betas: tuple[float, float]
+    grad_clip: float  # 0 = no clipping
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "optimizer": "Adam" if self.weight_decay == 0 else "AdamW",
+                "weight_decay": self.weight_decay, "betas": list(self.betas), "grad_clip": self.grad_clip,
+                "warmup_frac": 0.1, "min_lr_frac": 0.1, "schedule": "linear warmup, cosine decay"}
+
+
+RECIPES = {
+    # the kit's default, as most LLM codebases train today (nanoGPT, LLaMA): AdamW, decay 0.1, beta2 0.95, clip 1
+    "kit": Recipe("kit", 0.1, (0.9, 0.95), 1.0),
+    # the paper's scripts (lmsdss/LayerNorm-Scaling run_130m.sh and siblings): Adam, no decay, default betas, no clip
+    "paper": Recipe("paper", 0.0, (0.9, 0.999), 0.0),
+    # the paper's recipe with gradient clipping alone added: separates the parts of the recipe
+    "paper+clip": Recipe("paper+clip", 0.0, (0.9, 0.999), 1.0),
+}
+
+
+@dataclass(frozen=True)
 class Arm:
-    """One norm at one peak learning rate."""
+    """One norm at one peak learning rate, under one optimizer recipe (``RECIPES``)."""
 
     norm: str
     lr: float
+    recipe: str = "kit"
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}")
 
     @property
     def key(self) -> str:
-        return f"{self.norm}@{self.lr:g}"
+        base = f"{self.norm}@{self.lr:g}"
+        return base if self.recipe == "kit" else f"{base}/{self.recipe}"
 
 
 @dataclass(frozen=True)
@@ -118,9 +150,11 @@ def train_config(point: Point, arm: Arm, seed: int):
     """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run). Notebook 07."""
     from .train import TrainConfig
 
+    r = RECIPES[arm.recipe]
     return TrainConfig(max_steps=point.steps, lr=arm.lr, batch_size=point.batch_size, seq_len=point.seq_len,
                        eval_every=max(1, point.steps // 10), eval_batches=8, eval_batch_size=32, seed=seed,
-                       dtype=point.dtype, corpus=point.corpus)
+                       dtype=point.dtype, corpus=point.corpus, weight_decay=r.weight_decay, betas=r.betas,
+                       grad_clip=r.grad_clip)
 
 
 def model_config(point: Point, arm: Arm, vocab_size: int):
@@ -159,7 +193,27 @@ def tiny_grid() -> list[Point]:
     return [Point("shakespeare", 32, L, 6 * 8 * 32, arms, seq_len=32, batch_size=8, dtype="fp32") for L in (2, 3)]
 
 
-GRIDS = {"map": map_grid, "tiny": tiny_grid}
+def recipe_grid() -> list[Point]:
+    """The recipe map: Pre-LN, LNS and Peri-LN under the paper's and the kit's optimizer recipe, three learning
+    rates each, at depth 24 and 48 (32M characters), then depth 12 and 96. Notebook 07.
+
+    Listed as *cells* (depth x recipe x lr, every norm and seed) in the order they decide the headline, so a
+    budget-limited call leaves complete cells: the shared lr 3e-3 first, then the paper's own lr 1e-3, LNS's
+    preferred 1e-2, the remaining lr, and the clipping ablation (the paper's recipe plus clipping).
+    """
+    g, norms = "gcide", ("pre", "lns", "peri")
+
+    def cell(depth: int, recipe: str, lr: float, tokens: int = 32 * M) -> Point:
+        return Point(g, 128, depth, tokens, tuple(Arm(n, lr, recipe) for n in norms))
+
+    order = [("paper", 3e-3), ("kit", 3e-3), ("paper", 1e-3), ("kit", 1e-2), ("paper", 1e-2), ("kit", 1e-3),
+             ("paper+clip", 3e-3), ("paper+clip", 1e-2), ("paper+clip", 1e-3)]
+    pts = [cell(L, recipe, lr) for recipe, lr in order for L in (48, 24)]
+    pts += [cell(L, recipe, lr) for L in (12, 96) for recipe, lr in order[:6]]
+    return pts
+
+
+GRIDS = {"map": map_grid, "tiny": tiny_grid, "recipes": recipe_grid}
 
 
 def grid(name: str) -> list[Point]:
@@ -177,29 +231,30 @@ class Job:
     arm: Arm
     seed: int
     checkpoint: str | None = None  # save the trained model here (safetensors), if set
-    compile: bool = False  # torch.compile the model on a GPU (same weights and data; fewer, fused kernels)
+    compile: bool | None = None  # torch.compile the training step; None = the trainer's default (on with CUDA)
 
     @property
     def name(self) -> str:
-        return f"{self.point.key}__{self.arm.key}__s{self.seed}"
+        return f"{self.point.key}__{self.arm.key.replace('/', '_')}__s{self.seed}"
 
     def spec(self) -> dict:
         p = self.point.to_dict()
         return {"point": {k: p[k] for k in ("corpus", "d_model", "n_layers", "tokens", "seeds", "n_heads", "seq_len",
                                               "batch_size", "dtype")},
-                "arms": [[a.norm, a.lr] for a in self.point.arms], "arm": [self.arm.norm, self.arm.lr],
-                "seed": self.seed, "checkpoint": self.checkpoint, "compile": self.compile}
+                "arms": [[a.norm, a.lr, a.recipe] for a in self.point.arms],
+                "arm": [self.arm.norm, self.arm.lr, self.arm.recipe], "seed": self.seed, "checkpoint": self.checkpoint,
+                "compile": self.compile}
 
     @classmethod
     def from_spec(cls, spec: dict) -> Job:
         p = dict(spec["point"])
         p["seeds"] = tuple(p["seeds"])
-        point = Point(arms=tuple(Arm(n, lr) for n, lr in spec["arms"]), **p)
-        return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"), bool(spec.get("compile")))
+        point = Point(arms=tuple(Arm(*a) for a in spec["arms"]), **p)
+        return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"), spec.get("compile"))
 
 
-def jobs_for(points: Iterable[Point], compile: bool = False) -> list[Job]:
-    return [Job(p, a, s, compile=compile) for p in points for s in p.seeds for a in p.arms]
+def jobs_for(points: Iterable[Point]) -> list[Job]:
+    return [Job(p, a, s) for p in points for s in p.seeds for a in p.arms]
 
 
 def skip_costs(model, batches, device, autocast, layers: Sequence[int]) -> tuple[float, list[float]]:
@@ -256,27 +311,17 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
     mcfg = model_config(job.point, job.arm, corpus.vocab_size)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = job.point.dtype != "fp32"
-    model = None
-    if spec.get("compile") and (torch.cuda.is_available() or spec.get("compile_backend")):
-        # torch.compile fuses the many small kernels of a narrow model (it is launch-bound on a GPU); the
-        # weights, the data order and the optimizer are the trainer's own, only the kernels change
-        from .model import build_model
-
-        model = torch.compile(build_model(mcfg, seed=tcfg.seed), backend=spec.get("compile_backend", "inductor"))
     t0 = time.perf_counter()
-    result = train(mcfg, tcfg, corpus=corpus, progress=progress, model=model)
-    result.model = getattr(result.model, "_orig_mod", result.model)  # the plain module for analysis and saving
+    result = train(mcfg, tcfg, corpus=corpus, progress=progress, compile=spec.get("compile"))  # None: on with CUDA
     device = _resolve_device(tcfg)
     autocast = _autocast(device, tcfg) if not result.diverged else contextlib.nullcontext
-    run = result.to_dict()
-    thin = max(1, len(run["train_steps"]) // 200)  # keep ~200 points of the per-step training curve
-    run["train_steps"], run["train_loss"] = run["train_steps"][::thin], run["train_loss"][::thin]
+    run = result.to_dict()  # the whole per-step training curve: the instability rule reads it
     record = {"job": spec, "name": job.name, "point": job.point.key, "arm": job.arm.key, "norm": job.arm.norm,
-              "lr": job.arm.lr, "seed": job.seed, "run": run, "diverged": result.diverged,
+              "lr": job.arm.lr, "recipe": job.arm.recipe, "seed": job.seed, "run": run, "diverged": result.diverged,
               "code_version": code_version(), "hardware": hardware()}
     if not result.diverged:
         eval_batches = corpus.fixed_batches("val", 16, 32, job.point.seq_len, seed=EVAL_SEED)
-        layers = deep_third(job.point.n_layers)
+        layers = list(range(1, job.point.n_layers + 1))  # every block: the curse metric compares deep with shallow
         base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast, layers)
         from .train import evaluate
 
@@ -385,7 +430,7 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
     return report
 
 
-def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 15.0):
+def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 45.0):
     """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``). Notebook 07."""
     rates = rates or {}
 
@@ -446,9 +491,15 @@ def verdict_of(gap: PairedGap) -> str:
     return {None: "tie", gap.a: "pre", gap.b: "lns"}[gap.winner]
 
 
+def deep_skip_deltas(record: dict) -> list[float]:
+    """The skip costs of the deepest third's blocks (records hold them for every block, or for the deep third only)."""
+    deep = set(deep_third(max(record["skip_layers"])))  # both lists end with the last block
+    return [d for layer, d in zip(record["skip_layers"], record["skip_delta"]) if layer in deep]
+
+
 def redundancy(runs: dict[int, dict]) -> dict | None:
     """Skip-one-block cost of the deepest third, over seeds: mean Δ, smallest Δ, share of blocks below SKIP_CHEAP. Notebook 07."""
-    deltas = [np.asarray(r["skip_delta"]) for r in runs.values() if r.get("skip_delta")]
+    deltas = [np.asarray(deep_skip_deltas(r)) for r in runs.values() if r.get("skip_delta")]
     if not deltas:
         return None
     per_seed_mean = np.array([d.mean() for d in deltas])
@@ -690,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--gpus", default="auto", help="'auto', '' (CPU) or a list like 0,1")
     r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the CPU)")
     r.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would not finish")
-    r.add_argument("--compile", action="store_true", help="torch.compile each model (GPU only)")
+    r.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile on a GPU)")
     r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run} for the deadline estimate")
     w = sub.add_parser("worker", help="(internal) one run")
     w.add_argument("--spec", required=True)
@@ -742,7 +793,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.first:
             points = points[:args.first]
         est = throughput_estimator(json.loads(args.rates)) if args.rates else None
-        report = run_jobs(jobs_for(points, args.compile), args.out, _gpus(args.gpus), args.per_device, args.deadline, est)
+        jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
+        report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est)
         print(json.dumps(asdict(report)))
         return 0 if not report.failed else 1
     if args.cmd == "bands":

@@ -100,7 +100,7 @@ def test_point_validation_and_grids():
     assert len(keys) == len(set(keys))
     assert point().steps == round(8 * sweep.M / (128 * 256))
     assert sweep.deep_third(24) == list(range(17, 25)) and sweep.deep_third(2) == [2]
-    job = sweep.Job(point(), ARMS[1], 2, compile=True)
+    job = sweep.Job(point(), sweep.Arm("lns", 1e-3, "paper"), 2, compile=False)
     assert sweep.Job.from_spec(json.loads(json.dumps(job.spec()))) == job
 
 
@@ -129,7 +129,7 @@ def test_runner_and_cli_on_a_tiny_cpu_grid(tmp_path, monkeypatch):
     for job in jobs[1:]:
         assert sweep.main(["worker", "--spec", json.dumps(job.spec()), "--out", str(out / f"{job.name}.json")]) == 0
     rec0 = json.loads((out / f"{jobs[0].name}.json").read_text())
-    assert math.isfinite(rec0["final_eval"]) and rec0["skip_layers"] == sweep.deep_third(p.n_layers)
+    assert math.isfinite(rec0["final_eval"]) and rec0["skip_layers"] == list(range(1, p.n_layers + 1))
     assert rec0["run"]["steps_done"] == p.steps
     # a second runner call skips what exists; a deadline of 0 starts nothing
     again = sweep.run_jobs(jobs, out, per_device=1, log=lambda *_: None)
