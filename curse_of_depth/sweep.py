@@ -742,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the CPU)")
     r.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would not finish")
     r.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile on a GPU)")
+    r.add_argument("--device-gb", type=float, default=120.0, help="GPU memory the runs may take on each device "
+                   "(estimated by memory_gb)")
     r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run} for the deadline estimate")
     w = sub.add_parser("worker", help="(internal) one run")
     w.add_argument("--spec", required=True)
@@ -794,7 +796,8 @@ def main(argv: list[str] | None = None) -> int:
             points = points[:args.first]
         est = throughput_estimator(json.loads(args.rates)) if args.rates else None
         jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
-        report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est)
+        report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est,
+                          device_gb=args.device_gb)
         print(json.dumps(asdict(report)))
         return 0 if not report.failed else 1
     if args.cmd == "bands":
