@@ -198,16 +198,16 @@ def recipe_grid() -> list[Point]:
     rates each, at depth 24 and 48 (32M characters), then depth 12 and 96. Notebook 07.
 
     Listed as *cells* (depth x recipe x lr, every norm and seed) in the order they decide the headline, so a
-    budget-limited call leaves complete cells: the shared lr 3e-3 first, then the paper's own lr 1e-3, LNS's
-    preferred 1e-2, the remaining lr, and the clipping ablation (the paper's recipe plus clipping).
+    budget-limited call leaves complete cells: the shared lr 3e-3 first (with the clipping ablation, the paper's
+    recipe plus clipping), then the paper's own lr 1e-3, LNS's preferred 1e-2, and the remaining lrs.
     """
     g, norms = "gcide", ("pre", "lns", "peri")
 
     def cell(depth: int, recipe: str, lr: float, tokens: int = 32 * M) -> Point:
         return Point(g, 128, depth, tokens, tuple(Arm(n, lr, recipe) for n in norms))
 
-    order = [("paper", 3e-3), ("kit", 3e-3), ("paper", 1e-3), ("kit", 1e-2), ("paper", 1e-2), ("kit", 1e-3),
-             ("paper+clip", 3e-3), ("paper+clip", 1e-2), ("paper+clip", 1e-3)]
+    order = [("paper", 3e-3), ("kit", 3e-3), ("paper+clip", 3e-3), ("paper", 1e-3), ("kit", 1e-2), ("paper", 1e-2),
+             ("kit", 1e-3), ("paper+clip", 1e-2), ("paper+clip", 1e-3)]
     pts = [cell(L, recipe, lr) for recipe, lr in order for L in (48, 24)]
     pts += [cell(L, recipe, lr) for L in (12, 96) for recipe, lr in order[:6]]
     return pts
@@ -389,9 +389,9 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
         while free and queue:
             job = queue[0]
             if estimate_s is not None and estimate_s(job) > remaining():
-                report.not_started.extend(j.name for j in queue)
-                queue.clear()
-                break
+                report.not_started.append(job.name)  # too long for what is left; a shorter job may still fit
+                queue.pop(0)
+                continue
             fits = [s for s in free if s[0] == "cpu" or used_gb(s[0]) + memory_gb(job) <= device_gb]
             if not fits:
                 break  # wait for a run to finish and free memory
@@ -432,7 +432,8 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
 
 def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 45.0):
     """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``). Notebook 07."""
-    rates = rates or {}
+    rates = dict(rates or {})
+    overhead_s = rates.pop("overhead_s", overhead_s)
 
     def estimate(job: Job) -> float:
         p = job.point
@@ -737,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--grid", default="map", choices=sorted(GRIDS))
     r.add_argument("--points", default="", help="comma-separated point keys (default: all, in grid order)")
     r.add_argument("--first", type=int, default=0, help="only the first N points of the grid")
+    r.add_argument("--depths", default="", help="comma-separated depths: only the points of these depths")
     r.add_argument("--out", type=Path, required=True, help="folder for one JSON per run")
     r.add_argument("--gpus", default="auto", help="'auto', '' (CPU) or a list like 0,1")
     r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the CPU)")
@@ -744,7 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile on a GPU)")
     r.add_argument("--device-gb", type=float, default=120.0, help="GPU memory the runs may take on each device "
                    "(estimated by memory_gb)")
-    r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run} for the deadline estimate")
+    r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run, \"overhead_s\": s} for the "
+                   "deadline estimate")
     w = sub.add_parser("worker", help="(internal) one run")
     w.add_argument("--spec", required=True)
     w.add_argument("--out", type=Path, required=True)
@@ -794,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
             points = [by_key[k] for k in wanted]  # in the order given: longest first packs the GPUs best
         if args.first:
             points = points[:args.first]
+        if args.depths:
+            points = [p for p in points if p.n_layers in {int(d) for d in args.depths.split(",")}]
         est = throughput_estimator(json.loads(args.rates)) if args.rates else None
         jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
         report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est,
