@@ -739,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--points", default="", help="comma-separated point keys (default: all, in grid order)")
     r.add_argument("--first", type=int, default=0, help="only the first N points of the grid")
     r.add_argument("--depths", default="", help="comma-separated depths: only the points of these depths")
+    r.add_argument("--names", type=Path, default=None, help="a file of run names, one per line: only these runs")
     r.add_argument("--out", type=Path, required=True, help="folder for one JSON per run")
     r.add_argument("--gpus", default="auto", help="'auto', '' (CPU) or a list like 0,1")
     r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the CPU)")
@@ -801,6 +802,9 @@ def main(argv: list[str] | None = None) -> int:
             points = [p for p in points if p.n_layers in {int(d) for d in args.depths.split(",")}]
         est = throughput_estimator(json.loads(args.rates)) if args.rates else None
         jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
+        if args.names:
+            wanted = set(args.names.read_text().split())
+            jobs = [j for j in jobs if j.name in wanted]
         report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est,
                           device_gb=args.device_gb)
         print(json.dumps(asdict(report)))
