@@ -368,9 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import time
 
-    from . import results
     from .analysis import layer_report
     from .hf import load_pretrained, shakespeare_tokens
+    from .workshop import results  # this CLI regenerates the results pack (lazy: the core never needs it)
 
     ap = argparse.ArgumentParser(prog="python -m curse_of_depth.compress", description=main.__doc__)
     ap.add_argument("what", choices=["precompute"])

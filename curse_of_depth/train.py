@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import atomic_save_safetensors, atomic_write_json, config_key, data_dir, sha256_file
+from ._files import atomic_save_safetensors, atomic_write_json, config_key, data_dir, sha256_file
 from .model import CausalLM, ModelConfig, build_model
 
 RUN_FORMAT = 1  # bump when a cached run would no longer mean the same thing (train-or-load key)
@@ -754,7 +754,7 @@ def _init_distributed() -> tuple[int, int]:
         dist.init_process_group("nccl")
     else:
         if not os.environ.get("COD_THREADS"):  # N processes on one CPU: share the cores, never oversubscribe
-            from .runtime import physical_cores
+            from ._threads import physical_cores
 
             torch.set_num_threads(max(1, physical_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
         dist.init_process_group("gloo")
@@ -765,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m curse_of_depth.train``: see ``--help``. Notebook 03 points researchers here."""
     import argparse
 
-    from . import results
+    from .workshop import results  # provenance of the written result.json (lazy: the core never needs it)
 
     parser = argparse.ArgumentParser(prog="python -m curse_of_depth.train", description=_CLI_DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -7,18 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from curse_of_depth.live import (
+from curse_of_depth.analysis import attention_logit_std, block_diagnostics
+from curse_of_depth.model import ModelConfig, build_model
+from curse_of_depth.stats import (
     Band,
-    LiveBandPlot,
-    Snapshots,
-    attention_logit_std,
     band_from_runs,
     band_position,
     band_statement,
     bands_from_data,
-    block_diagnostics,
-    chain,
-    config_label,
     count_cheap_blocks,
     deep_half_share,
     divergence_statement,
@@ -26,14 +22,19 @@ from curse_of_depth.live import (
     gap_statement,
     grows_more,
     lazy_half_statement,
-    live_configs,
     paired_gap,
-    train_live,
     val_curve,
-    variance_after_blocks,
     variance_growth,
 )
-from curse_of_depth.model import ModelConfig, build_model
+from curse_of_depth.workshop.live import (
+    LiveBandPlot,
+    Snapshots,
+    chain,
+    config_label,
+    live_configs,
+    train_live,
+    variance_after_blocks,
+)
 
 STEPS = [10, 20, 30]
 
@@ -328,8 +329,8 @@ def test_plot_functions_return_figures_with_the_expected_panels():
 
 
 def test_live_session_trains_each_norm_with_snapshots_at_every_evaluation(tmp_path, monkeypatch):
-    from curse_of_depth.live import LiveSession
     from curse_of_depth.train import TrainConfig
+    from curse_of_depth.workshop.live import LiveSession
 
     monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
     corpus = tiny_corpus()

@@ -6,7 +6,8 @@ import io
 import pytest
 import torch
 
-from curse_of_depth import runtime
+from curse_of_depth import _threads
+from curse_of_depth.workshop import runtime
 
 
 def fake_loadavg(monkeypatch, runnable: int):
@@ -27,10 +28,10 @@ def test_busy_cores_counts_other_runnable_tasks_not_the_load_average(monkeypatch
 
 
 def test_free_cores_never_below_one(monkeypatch):
-    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
-    monkeypatch.setattr(runtime, "busy_cores", lambda: 0)
+    monkeypatch.setattr(_threads, "physical_cores", lambda: 2)
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 0)
     assert runtime.free_physical_cores() == 2
-    monkeypatch.setattr(runtime, "busy_cores", lambda: 7)
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 7)
     assert runtime.free_physical_cores() == 1
 
 

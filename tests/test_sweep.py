@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from curse_of_depth import corpora, sweep
 from curse_of_depth.model import ModelConfig, build_model
+from curse_of_depth.workshop import corpora, sweep
 
 ARMS = (sweep.Arm("pre", 3e-3), sweep.Arm("lns", 3e-3))
 
@@ -153,7 +153,7 @@ def test_runner_and_cli_on_a_tiny_cpu_grid(tmp_path, monkeypatch):
 
 
 def test_bands_are_written_in_the_agreed_format(tmp_path):
-    from curse_of_depth import live
+    from curse_of_depth import stats
 
     for norm in sweep.BAND_NORMS:
         sweep.run_band_group("smoke", norm, [0, 1], tmp_path / f"band_smoke_{norm}.json", checkpoint_dir=tmp_path)
@@ -162,7 +162,7 @@ def test_bands_are_written_in_the_agreed_format(tmp_path):
     data = stored["data"]
     assert "norm" not in data["model"] and data["model"]["n_layers"] == 4 and data["train"]["max_steps"] == 30
     assert set(data["runs"]) == set(sweep.BAND_NORMS) and all(len(v) == 2 for v in data["runs"].values())
-    bands = live.bands_from_data(data)
+    bands = stats.bands_from_data(data)
     assert bands["pre"].seeds == [0, 1] and bands["pre"].steps.tolist() == [0, 10, 20, 30]
     assert all(r["train_config"]["dtype"] == "fp32" for r in data["runs"]["lns"])
     (tmp_path / "band_smoke_mix.json").unlink()

@@ -11,7 +11,7 @@ a >= 3x larger lr), over >= 3 seeds. A seed fixes init and data order, so arms
 are compared *paired by seed*. The map reports, per point,
 
 * the LNS - Pre-LN validation-loss gap (mean +- sd over paired seeds) and its
-  verdict: a win needs |mean| > 2 x the larger seed-sd (``live.PairedGap``);
+  verdict: a win needs |mean| > 2 x the larger seed-sd (``stats.PairedGap``);
 * Pre-LN's deep-layer redundancy: the loss increase when one block of the
   deepest third is skipped (the curse of depth says it should become small).
 
@@ -19,7 +19,7 @@ The runner packs many small runs onto the GPUs as concurrent processes, each
 a call of the package's own ``train()``; it starts a run only when the
 deadline leaves time for it, so every call yields complete runs, and
 ``missing()`` lists what a later call (or a researcher with more GPUs) still
-has to run. ``python -m curse_of_depth.sweep --help`` lists the commands.
+has to run. ``python -m curse_of_depth.workshop.sweep --help`` lists the commands.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .live import GAP_THRESHOLD_SD, PairedGap
+from ..stats import GAP_THRESHOLD_SD, PairedGap
 
 SKIP_CHEAP = 0.005  # nats: a block whose removal costs less than this is "redundant"
 MIN_SEEDS = 3
@@ -148,7 +148,7 @@ def _tokens_label(tokens: int) -> str:
 
 def train_config(point: Point, arm: Arm, seed: int):
     """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run). Notebook 07."""
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     r = RECIPES[arm.recipe]
     return TrainConfig(max_steps=point.steps, lr=arm.lr, batch_size=point.batch_size, seq_len=point.seq_len,
@@ -158,7 +158,7 @@ def train_config(point: Point, arm: Arm, seed: int):
 
 
 def model_config(point: Point, arm: Arm, vocab_size: int):
-    from .model import ModelConfig
+    from ..model import ModelConfig
 
     return ModelConfig(vocab_size=vocab_size, d_model=point.d_model, n_layers=point.n_layers, n_heads=point.heads,
                        seq_len=point.seq_len, norm=arm.norm)
@@ -300,10 +300,10 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
 
     import torch
 
+    from ..data import load_corpus
+    from ..train import _autocast, _resolve_device, save_checkpoint, train
     from . import corpora  # noqa: F401  (registers the map's corpora)
-    from .data import load_corpus
     from .results import code_version, hardware
-    from .train import _autocast, _resolve_device, save_checkpoint, train
 
     job = Job.from_spec(spec)
     corpus = load_corpus(job.point.corpus)
@@ -323,7 +323,7 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
         eval_batches = corpus.fixed_batches("val", 16, 32, job.point.seq_len, seed=EVAL_SEED)
         layers = list(range(1, job.point.n_layers + 1))  # every block: the curse metric compares deep with shallow
         base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast, layers)
-        from .train import evaluate
+        from ..train import evaluate
 
         record.update(final_eval=evaluate(result.model, eval_batches, device, autocast), skip_layers=layers,
                       skip_base=base, skip_delta=deltas)
@@ -331,11 +331,11 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
         record.update(final_eval=None, skip_layers=[], skip_base=None, skip_delta=[])
     if job.checkpoint:
         path = save_checkpoint(result.model.cpu(), job.checkpoint, result)
-        from .cache import sha256_file
+        from .._files import sha256_file
 
         record["checkpoint"] = {"path": Path(job.checkpoint).name, "sha256": sha256_file(path)}
     record["wall_s"] = round(time.perf_counter() - t0, 2)
-    from .cache import atomic_write_json
+    from .._files import atomic_write_json
 
     atomic_write_json(out, record)
     return record
@@ -402,7 +402,7 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
             if slot[0] != "cpu":
                 env["CUDA_VISIBLE_DEVICES"] = slot[0]
             env.setdefault("COD_THREADS", "1")
-            cmd = [sys.executable, "-m", "curse_of_depth.sweep", "worker", "--spec", json.dumps(job.spec()),
+            cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "worker", "--spec", json.dumps(job.spec()),
                    "--out", str(out_dir / f"{job.name}.json")]
             with open(logs / f"{job.name}.log", "w") as f:
                 proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
@@ -609,8 +609,8 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Seq
     The stored runs are written back as run files first, so the runner skips them and the new
     ``scale_map`` holds old and new runs together. Returns the new stored record. Notebook 07.
     """
+    from .._files import atomic_write_json, data_dir
     from . import results
-    from .cache import atomic_write_json, data_dir
 
     record = results.load(name, folder=results_folder)
     folder = Path(work_dir) if work_dir else data_dir() / f"{name}_runs"
@@ -623,7 +623,7 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Seq
         gpus = _gpus("auto")
     report = run_jobs(jobs_for(points), folder, gpus, per_device, deadline_s)
     main(["collect", "--grid", grid_name, "--runs", str(folder), "--name", name,
-          "--command", f"curse_of_depth.sweep.extend_stored_map (COD_MODE=full): {len(report.finished)} new runs",
+          "--command", f"curse_of_depth.workshop.sweep.extend_stored_map (COD_MODE=full): {len(report.finished)} new runs",
           *(["--results-dir", str(results_folder)] if results_folder else [])])
     return results.load(name, folder=results_folder)
 
@@ -644,8 +644,8 @@ CHECKPOINT_TAG = "d64_L24_s480"  # seed-0 Pre-LN and LNS checkpoints ship for no
 
 def band_configs(tag: str, norm: str, seed: int, vocab_size: int, dtype: str = "fp32"):
     """(ModelConfig, TrainConfig) of one band run; the configuration notebook 03 trains live, with ``seed``."""
-    from .model import ModelConfig
-    from .train import TrainConfig
+    from ..model import ModelConfig
+    from ..train import TrainConfig
 
     if tag not in BAND_TAGS:
         raise ValueError(f"unknown band tag {tag!r}: choose one of {', '.join(BAND_TAGS)}")
@@ -662,9 +662,9 @@ def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: 
     """Train one norm's seeds of one band (in this process) and write their ``RunResult.to_dict()`` list. Notebooks 03/04."""
     import torch
 
-    from .cache import atomic_write_json, sha256_file
-    from .data import load_corpus
-    from .train import save_checkpoint, train
+    from .._files import atomic_write_json, sha256_file
+    from ..data import load_corpus
+    from ..train import save_checkpoint, train
 
     if torch.cuda.is_available():  # fp32 bands must be fp32 matmuls too, like the live CPU runs
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -701,7 +701,7 @@ def collect_bands(folder: Path, command: str, save: bool = True, results_folder:
     for tag, by_norm in groups.items():
         missing_norms = [n for n in BAND_NORMS if n not in by_norm]
         if missing_norms:
-            raise ValueError(f"band {tag!r} lacks norms {missing_norms}; rerun: python -m curse_of_depth.sweep bands")
+            raise ValueError(f"band {tag!r} lacks norms {missing_norms}; rerun: python -m curse_of_depth.workshop.sweep bands")
         first = by_norm["pre"]["runs"][0]
         model = {k: v for k, v in first["model_config"].items() if k != "norm"}
         train_cfg = dict(first["train_config"])
@@ -732,7 +732,7 @@ def _gpus(arg: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.workshop.sweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train a grid's missing runs as concurrent worker processes")
     r.add_argument("--grid", default="map", choices=sorted(GRIDS))
@@ -817,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, COD_THREADS="1")
             if gpus[0] != "cpu":
                 env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-            cmd = [sys.executable, "-m", "curse_of_depth.sweep", "band-group", "--tag", tag, "--norm", norm,
+            cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "band-group", "--tag", tag, "--norm", norm,
                    "--out", str(args.out / f"band_{tag}_{norm}.json"), "--dtype", args.dtype,
                    "--checkpoint-dir", str(args.out)]
             procs.append((tag, norm, subprocess.Popen(cmd, env=env)))

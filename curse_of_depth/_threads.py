@@ -1,4 +1,4 @@
-"""Where the kit runs: thread count, run mode, platform. Used by every notebook's first cells.
+"""torch's thread count: the free physical cores unless the user chose one (importing the package sets it).
 
 Oversubscribed CPU threads were measured 36x slower on a shared 2-core machine
 (``shared/science/measurements/probe_training.md``), so the kit sets torch's
@@ -8,13 +8,11 @@ thread count to the *free physical* cores unless the user chose one.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-MODES = ("smoke", "workshop", "full")
 _user_threads: int | None = None
 
 
@@ -77,29 +75,3 @@ def configure_threads(n: int | None = None) -> int:
     _user_threads = chosen if n is not None else _user_threads
     torch.set_num_threads(chosen)
     return chosen
-
-
-def mode() -> str:
-    """The run mode from ``COD_MODE``: smoke (CI, seconds), workshop (default), full (regenerate results)."""
-    m = os.environ.get("COD_MODE", "workshop").strip().lower() or "workshop"
-    if m not in MODES:
-        raise ValueError(f"COD_MODE={m!r} is not a mode: set it to one of {', '.join(MODES)}")
-    return m
-
-
-def pick(smoke, workshop, full=None):
-    """The value for the current mode (``full`` defaults to ``workshop``'s)."""
-    return {"smoke": smoke, "workshop": workshop, "full": workshop if full is None else full}[mode()]
-
-
-def platform() -> str:
-    """'colab', 'binder' or 'local'."""
-    if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
-        return "colab"
-    if os.environ.get("BINDER_SERVICE_HOST") or os.environ.get("BINDER_REQUEST") or os.environ.get("BINDER_LAUNCH_HOST"):
-        return "binder"
-    return "local"
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
