@@ -8,7 +8,7 @@ configuration, trained on a GPU with this package's trainer and stored in the
 results pack (``bands_<tag>``). A live run with seed 0 shares its init and its
 data order with the band's seed-0 run, so it should land inside the band; the
 functions here say whether it does, how the precomputed Pre-LN / LNS gap
-reads (sign, size in seed standard deviations, how many paired seeds agree),
+reads (the per-seed differences, how many seeds favour each side, a paired t-test),
 and whether trained Pre-LN's residual variance grows with depth more than
 LNS's. Each condition is a plain function of numbers, so a unit test can flip
 its input and watch the verdict change.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GAP_THRESHOLD_SD = 2.0
+ALPHA = 0.05  # the paired t-test's level for a verdict
 BAND_NORMS = ("pre", "lns", "post", "mix")
 NORM_NAMES = {"pre": "Pre-LN", "lns": "LNS", "post": "Post-LN", "mix": "Mix-LN"}
 
@@ -145,17 +145,24 @@ def divergence_statement(label: str, band: Band) -> str:
 
 @dataclass
 class PairedGap:
-    """``b - a`` final validation loss, paired by seed (same init and data order)."""
+    """``b - a`` (final validation loss), paired by seed: runs with one seed share the init draw and the data order.
+
+    Every verdict reads the per-seed differences, never the two arms' own spreads: the seed-to-seed spread that
+    both arms share cancels in a difference. ``p`` is the two-sided paired t-test on the differences
+    (``scipy.stats.ttest_rel``). With 3-5 seeds it is the test that can detect a consistent gap: an exact sign
+    test cannot reach p < 0.05 with fewer than 6 seeds (its smallest two-sided p is 2 / 2^n: 0.25 at n = 3,
+    0.0625 at n = 5), so ``p_sign`` is reported beside it, as context, not as the verdict.
+    """
 
     a: str
     b: str
     seeds: list[int]
-    diffs: np.ndarray
+    diffs: np.ndarray  # b - a, one per seed (negative: b reached the lower loss)
     mean_a: float
     mean_b: float
     sd_a: float
     sd_b: float
-    threshold_sd: float = GAP_THRESHOLD_SD
+    alpha: float = ALPHA
 
     @property
     def n(self) -> int:
@@ -167,13 +174,8 @@ class PairedGap:
 
     @property
     def sd(self) -> float:
+        """Sample standard deviation of the per-seed differences."""
         return float(self.diffs.std(ddof=1)) if self.n > 1 else 0.0
-
-    @property
-    def in_seed_sd(self) -> float:
-        """|mean difference| in units of the larger of the two seed standard deviations."""
-        scale = max(self.sd_a, self.sd_b)
-        return math.inf if scale == 0 else abs(self.mean) / scale
 
     @property
     def b_better(self) -> int:
@@ -181,41 +183,83 @@ class PairedGap:
         return int((self.diffs < 0).sum())
 
     @property
+    def a_better(self) -> int:
+        """Seeds in which ``a`` reached the lower loss."""
+        return int((self.diffs > 0).sum())
+
+    @property
+    def t(self) -> float:
+        """The paired t statistic, mean / (sd / sqrt(n)) (infinite when every seed moved by the same amount)."""
+        if self.n < 2:
+            return math.nan
+        if self.sd == 0:
+            return math.copysign(math.inf, self.mean) if self.mean else math.nan
+        return self.mean / (self.sd / math.sqrt(self.n))
+
+    @property
+    def p(self) -> float:
+        """Two-sided paired t-test p-value (nan with fewer than 2 seeds)."""
+        if self.n < 2 or math.isnan(self.t):
+            return math.nan
+        if math.isinf(self.t):
+            return 0.0
+        from scipy.stats import t as student_t
+
+        return float(2 * student_t.sf(abs(self.t), df=self.n - 1))
+
+    @property
+    def p_sign(self) -> float:
+        """Exact two-sided sign test on the seeds that differ (context: needs >= 6 seeds to reach 0.05)."""
+        from scipy.stats import binomtest
+
+        k, m = self.b_better, self.b_better + self.a_better
+        return float(binomtest(k, m).pvalue) if m else 1.0
+
+    @property
     def winner(self) -> str | None:
-        """``a`` or ``b`` when the gap exceeds ``threshold_sd`` seed-sd, ``None`` for a tie."""
-        if self.n < 2 or self.in_seed_sd <= self.threshold_sd:
+        """``a`` or ``b`` when the paired t-test rejects "no difference" at ``alpha``, ``None`` otherwise."""
+        if self.n < 2 or not self.p < self.alpha:
             return None
         return self.b if self.mean < 0 else self.a
 
+    def to_dict(self) -> dict:
+        """JSON-ready numbers (the map and the instructor guide store these)."""
+        return {"a": self.a, "b": self.b, "seeds": list(self.seeds), "diffs": [float(d) for d in self.diffs],
+                "n": self.n, "mean": self.mean, "sd": self.sd, "a_better": self.a_better, "b_better": self.b_better,
+                "t": None if not math.isfinite(self.t) else self.t, "p": self.p, "p_sign": self.p_sign,
+                "mean_a": self.mean_a, "mean_b": self.mean_b, "sd_a": self.sd_a, "sd_b": self.sd_b,
+                "alpha": self.alpha, "winner": self.winner}
 
-def paired_gap(band_a: Band, band_b: Band, threshold_sd: float = GAP_THRESHOLD_SD) -> PairedGap:
-    """The gap ``b - a`` at the end of training, over the seeds both bands share."""
-    seeds = [s for s in band_a.seeds if s in band_b.seeds
-             and np.isfinite(band_a.seed_curve(s)[-1]) and np.isfinite(band_b.seed_curve(s)[-1])]
+
+def paired(a: str, b: str, loss_a: dict[int, float], loss_b: dict[int, float], alpha: float = ALPHA) -> PairedGap:
+    """``PairedGap`` of arm ``b`` against arm ``a`` from ``{seed: final loss}``; seeds where either is not finite
+    (a diverged run) are left out. Notebooks 03, 04 and 07."""
+    seeds = sorted(s for s in loss_a if s in loss_b and np.isfinite(loss_a[s]) and np.isfinite(loss_b[s]))
     if not seeds:
-        raise ValueError(f"bands {band_a.norm!r} and {band_b.norm!r} share no seed that trained to the end; "
-                         "a paired gap needs common seeds")
-    fa = np.array([band_a.seed_curve(s)[-1] for s in seeds])
-    fb = np.array([band_b.seed_curve(s)[-1] for s in seeds])
+        raise ValueError(f"{a!r} and {b!r} share no seed with a finite loss; a paired comparison needs common seeds")
+    fa = np.array([loss_a[s] for s in seeds], dtype=float)
+    fb = np.array([loss_b[s] for s in seeds], dtype=float)
     sd = (lambda x: float(x.std(ddof=1)) if x.size > 1 else 0.0)
-    return PairedGap(band_a.norm, band_b.norm, seeds, fb - fa, float(fa.mean()), float(fb.mean()), sd(fa), sd(fb),
-                     threshold_sd)
+    return PairedGap(a, b, seeds, fb - fa, float(fa.mean()), float(fb.mean()), sd(fa), sd(fb), alpha)
+
+
+def paired_gap(band_a: Band, band_b: Band, alpha: float = ALPHA) -> PairedGap:
+    """The gap ``b - a`` at the end of training, over the seeds both bands share."""
+    return paired(band_a.norm, band_b.norm, {s: band_a.seed_curve(s)[-1] for s in band_a.seeds},
+                  {s: band_b.seed_curve(s)[-1] for s in band_b.seeds}, alpha)
 
 
 def gap_statement(label: str, gap: PairedGap) -> str:
-    """The verdict line for a precomputed gap: which way it went, whether it clears the seed noise.
+    """The verdict line for a paired gap: seeds, how many favour each side, the test and its outcome.
 
-    Only counts appear (seeds, seeds agreeing), never a float, so the line is the same wherever it is printed.
+    Only counts and the test's decision appear, never a float, so the line is the same wherever it is printed.
     """
     a, b = NORM_NAMES.get(gap.a, gap.a), NORM_NAMES.get(gap.b, gap.b)
-    agree = f"{gap.b_better}/{gap.n} paired seeds favour {b}"
+    counts = f"{gap.n} paired seeds: {gap.b_better} favour {b}, {gap.a_better} favour {a}"
     if gap.winner is None:
-        lead = b if gap.mean < 0 else a
-        return (f"{label}: {a} vs {b} is a tie within {gap.threshold_sd:g} seed-sd "
-                f"({lead} ahead on average; {agree})")
-    loser = a if gap.winner == gap.b else b
-    return (f"{label}: {NORM_NAMES.get(gap.winner, gap.winner)} reaches a lower validation loss than {loser}, "
-            f"by more than {gap.threshold_sd:g} seed-sd ({agree})")
+        return f"{label}: no clear difference between {a} and {b} ({counts}; paired t-test p >= {gap.alpha:g})"
+    win, lose = (b, a) if gap.winner == gap.b else (a, b)
+    return f"{label}: {win} reaches a lower validation loss than {lose} ({counts}; paired t-test p < {gap.alpha:g})"
 
 
 # ----------------------------------------------------------------------------- where a live run sits

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import ttest_rel
 
 from curse_of_depth.model import ModelConfig, build_model
 from curse_of_depth.workshop import corpora, sweep
@@ -36,24 +37,25 @@ def test_paired_gap_is_lns_minus_pre_by_seed_with_sample_sd():
     assert g["diffs"] == pytest.approx(diffs.tolist())
     assert g["mean"] == pytest.approx(diffs.mean())
     assert g["sd"] == pytest.approx(diffs.std(ddof=1))
-    assert g["in_seed_sd"] == pytest.approx(abs(diffs.mean()) / max(np.std(pre, ddof=1), np.std(lns, ddof=1)))
+    assert g["p"] == pytest.approx(ttest_rel(lns, pre).pvalue)
     assert g["lns_better"] == 3 and g["verdict"] == "lns"
     assert row["arms"]["pre@0.003"]["mean"] == pytest.approx(np.mean(pre))
     assert row["gap_own_lr"] is None  # no LNS@1e-2 arm at this point
 
 
-def test_verdict_flips_with_the_sign_and_ties_inside_two_seed_sd():
+def test_verdict_flips_with_the_sign_and_needs_a_paired_difference():
     p = point()
     assert sweep.summarize([p], records(p, [1.0, 1.01, 1.02], [1.1, 1.11, 1.12]))[0]["gap_same_lr"]["verdict"] == "pre"
-    tie = sweep.summarize([p], records(p, [1.0, 1.2, 1.4], [0.99, 1.21, 1.38]))[0]
-    assert tie["gap_same_lr"]["verdict"] == "tie"
-    assert "tie within 2 seed-sd" in sweep.map_verdict(tie)
+    none = sweep.summarize([p], records(p, [1.0, 1.2, 1.4], [0.97, 1.23, 1.38]))[0]
+    assert none["gap_same_lr"]["verdict"] == "no difference"
+    assert "no clear difference (3 paired seeds: 2 favour LNS, 1 favour Pre-LN" in sweep.map_verdict(none)
     win = sweep.summarize([p], records(p, [2.0, 2.2, 2.1], [1.8, 1.9, 1.85]))[0]
     lose = sweep.summarize([p], records(p, [1.8, 1.9, 1.85], [2.0, 2.2, 2.1]))[0]
-    assert "LNS ahead by more than 2 seed-sd (3/3" in sweep.map_verdict(win)
-    assert "Pre-LN ahead by more than 2 seed-sd (0/3" in sweep.map_verdict(lose)
-    for line in (sweep.map_verdict(win), sweep.map_verdict(tie)):
-        assert not any(ch == "." for ch in line.replace(p.key, "")), "verdict lines carry no floats"
+    assert "LNS ahead (3 paired seeds: 3 favour LNS, 0 favour Pre-LN; paired t-test p < 0.05)" in sweep.map_verdict(win)
+    assert "Pre-LN ahead (3 paired seeds: 0 favour LNS, 3 favour Pre-LN" in sweep.map_verdict(lose)
+    for line in (sweep.map_verdict(win), sweep.map_verdict(none)):
+        rest = line.replace(p.key, "").replace("p < 0.05", "").replace("p >= 0.05", "")
+        assert "." not in rest, "verdict lines carry counts and the test's level, no measured floats"
 
 
 def test_missing_points_and_completeness():

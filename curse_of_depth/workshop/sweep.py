@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..stats import GAP_THRESHOLD_SD, PairedGap
+from ..stats import ALPHA, PairedGap
+from ..stats import paired as paired_seeds
 
 SKIP_CHEAP = 0.005  # nats: a block whose removal costs less than this is "redundant"
 MIN_SEEDS = 3
@@ -463,15 +464,12 @@ def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
     return table
 
 
-def paired(a: dict[int, dict], b: dict[int, dict], threshold_sd: float = GAP_THRESHOLD_SD) -> PairedGap | None:
+def paired(a: dict[int, dict], b: dict[int, dict]) -> PairedGap | None:
     """The gap b - a over the seeds both arms finished without diverging; None if fewer than 2 such seeds. Notebook 07."""
-    seeds = sorted(s for s in a if s in b and math.isfinite(final_loss(a[s])) and math.isfinite(final_loss(b[s])))
-    if len(seeds) < 2:
+    la, lb = ({s: final_loss(r) for s, r in runs.items()} for runs in (a, b))
+    if sum(1 for s in la if s in lb and math.isfinite(la[s]) and math.isfinite(lb[s])) < 2:
         return None
-    fa = np.array([final_loss(a[s]) for s in seeds])
-    fb = np.array([final_loss(b[s]) for s in seeds])
-    return PairedGap(_norm_of(a), _norm_of(b), seeds, fb - fa, float(fa.mean()), float(fb.mean()),
-                     float(fa.std(ddof=1)), float(fb.std(ddof=1)), threshold_sd)
+    return paired_seeds(_norm_of(a), _norm_of(b), la, lb)
 
 
 def _norm_of(runs: dict[int, dict]) -> str:
@@ -481,15 +479,12 @@ def _norm_of(runs: dict[int, dict]) -> str:
 def gap_dict(gap: PairedGap | None) -> dict | None:
     if gap is None:
         return None
-    return {"mean": gap.mean, "sd": gap.sd, "n": gap.n, "seeds": gap.seeds, "diffs": gap.diffs.tolist(),
-            "mean_pre": gap.mean_a, "sd_pre": gap.sd_a, "mean_lns": gap.mean_b, "sd_lns": gap.sd_b,
-            "in_seed_sd": gap.in_seed_sd if math.isfinite(gap.in_seed_sd) else None, "lns_better": gap.b_better,
-            "verdict": verdict_of(gap)}
+    return {**gap.to_dict(), "lns_better": gap.b_better, "verdict": verdict_of(gap)}
 
 
 def verdict_of(gap: PairedGap) -> str:
-    """'lns' (LNS ahead by more than the threshold), 'pre', or 'tie'. Notebook 07."""
-    return {None: "tie", gap.a: "pre", gap.b: "lns"}[gap.winner]
+    """'lns' or 'pre' when the paired t-test finds a difference at ALPHA, else 'no difference'. Notebook 07."""
+    return {None: "no difference", gap.a: "pre", gap.b: "lns"}[gap.winner]
 
 
 def deep_skip_deltas(record: dict) -> list[float]:
@@ -563,12 +558,11 @@ def map_verdict(row: dict, which: str = "gap_same_lr", label: str = "") -> str:
     key = row["point"]["key"] + label
     if gap is None:
         return f"{key}: no paired result"
-    agree = f"{gap['lns_better']}/{gap['n']} seeds favour LNS"
-    if gap["verdict"] == "tie":
-        lead = "LNS" if gap["mean"] < 0 else "Pre-LN"
-        return f"{key}: tie within {GAP_THRESHOLD_SD:g} seed-sd ({lead} ahead on average; {agree})"
+    counts = f"{gap['n']} paired seeds: {gap['b_better']} favour LNS, {gap['a_better']} favour Pre-LN"
+    if gap["verdict"] == "no difference":
+        return f"{key}: no clear difference ({counts}; paired t-test p >= {gap['alpha']:g})"
     win = "LNS" if gap["verdict"] == "lns" else "Pre-LN"
-    return f"{key}: {win} ahead by more than {GAP_THRESHOLD_SD:g} seed-sd ({agree})"
+    return f"{key}: {win} ahead ({counts}; paired t-test p < {gap['alpha']:g})"
 
 
 def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, list[str]]:
@@ -587,7 +581,7 @@ def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, l
 
 def format_table(rows: Sequence[dict]) -> str:
     """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip costs. Notebook 07."""
-    lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} {'sd':>5s} "
+    lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} {'p':>5s} "
              f"{'LNS@1e-2 - Pre':>17s} {'skip Pre':>9s} {'skip LNS':>9s}"]
     for r in rows:
         if not r["complete"]:
@@ -596,7 +590,7 @@ def format_table(rows: Sequence[dict]) -> str:
         pre, lns = r["arms"][PRE.key], r["arms"][LNS.key]
         own = f"{o['mean']:+.3f} ± {o['sd']:.3f}" if o else "—"
         lines.append(f"{r['point']['key']:28s} {r['point']['steps']:5d} {pre['mean']:7.3f} ± {pre['sd']:.3f} "
-                     f"{lns['mean']:7.3f} ± {lns['sd']:.3f} {g['mean']:+13.3f} ± {g['sd']:.3f} {g['in_seed_sd']:5.1f} "
+                     f"{lns['mean']:7.3f} ± {lns['sd']:.3f} {g['mean']:+13.3f} ± {g['sd']:.3f} {g['p']:5.2f} "
                      f"{own:>17s} {pre['redundancy']['mean_delta']:9.4f} {lns['redundancy']['mean_delta']:9.4f}")
     return "\n".join(lines)
 
@@ -842,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(points, records)
     hw = sorted({r.get("hardware", "") for r in records})
     data = {"grid": args.grid, "points": [p.to_dict() for p in points], "summary": rows,
-            "missing": missing(points, records), "runs": records, "threshold_sd": GAP_THRESHOLD_SD,
+            "missing": missing(points, records), "runs": records, "alpha": ALPHA,
             "skip_cheap": SKIP_CHEAP}
     prov = results.provenance(seeds=sorted({int(r["seed"]) for r in records}),
                               wall_s=sum(r.get("wall_s", 0.0) for r in records),
