@@ -20,6 +20,7 @@ the per-layer trend of the ordinary tokens.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -56,11 +57,6 @@ class LayerStack:
     def head(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def head_parts(self) -> tuple[nn.Module, nn.Linear] | None:
-        """``(final norm, unembedding)`` when ``head`` is exactly ``unembedding(norm(h))``, so the loss can be
-        computed a vocabulary tile at a time; ``None`` makes the loss use ``head`` whole."""
-        return None
-
     def param_dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
@@ -82,9 +78,6 @@ class KitStack(LayerStack):
 
     def head(self, h):
         return self.model.head(h)
-
-    def head_parts(self):
-        return self.model.norm, self.model.lm_head
 
 
 class HFDecoderStack(LayerStack):
@@ -117,10 +110,6 @@ class HFDecoderStack(LayerStack):
 
     def head(self, h):
         return self.model.lm_head(self.inner.norm(h))
-
-    def head_parts(self):
-        lm = self.model.lm_head
-        return (self.inner.norm, lm) if isinstance(lm, nn.Linear) else None
 
 
 def layer_stack(model: nn.Module | LayerStack) -> LayerStack:
@@ -271,67 +260,44 @@ def _targets(idx: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Ten
 
 
 @torch.no_grad()
-def _nll_rows(st: LayerStack, h: torch.Tensor, targets: torch.Tensor, rows: int = 512,
-              vocab_tile: int = 4096) -> torch.Tensor:
-    """Cross-entropy of every row of final hidden states ``h`` (n, d) against ``targets`` (n,), float32.
-
-    Full logits are never materialized: ``rows`` rows at a time go through the final norm, then the
-    unembedding one ``vocab_tile`` of words at a time, and a running (online) log-sum-exp keeps the
-    loss exact up to float rounding. SmolLM2's 49k-word head is the single costliest step of the
-    removal scan (as much as 8 layers); in tiles its matrix product runs ~1.3x faster on one core and
-    each (512 x 4096) tile of logits stays in the CPU cache while the softmax reads it, where
-    ``F.cross_entropy`` on full logits writes and re-reads 100 MB per 512 tokens.
-    """
-    n = h.shape[0]
-    out = torch.empty(n, dtype=torch.float32)
-    parts = st.head_parts()
-    if parts is None:  # a head we cannot split: whole logits, row chunk by row chunk
-        for s in range(0, n, rows):
-            out[s: s + rows] = F.cross_entropy(st.head(h[s: s + rows]).float(), targets[s: s + rows], reduction="none")
-        return out
-    norm, lin = parts
-    w, b = lin.weight, lin.bias
-    vocab = w.shape[0]
-    for s in range(0, n, rows):
-        x = norm(h[s: s + rows])
-        t = targets[s: s + rows]
-        top = torch.full((x.shape[0],), -math.inf)
-        acc = torch.zeros(x.shape[0])
-        picked = torch.zeros(x.shape[0])
-        for v in range(0, vocab, vocab_tile):
-            z = F.linear(x, w[v: v + vocab_tile], None if b is None else b[v: v + vocab_tile]).float()
-            inside = (t >= v) & (t < v + z.shape[1])
-            if inside.any():
-                got = z.gather(1, (t - v).clamp(0, z.shape[1] - 1).unsqueeze(1)).squeeze(1)
-                picked = torch.where(inside, got, picked)
-            new_top = torch.maximum(top, z.amax(dim=1))
-            acc.mul_((top - new_top).exp_()).add_(z.sub_(new_top.unsqueeze(1)).exp_().sum(dim=1))
-            top = new_top
-        out[s: s + rows] = top + acc.log_() - picked
-    return out
-
-
-@torch.no_grad()
-def _nll(st: LayerStack, h: torch.Tensor, targets: torch.Tensor, rows: int = 512) -> float:
-    """Mean next-token cross-entropy of final hidden states ``h`` (any leading shape) against ``targets``."""
-    per_row = _nll_rows(st, h.reshape(-1, h.shape[-1]), targets.reshape(-1), rows)
-    return float(per_row.double().sum()) / per_row.numel()
+def _nll(st: LayerStack, h: torch.Tensor, targets: torch.Tensor, rows: int = 256) -> float:
+    """Mean cross-entropy of final hidden states ``h`` against ``targets``, ``rows`` tokens of logits at a time
+    (SmolLM2's 49k-word head would need 200 MB per 1,000 tokens at once)."""
+    h, targets = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
+    total = sum(float(F.cross_entropy(st.head(h[s: s + rows]).float(), targets[s: s + rows], reduction="sum"))
+                for s in range(0, h.shape[0], rows))
+    return total / targets.numel()
 
 
 @torch.no_grad()
 def loss(model: nn.Module | LayerStack, idx: torch.Tensor, targets: torch.Tensor | None = None,
-         keep: list[int] | None = None) -> float:
-    """Mean cross-entropy (nats/token) of the model, or of the model with only the ``keep`` layers.
+         drop: Sequence[int] = (), hidden: torch.Tensor | None = None) -> float:
+    """Mean cross-entropy (nats/token) of the model with the ``drop`` layers (0-based) removed, if any.
 
-    Without ``targets`` each sequence predicts its own next token (notebooks 01, 06).
+    Without ``targets`` each sequence predicts its own next token. Removing layer ``i`` leaves the layers
+    before it unchanged, so with ``hidden`` (the ``residual_stream`` of the full model on ``idx``) the
+    stream enters at the first removed layer and only the layers after it run: the same number as deleting
+    the layers, at a fraction of the cost. Notebooks 01, 04 and 06; the one skip-one-block loss of the kit.
     """
     st = layer_stack(model)
     idx = _check_idx(idx)
     tgt, pos = _targets(idx, targets)
-    h = st.embed(idx)
-    ctx = st.context(h)
-    for i in range(st.n_layers) if keep is None else keep:
-        h = st.run_layer(i, h, ctx)
+    drop = sorted({int(i) for i in drop})
+    if any(not 0 <= i < st.n_layers for i in drop) or len(drop) >= st.n_layers:
+        raise ValueError(f"drop={drop} is out of range or drops every layer: name layers 0..{st.n_layers - 1} "
+                         "and keep at least one")
+    first = drop[0] if drop else st.n_layers
+    if hidden is None:
+        h = st.embed(idx)
+        ctx = st.context(h)
+        for i in range(first):
+            h = st.run_layer(i, h, ctx)
+    else:
+        h = hidden[first]
+        ctx = st.context(h) if drop else None
+    for i in range(first + 1, st.n_layers) if drop else ():
+        if i not in drop:
+            h = st.run_layer(i, h, ctx)
     return _nll(st, h[:, pos], tgt)
 
 
@@ -340,7 +306,7 @@ class RemovalScan:
     """Loss of the full model and of the model with each single layer removed (notebooks 01, 04, 06)."""
 
     base_loss: float
-    losses: list[float]  # losses[i]: layer i removed
+    losses: list[float]  # losses[k]: layers[k] removed
     n_tokens: int
     layers: list[int] = field(default_factory=list)  # which layers were scanned (default: all)
 
@@ -365,88 +331,25 @@ class RemovalScan:
         return {**asdict(self), "delta": self.delta, "base_ppl": self.base_ppl, "ppl": self.ppl}
 
 
-@torch.no_grad()
 def layer_removal_scan(model: nn.Module | LayerStack, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                       layers: list[int] | None = None, progress: bool = True,
-                       hidden: torch.Tensor | None = None, max_tokens: int = 1024) -> RemovalScan:
-    """Loss with each single layer removed, reusing each layer's input from the full pass.
+                       layers: Sequence[int] | None = None, progress: bool = True,
+                       hidden: torch.Tensor | None = None) -> RemovalScan:
+    """``loss`` with each single layer removed, from one full pass (notebooks 01, 04; the scale map of 07).
 
-    Removing layer ``i`` leaves layers ``< i`` unchanged, so their output (the input of ``i``) is taken
-    from one full forward pass and only layers ``i+1 ..`` are re-run: exact (the same numbers as
-    deleting the layer, up to float rounding), and about half the layer evaluations of re-running the
-    model ``L`` times. ``hidden`` may pass a ``residual_stream`` already computed on the same ``idx``
-    (notebooks 01, 04).
-
-    The variants run side by side: layer ``j`` is applied once to the stacked streams of up to
-    ``max_tokens`` tokens' worth of variants that removed a layer before ``j``, so a short text still
-    gives the CPU large matrix products (one 128-token chunk: ~1.3x faster on one core; from 512 tokens
-    on it makes no difference). It does not change the numbers, and bounds the extra memory.
+    ``hidden`` may pass a ``residual_stream`` already computed on the same ``idx``.
     """
     from tqdm.auto import tqdm
 
     st = layer_stack(model)
-    idx = _check_idx(idx)
-    tgt, pos = _targets(idx, targets)
     hs = residual_stream(st, idx) if hidden is None else hidden
-    L = st.n_layers
-    if hs.shape[0] != L + 1:
-        raise ValueError(f"hidden has {hs.shape[0]} states, expected {L + 1} (from residual_stream)")
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    todo = list(range(L)) if layers is None else [int(i) for i in layers]
-    bad = [i for i in todo if not 0 <= i < L]
-    if bad:
-        raise ValueError(f"layer {bad[0]} out of range 0..{L - 1}")
-    base = _nll(st, hs[-1][:, pos], tgt)
-    order = sorted(set(todo))
-    per_call = max(1, max_tokens // idx.numel())  # variants stacked into one batch
-    groups = [order[s: s + per_call] for s in range(0, len(order), per_call)]
-    contexts: dict[int, object] = {}  # per batch size (HF's eager attention builds a batched mask)
-    tgt_flat = tgt.reshape(-1)
-    found: dict[int, float] = {}
-    bar = tqdm(total=sum(L - 1 - i for i in order), desc="removing each layer", disable=not progress, leave=False)
-    for group in groups:
-        # state[k]: the stream of the variant without layer group[k]; it enters at layer group[k] + 1 with
-        # the full model's input of layer group[k], i.e. hs[group[k]].
-        state = torch.stack([hs[i] for i in group])
-        for j in range(group[0] + 1, L):
-            k = sum(1 for i in group if i < j)  # group is sorted: the first k variants have joined by layer j
-            b = state[:k].reshape(k * idx.shape[0], *state.shape[2:])
-            if b.shape[0] not in contexts:
-                contexts[b.shape[0]] = st.context(b)
-            state[:k] = st.run_layer(j, b, contexts[b.shape[0]]).view(k, *state.shape[1:])
-            bar.update(k)
-        rows = _nll_rows(st, state[:, :, pos].reshape(-1, state.shape[-1]), tgt_flat.repeat(len(group)))
-        for i, r in zip(group, rows.view(len(group), -1)):
-            found[i] = float(r.double().sum()) / r.numel()
-    bar.close()
-    return RemovalScan(base_loss=base, losses=[found[i] for i in todo], n_tokens=int(tgt.numel()), layers=todo)
-
-
-@torch.no_grad()
-def layer_removal_scan_naive(model: nn.Module, idx: torch.Tensor, progress: bool = False) -> RemovalScan:
-    """The same scan by physically deleting each layer and re-running the whole model (``model(input_ids,
-    labels=...)`` for a Hugging Face model): the slow reference that tests and
-    ``benchmarks/bench_layer_removal.py`` compare against."""
-    from tqdm.auto import tqdm
-
-    from .hf import num_layers, without_layers
-
-    idx = _check_idx(idx)
-    n = num_layers(model)
-
-    def full_loss() -> float:
-        if isinstance(layer_stack(model), KitStack):
-            logits = model(idx).logits
-            return float(F.cross_entropy(logits[:, :-1].float().flatten(0, 1), idx[:, 1:].flatten()))
-        return float(model(input_ids=idx, labels=idx, use_cache=False).loss)  # as a user would call it
-
-    base = full_loss()
-    losses = []
-    for i in tqdm(range(n), desc="naive removal", disable=not progress, leave=False):
-        with without_layers(model, [i]):
-            losses.append(full_loss())
-    return RemovalScan(base_loss=base, losses=losses, n_tokens=int(idx[:, 1:].numel()), layers=list(range(n)))
+    if hs.shape[0] != st.n_layers + 1:
+        raise ValueError(f"hidden has {hs.shape[0]} states, expected {st.n_layers + 1} (from residual_stream)")
+    todo = list(range(st.n_layers)) if layers is None else [int(i) for i in layers]
+    base = loss(st, idx, targets, hidden=hs)
+    losses = [loss(st, idx, targets, drop=[i], hidden=hs)
+              for i in tqdm(todo, desc="removing each layer", disable=not progress, leave=False)]
+    n_tokens = idx.numel() if targets is not None else idx[:, 1:].numel()
+    return RemovalScan(base_loss=base, losses=losses, n_tokens=int(n_tokens), layers=todo)
 
 
 # ----------------------------------------------------------------------------------------------

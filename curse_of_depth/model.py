@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("pre", "lns", "post", "mix", "peri")
+NORM_LABELS = {"pre": "Pre-LN", "lns": "LNS", "post": "Post-LN", "mix": "Mix-LN", "peri": "Peri-LN"}
 
 
 @dataclass
@@ -51,10 +52,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.norm not in NORMS:
-            raise ValueError(
-                f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)} "
-                "('pre' = Pre-LN, 'lns' = LayerNorm Scaling, 'post' = Post-LN, 'mix' = Mix-LN, 'peri' = Peri-LN)"
-            )
+            names = ", ".join(f"{k!r} = {v}" for k, v in NORM_LABELS.items())
+            raise ValueError(f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)} ({names})")
         if not isinstance(self.n_layers, int) or self.n_layers < 1:
             raise ValueError(f"n_layers must be an integer >= 1, got {self.n_layers!r}: a model needs at least one block")
         if self.d_model < 1 or self.n_heads < 1:
@@ -237,23 +236,14 @@ class CausalLM(nn.Module):
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.norm(h))
 
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        skip: frozenset[int] | set[int] = frozenset(),
-    ) -> ModelOutput:
-        """Logits (and loss when ``targets`` is given).
-
-        ``output_hidden_states`` keeps the raw residual stream after every block (no final norm);
-        ``skip`` holds 1-based block numbers to leave out, for the skip-one-block analysis.
-        """
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                output_hidden_states: bool = False) -> ModelOutput:
+        """Logits (and loss when ``targets`` is given); ``output_hidden_states`` keeps the raw residual
+        stream after every block (no final norm)."""
         h = self.embed(idx)
         hidden = [h] if output_hidden_states else []
         for block in self.blocks:
-            if block.layer not in skip:
-                h = block(h, self.rope)
+            h = block(h, self.rope)
             if output_hidden_states:
                 hidden.append(h)
         logits = self.head(h)

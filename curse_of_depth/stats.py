@@ -1,17 +1,10 @@
-"""Seed bands, paired gaps and the verdict lines notebooks 03, 04 and 07 print.
+"""Seed bands, paired gaps, and the checks and verdict lines of notebooks 02-04 and 07.
 
-Explained in notebooks 03 (train it live) and 04 (inside the trained models); the scale map (notebook 07)
-reads its gaps with the same ``PairedGap``.
-
-A *band* is one norm's validation curve over several seeds of the same
-configuration, trained on a GPU with this package's trainer and stored in the
-results pack (``bands_<tag>``). A live run with seed 0 shares its init and its
-data order with the band's seed-0 run, so it should land inside the band; the
-functions here say whether it does, how the precomputed Pre-LN / LNS gap
-reads (the per-seed differences, how many seeds favour each side, a paired t-test),
-and whether trained Pre-LN's residual variance grows with depth more than
-LNS's. Each condition is a plain function of numbers, so a unit test can flip
-its input and watch the verdict change.
+A *band* is one norm's validation curve over several seeds of one configuration (trained on a GPU,
+stored in the results pack as ``bands_<tag>``). A live run with seed 0 shares its init and data order
+with the band's seed-0 run, so it should land inside the band. Notebook 03 explains the band, the paired
+gap between two norms and the verdict lines; notebook 07 reads the scale map's gaps with the same
+``PairedGap``. Each condition is a plain function of numbers, so a test can flip its input.
 """
 
 from __future__ import annotations
@@ -22,9 +15,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .model import NORM_LABELS
+
 ALPHA = 0.05  # the paired t-test's level for a verdict
-BAND_NORMS = ("pre", "lns", "post", "mix")
-NORM_NAMES = {"pre": "Pre-LN", "lns": "LNS", "post": "Post-LN", "mix": "Mix-LN"}
+STATUSES = ("OK", "WARN", "FAIL")
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one checked condition: a claim's condition (``theory.check_*``, notebook 02) or one
+    line of the environment doctor (notebook 00). ``value`` is the number a claim rests on.
+
+    A named check that fails (a doctor line) must say how to fix it.
+    """
+
+    name: str
+    status: str  # one of STATUSES
+    detail: str
+    fix: str = ""
+    value: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if self.status == "FAIL" and self.name and not self.fix:
+            raise ValueError(f"a FAIL line must name its fix ({self.name}: {self.detail})")
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "FAIL"
+
+    @classmethod
+    def of(cls, ok: bool, value: float, detail: str) -> Check:
+        """A claim condition's outcome: OK or FAIL, the number it rests on, a readable detail."""
+        return cls("", "OK" if ok else "FAIL", detail, value=float(value))
 
 
 # ----------------------------------------------------------------------------- curves and bands
@@ -133,7 +157,7 @@ def bands_from_data(data: dict) -> dict[str, Band]:
 
 def divergence_statement(label: str, band: Band) -> str:
     """How many seeds of a band diverged (a verdict line: counts only)."""
-    name = NORM_NAMES.get(band.norm, band.norm)
+    name = NORM_LABELS.get(band.norm, band.norm)
     k = sum(band.diverged)
     if k == 0:
         return f"{label}: no {name} seed diverged ({band.n} of {band.n} trained to the end)"
@@ -223,12 +247,17 @@ class PairedGap:
         return self.b if self.mean < 0 else self.a
 
     def to_dict(self) -> dict:
-        """JSON-ready numbers (the map and the instructor guide store these)."""
+        """JSON-ready numbers (the scale map stores these)."""
         return {"a": self.a, "b": self.b, "seeds": list(self.seeds), "diffs": [float(d) for d in self.diffs],
-                "n": self.n, "mean": self.mean, "sd": self.sd, "a_better": self.a_better, "b_better": self.b_better,
-                "t": None if not math.isfinite(self.t) else self.t, "p": self.p, "p_sign": self.p_sign,
-                "mean_a": self.mean_a, "mean_b": self.mean_b, "sd_a": self.sd_a, "sd_b": self.sd_b,
-                "alpha": self.alpha, "winner": self.winner}
+                "n": self.n, "mean": self.mean, "sd": self.sd, "a_better": self.a_better,
+                "b_better": self.b_better, "t": None if not math.isfinite(self.t) else self.t, "p": self.p,
+                "p_sign": self.p_sign, "mean_a": self.mean_a, "mean_b": self.mean_b, "sd_a": self.sd_a,
+                "sd_b": self.sd_b, "alpha": self.alpha, "winner": self.winner}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PairedGap:
+        return cls(d["a"], d["b"], list(d["seeds"]), np.asarray(d["diffs"], dtype=float), d["mean_a"],
+                   d["mean_b"], d["sd_a"], d["sd_b"], d.get("alpha", ALPHA))
 
 
 def paired(a: str, b: str, loss_a: dict[int, float], loss_b: dict[int, float], alpha: float = ALPHA) -> PairedGap:
@@ -254,7 +283,7 @@ def gap_statement(label: str, gap: PairedGap) -> str:
 
     Only counts and the test's decision appear, never a float, so the line is the same wherever it is printed.
     """
-    a, b = NORM_NAMES.get(gap.a, gap.a), NORM_NAMES.get(gap.b, gap.b)
+    a, b = NORM_LABELS.get(gap.a, gap.a), NORM_LABELS.get(gap.b, gap.b)
     counts = f"{gap.n} paired seeds: {gap.b_better} favour {b}, {gap.a_better} favour {a}"
     if gap.winner is None:
         return f"{label}: no clear difference between {a} and {b} ({counts}; paired t-test p >= {gap.alpha:g})"
@@ -343,7 +372,7 @@ def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, s
 
 def band_statement(pos: BandPosition) -> str:
     """The verdict line for a live run against its band (no numbers: identical in every run mode)."""
-    name = NORM_NAMES.get(pos.norm, pos.norm)
+    name = NORM_LABELS.get(pos.norm, pos.norm)
     where = {"inside": "inside", "above": "above (worse than)", "below": "below (better than)"}[pos.side]
     return (f"live {name} run ends {where} the precomputed seed band of its configuration "
             "(best to worst seed, widened by one seed-sd)")

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import CausalLM, ModelConfig, build_model
+from .stats import Check
 
 NORMS = ("pre", "lns", "post", "mix")  # the placements derived here; Peri-LN is not (yet) in the theory
 
@@ -618,15 +619,6 @@ def gradient_norms(cfg: ModelConfig, seeds: Sequence[int] = (0,), batch: int = 4
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Check:
-    """Outcome of one claim condition: ``ok``, the number it rests on, and a readable detail (notebook 02)."""
-
-    ok: bool
-    value: float
-    detail: str
-
-
 def linear_fit(y: Sequence[float], x: Sequence[float] | None = None) -> tuple[float, float, float]:
     """Least-squares line through (x, y): slope, intercept and R^2 (R^2 = 0 when y is constant)."""
     y = np.asarray(y, dtype=float)
@@ -646,7 +638,7 @@ def check_linear_growth(variance: Sequence[float], min_r2: float = 0.99) -> Chec
     v = np.asarray(variance, dtype=float)[1:]
     slope, intercept, r2 = linear_fit(v)
     grows = slope > 0 and v[-1] > 2 * v[0]
-    return Check(bool(r2 > min_r2 and grows), r2, f"R^2 = {r2:.4f}, slope = {slope:.3g} per block, "
+    return Check.of(bool(r2 > min_r2 and grows), r2, f"R^2 = {r2:.4f}, slope = {slope:.3g} per block, "
                  f"last/first = {v[-1] / v[0]:.3g}")
 
 
@@ -657,7 +649,7 @@ def check_matches(measured: Sequence[float], predicted: Sequence[float], rtol: f
         raise ValueError(f"measured and predicted cover different depths: {m.shape} vs {p.shape}")
     dev = np.abs(m / p - 1.0)
     worst = int(dev.argmax())
-    return Check(bool(dev.max() <= rtol), float(dev.max()),
+    return Check.of(bool(dev.max() <= rtol), float(dev.max()),
                  f"largest deviation {dev.max():.1%} after block {worst + 1}; mean {dev.mean():.1%}")
 
 
@@ -668,14 +660,14 @@ def check_growth_ratio_below(small: VarianceCurve | Sequence[float], large: Vari
         v = c.mean if isinstance(c, VarianceCurve) else np.asarray(c, dtype=float)
         return float(v[-1] / v[1])
     rs, rl = ratio(small), ratio(large)
-    return Check(bool(rs < factor * rl), rs / rl, f"growth {rs:.3g} vs {rl:.3g} (ratio {rs / rl:.3g}, bound {factor})")
+    return Check.of(bool(rs < factor * rl), rs / rl, f"growth {rs:.3g} vs {rl:.3g} (ratio {rs / rl:.3g}, bound {factor})")
 
 
 def check_flat(variance: Sequence[float], tol: float = 0.05) -> Check:
     """Variance after blocks 1..L is flat: its largest value is at most (1 + ``tol``) times its smallest."""
     v = np.asarray(variance, dtype=float)[1:]
     spread = float(v.max() / v.min() - 1.0) if v.min() > 0 else math.inf
-    return Check(bool(spread <= tol), spread, f"max/min - 1 = {spread:.2%} over blocks 1..L (tolerance {tol:.0%})")
+    return Check.of(bool(spread <= tol), spread, f"max/min - 1 = {spread:.2%} over blocks 1..L (tolerance {tol:.0%})")
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -693,7 +685,7 @@ def check_decreasing(blocks: Sequence[int], values: Sequence[float], max_rank_co
         raise ValueError(f"need >= 4 probed blocks to judge a trend, got {len(v)}")
     q = max(1, len(v) // 4)
     rc, ratio = spearman(blocks, v), float(v[-q:].mean() / v[:q].mean())
-    return Check(bool(rc <= max_rank_corr and ratio < max_ratio), rc,
+    return Check.of(bool(rc <= max_rank_corr and ratio < max_ratio), rc,
                  f"rank correlation with depth {rc:.2f}, deepest/shallowest quarter {ratio:.3g}")
 
 

@@ -162,7 +162,7 @@ def test_results_pack_missing_corrupt_or_empty(tmp_path, monkeypatch):
 
 
 def test_widgets(monkeypatch):
-    assert doctor.frontend_attached() is False  # pytest has no notebook front end
+    assert doctor.runtime.frontend_attached() is False  # pytest has no notebook front end
     ok = doctor.check_widgets()
     assert ok.status == "OK" and "static figures" in ok.detail
     real = doctor._installed_version

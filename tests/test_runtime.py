@@ -6,7 +6,6 @@ import io
 import pytest
 import torch
 
-from curse_of_depth import _threads
 from curse_of_depth.workshop import runtime
 
 
@@ -28,10 +27,10 @@ def test_busy_cores_counts_other_runnable_tasks_not_the_load_average(monkeypatch
 
 
 def test_free_cores_never_below_one(monkeypatch):
-    monkeypatch.setattr(_threads, "physical_cores", lambda: 2)
-    monkeypatch.setattr(_threads, "busy_cores", lambda: 0)
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 0)
     assert runtime.free_physical_cores() == 2
-    monkeypatch.setattr(_threads, "busy_cores", lambda: 7)
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 7)
     assert runtime.free_physical_cores() == 1
 
 
@@ -68,3 +67,16 @@ def test_import_shortens_openmp_spinning_unless_the_user_chose():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "5"}, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "5"
+
+
+def test_import_leaves_torch_threads_alone():
+    """Nothing but the OpenMP setting happens at import: threads are set by configure_threads() only."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; n = torch.get_num_threads(); import curse_of_depth, curse_of_depth.workshop; "
+            "print(torch.get_num_threads() == n)")
+    env = {**os.environ, "COD_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

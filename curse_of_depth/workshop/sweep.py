@@ -10,8 +10,8 @@ higher lr, since LNS shrinks every deep block's input and was measured to want
 a >= 3x larger lr), over >= 3 seeds. A seed fixes init and data order, so arms
 are compared *paired by seed*. The map reports, per point,
 
-* the LNS - Pre-LN validation-loss gap (mean +- sd over paired seeds) and its
-  verdict: a win needs |mean| > 2 x the larger seed-sd (``stats.PairedGap``);
+* the LNS - Pre-LN validation-loss gap, paired by seed, and its verdict (``stats.PairedGap``:
+  a paired t-test at ``stats.ALPHA``);
 * Pre-LN's deep-layer redundancy: the loss increase when one block of the
   deepest third is skipped (the curse of depth says it should become small).
 
@@ -39,8 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..stats import ALPHA, PairedGap
-from ..stats import paired as paired_seeds
+from ..stats import ALPHA, PairedGap, gap_statement, paired
 
 SKIP_CHEAP = 0.005  # nats: a block whose removal costs less than this is "redundant"
 MIN_SEEDS = 3
@@ -258,35 +257,20 @@ def jobs_for(points: Iterable[Point]) -> list[Job]:
     return [Job(p, a, s) for p in points for s in p.seeds for a in p.arms]
 
 
-def skip_costs(model, batches, device, autocast, layers: Sequence[int]) -> tuple[float, list[float]]:
-    """(base loss, loss increase when each 1-based block in ``layers`` alone is skipped) over ``batches``. Notebook 07.
-
-    Reuses each block's input from one full pass, so skipping block l costs only blocks l+1..L.
-    """
+def skip_costs(model, batches, device, autocast) -> tuple[float, list[float]]:
+    """(base loss, loss increase when each block alone is skipped), averaged over ``batches``: the mean of
+    ``analysis.layer_removal_scan`` over the batches. Every block: the curse metric compares deep with
+    shallow ones. Notebook 07."""
     import torch
-    import torch.nn.functional as F
 
-    was = model.training
+    from ..analysis import layer_removal_scan
+
     model.eval()
-    base, deltas = 0.0, np.zeros(len(layers))
-    try:
-        with torch.no_grad():
-            for x, y in batches:
-                x, y = x.to(device), y.to(device)
-                with autocast():
-                    out = model(x, output_hidden_states=True)
-                    base_b = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten()).item()
-                    for i, layer in enumerate(layers):
-                        h = out.hidden_states[layer - 1]
-                        for block in model.blocks[layer:]:
-                            h = block(h, model.rope)
-                        loss = F.cross_entropy(model.head(h).flatten(0, 1).float(), y.flatten()).item()
-                        deltas[i] += loss - base_b
-                base += base_b
-    finally:
-        model.train(was)
-    n = len(batches)
-    return base / n, (deltas / n).tolist()
+    scans = []
+    for x, y in batches:
+        with torch.no_grad(), autocast():
+            scans.append(layer_removal_scan(model, x.to(device), y.to(device), progress=False))
+    return (float(np.mean([s.base_loss for s in scans])), np.mean([s.delta for s in scans], axis=0).tolist())
 
 
 def deep_third(n_layers: int) -> list[int]:
@@ -302,7 +286,7 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
     import torch
 
     from ..data import load_corpus
-    from ..train import _autocast, _resolve_device, save_checkpoint, train
+    from ..train import _autocast, _resolve_device, evaluate, save_checkpoint, train
     from . import corpora  # noqa: F401  (registers the map's corpora)
     from .results import code_version, hardware
 
@@ -322,12 +306,9 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
               "code_version": code_version(), "hardware": hardware()}
     if not result.diverged:
         eval_batches = corpus.fixed_batches("val", 16, 32, job.point.seq_len, seed=EVAL_SEED)
-        layers = list(range(1, job.point.n_layers + 1))  # every block: the curse metric compares deep with shallow
-        base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast, layers)
-        from ..train import evaluate
-
-        record.update(final_eval=evaluate(result.model, eval_batches, device, autocast), skip_layers=layers,
-                      skip_base=base, skip_delta=deltas)
+        base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast)
+        record.update(final_eval=evaluate(result.model, eval_batches, device, autocast),
+                      skip_layers=list(range(1, job.point.n_layers + 1)), skip_base=base, skip_delta=deltas)
     else:
         record.update(final_eval=None, skip_layers=[], skip_base=None, skip_delta=[])
     if job.checkpoint:
@@ -464,27 +445,17 @@ def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
     return table
 
 
-def paired(a: dict[int, dict], b: dict[int, dict]) -> PairedGap | None:
-    """The gap b - a over the seeds both arms finished without diverging; None if fewer than 2 such seeds. Notebook 07."""
+def gap(a: dict[int, dict], b: dict[int, dict]) -> dict | None:
+    """``stats.paired`` of two arms' runs (b - a over the seeds both finished without diverging), as a dict;
+    None with fewer than 2 such seeds. Notebook 07."""
     la, lb = ({s: final_loss(r) for s, r in runs.items()} for runs in (a, b))
     if sum(1 for s in la if s in lb and math.isfinite(la[s]) and math.isfinite(lb[s])) < 2:
         return None
-    return paired_seeds(_norm_of(a), _norm_of(b), la, lb)
+    return paired(_norm_of(a), _norm_of(b), la, lb).to_dict()
 
 
 def _norm_of(runs: dict[int, dict]) -> str:
     return next(iter(runs.values()))["norm"]
-
-
-def gap_dict(gap: PairedGap | None) -> dict | None:
-    if gap is None:
-        return None
-    return {**gap.to_dict(), "lns_better": gap.b_better, "verdict": verdict_of(gap)}
-
-
-def verdict_of(gap: PairedGap) -> str:
-    """'lns' or 'pre' when the paired t-test finds a difference at ALPHA, else 'no difference'. Notebook 07."""
-    return {None: "no difference", gap.a: "pre", gap.b: "lns"}[gap.winner]
 
 
 def deep_skip_deltas(record: dict) -> list[float]:
@@ -524,8 +495,8 @@ def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
                                   if runs else None,
                                   "redundancy": redundancy(runs)}
         pre = arms.get(PRE.key, {})
-        row["gap_same_lr"] = gap_dict(paired(pre, arms.get(LNS.key, {}))) if LNS in p.arms else None
-        row["gap_own_lr"] = gap_dict(paired(pre, arms.get(LNS_HI.key, {}))) if LNS_HI in p.arms else None
+        row["gap_same_lr"] = gap(pre, arms.get(LNS.key, {})) if LNS in p.arms else None
+        row["gap_own_lr"] = gap(pre, arms.get(LNS_HI.key, {})) if LNS_HI in p.arms else None
         rows.append(row)
     return rows
 
@@ -553,16 +524,9 @@ def missing(points: Sequence[Point], records: Iterable[dict], min_seeds: int = M
 
 
 def map_verdict(row: dict, which: str = "gap_same_lr", label: str = "") -> str:
-    """One stable line per point (no floats): which norm is ahead and whether it clears 2 seed-sd. Notebook 07."""
-    gap = row.get(which)
+    """``stats.gap_statement`` of one point's gap (no floats: the same line in every run). Notebook 07."""
     key = row["point"]["key"] + label
-    if gap is None:
-        return f"{key}: no paired result"
-    counts = f"{gap['n']} paired seeds: {gap['b_better']} favour LNS, {gap['a_better']} favour Pre-LN"
-    if gap["verdict"] == "no difference":
-        return f"{key}: no clear difference ({counts}; paired t-test p >= {gap['alpha']:g})"
-    win = "LNS" if gap["verdict"] == "lns" else "Pre-LN"
-    return f"{key}: {win} ahead ({counts}; paired t-test p < {gap['alpha']:g})"
+    return gap_statement(key, PairedGap.from_dict(row[which])) if row.get(which) else f"{key}: no paired result"
 
 
 def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, list[str]]:

@@ -1,89 +1,19 @@
-"""Interactive explorers that degrade to a static figure when nobody can move a slider.
+"""Interactive explorers that degrade to a static figure when nobody can move a slider (notebook 02).
 
-First used in notebook 02 (depth / width / norm / rho explorer); any notebook can reuse ``explore``.
-
-An explorer is a drawing function ``draw(ax, **params)`` plus a description of its controls. When a Jupyter
-front end is attached, ``explore`` shows ipywidgets controls and redraws on every change. When none is
-(nbconvert, nbval/pytest, papermill, a plain Python script — and so GitHub and nbviewer, which show the
-stored output of such a run), it draws the same function at a few preset values, side by side, as one
-static PNG figure (small multiples), so the committed notebook shows something real and CI tests it.
-
-The rule (``frontend_attached``), first match wins:
-
-1. ``COD_WIDGETS=interactive`` (or ``1``/``on``) forces the widgets; ``COD_WIDGETS=static`` (or ``0``/``off``)
-   forces the static figure.
-2. ipywidgets cannot be imported -> static.
-3. Not running inside an IPython kernel (plain ``python``, a test, a script) -> static.
-4. The kernel was started by a headless runner: one of its parent processes is nbconvert, nbclient,
-   papermill, pytest (nbval, nbmake) or jupyter-execute -> static. These start the kernel themselves, so
-   they show up as its parent; a JupyterLab / Notebook / VS Code / Colab kernel has a server as parent.
-5. Otherwise -> interactive.
+An explorer is a drawing function ``draw(ax, **params)`` plus its controls. With a front end attached
+(``runtime.frontend_attached``), ``explore`` shows ipywidgets controls and redraws on every change;
+without one (nbconvert, nbval, a script, and so GitHub's stored outputs) it draws the same function at a
+few preset values as one static figure, so the committed notebook shows something real and CI tests it.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import plots
-
-ENV_VAR = "COD_WIDGETS"
-HEADLESS_RUNNERS = ("nbconvert", "nbclient", "papermill", "pytest", "py.test", "nbval", "nbmake", "jupyter-execute")
-_FORCE_ON = ("interactive", "1", "on", "true", "yes")
-_FORCE_OFF = ("static", "0", "off", "false", "no")
-
-
-def _ancestor_cmdlines(levels: int = 4) -> list[str]:
-    """Command lines of this process's parents (nearest first); empty when psutil is unavailable."""
-    try:
-        import psutil  # ipykernel depends on it, so it is there whenever a kernel is
-    except ImportError:
-        return []
-    out = []
-    try:
-        for p in psutil.Process().parents()[:levels]:
-            try:
-                out.append(" ".join(p.cmdline()))
-            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue
-    except (psutil.Error, OSError):
-        return out
-    return out
-
-
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    ip = get_ipython()
-    return ip is not None and getattr(ip, "kernel", None) is not None
-
-
-def frontend_attached(env: Mapping[str, str] | None = None, ancestors: Sequence[str] | None = None,
-                      in_kernel: bool | None = None) -> bool:
-    """True when a person can move a slider (notebook 02 explains the rule; see the module docstring).
-
-    ``env``, ``ancestors`` and ``in_kernel`` default to the real process; tests pass their own.
-    """
-    env = os.environ if env is None else env
-    forced = env.get(ENV_VAR, "").strip().lower()
-    if forced in _FORCE_ON:
-        return True
-    if forced in _FORCE_OFF:
-        return False
-    if forced:
-        raise ValueError(f"{ENV_VAR}={forced!r} is not understood: set it to 'interactive' or 'static' (or unset it)")
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    if not (_in_kernel() if in_kernel is None else in_kernel):
-        return False
-    cmdlines = _ancestor_cmdlines() if ancestors is None else ancestors
-    return not any(r in c.lower() for c in cmdlines for r in HEADLESS_RUNNERS)
+from .runtime import frontend_attached
 
 
 def make_control(name: str, spec: Any, value: Any):
@@ -167,8 +97,8 @@ def explore(draw: Callable[..., None], controls: Mapping[str, Any], presets: Seq
     ``draw(ax, **params)`` draws on a matplotlib axes (keep it a thin wrapper around tested library
     functions); ``controls`` maps a parameter to a spec (see ``make_control``); ``defaults`` gives every
     parameter's starting value (parameters without a control stay fixed); ``presets`` are the panels of the
-    static figure. ``interactive`` overrides the detection rule (``frontend_attached``). Returns None, so the
-    cell's text output stays empty. Used in notebook 02.
+    static figure. ``interactive`` overrides ``runtime.frontend_attached``. Returns None, so the cell's text
+    output stays empty. Used in notebook 02.
     """
     missing = set(controls) - set(defaults)
     if missing:
