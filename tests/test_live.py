@@ -27,11 +27,12 @@ from curse_of_depth.stats import (
     variance_growth,
 )
 from curse_of_depth.workshop.live import (
-    LiveBandPlot,
+    LivePlot,
     Snapshots,
     chain,
     config_label,
     live_configs,
+    plot_bands,
     train_live,
     variance_after_blocks,
 )
@@ -324,12 +325,36 @@ def test_live_band_plot_without_a_front_end_records_curves_and_draws_nothing():
     from types import SimpleNamespace
 
     bands = {"pre": band("pre", [2.0, 2.2]), "lns": band("lns", [1.9, 2.0])}
-    board = LiveBandPlot(bands, title="t")
+    board = LivePlot(bands, title="t")
     assert board.handle is None and board.fig is None  # plain Python: no notebook front end
     result = SimpleNamespace(model_config=SimpleNamespace(norm="lns"), val_steps=[0, 10], val_loss=[4.4, 3.0])
     assert board(10, None, result) is None
     assert board.curves == {"lns": ([0, 10], [4.4, 3.0])}
     board.close()
+
+
+def test_live_plot_draws_each_validation_point_of_a_training_run_with_a_front_end(monkeypatch):
+    import IPython.display
+
+    from curse_of_depth.train import TrainConfig, train
+    from curse_of_depth.workshop import runtime
+
+    shown = []
+
+    class Handle:
+        def update(self, fig):
+            shown.append(len(fig.axes[0].lines))
+
+    monkeypatch.setattr(runtime, "frontend_attached", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=True: Handle())
+    corpus = tiny_corpus()
+    cfg = ModelConfig(vocab_size=corpus.vocab_size, d_model=16, n_layers=2, n_heads=2, seq_len=16)
+    tc = TrainConfig(max_steps=4, eval_every=2, batch_size=2, seq_len=16, eval_batches=1, eval_batch_size=2,
+                     device="cpu")
+    plot = LivePlot(title="one run")
+    r = train(cfg, tc, corpus, progress=False, callback=plot)
+    assert r.steps_done == 4 and len(shown) == 3 and shown[-1] == 1  # steps 0, 2, 4: one validation curve
+    assert plot.curves["pre"] == (r.val_steps, r.val_loss)
 
 
 def test_plot_functions_return_figures_with_the_expected_panels():
@@ -339,7 +364,7 @@ def test_plot_functions_return_figures_with_the_expected_panels():
     from curse_of_depth import plots
 
     bands = {"pre": band("pre", [2.0, 2.2, 2.4]), "lns": band("lns", [1.9, 2.0, 2.1])}
-    fig = plots.plot_bands({"a": bands, "b": bands}, live={"a": {"pre": (STEPS, [3.3, 2.7, 2.1])}})
+    fig = plot_bands({"a": bands, "b": bands}, live={"a": {"pre": (STEPS, [3.3, 2.7, 2.1])}})
     assert len(fig.axes) == 2
     fig = plots.plot_gaps({"a": paired_gap(bands["pre"], bands["lns"])})
     assert len(fig.axes) == 1

@@ -19,6 +19,7 @@ from curse_of_depth.train import (
     train,
     train_or_load,
 )
+from curse_of_depth.workshop import train_cli
 
 VOCAB = "abcdefghijklmnop"
 
@@ -209,11 +210,42 @@ def test_resume_continues_exactly_where_the_state_was_saved(tmp_path, corpus):
 
     cut = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False, callback=ctrl_c,
                 state_dir=tmp_path, checkpoint_every=5)
-    assert cut.interrupted and json.loads((tmp_path / "state.json").read_text())["result"]["steps_done"] == 5
+    assert cut.interrupted and train_mod.read_state(tmp_path)[1]["result"]["steps_done"] == 5
+    assert len(list(tmp_path.glob("state-*"))) == 2  # one pair: the older one is gone
     resumed = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False, state_dir=tmp_path, resume=True)
     assert resumed.train_curve == full.train_curve and resumed.val_curve == full.val_curve
     with pytest.raises(ValueError, match="other configs"):
         train(MC, tc(max_steps=30), corpus, progress=False, state_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("crash_in", ["atomic_write_bytes", "atomic_write_json"])
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_state(tmp_path, corpus, monkeypatch, crash_in):
+    """Issue 16: a crash in the weights file, or between it and its metadata, must not brick resume."""
+    full = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False)
+    real, writes = getattr(train_mod._files, crash_in), []
+
+    def crash_on_second_checkpoint(path, data):
+        writes.extend([path] if str(path).endswith(".pt" if crash_in == "atomic_write_bytes" else ".json") else [])
+        if len(writes) == 2:  # the second checkpoint (step 10): the new weights, or the metadata after them
+            if crash_in == "atomic_write_bytes":
+                real(path, data[: len(data) // 2])  # a torn file under the final name, then the crash
+            raise KeyboardInterrupt
+        return real(path, data)
+
+    monkeypatch.setattr(train_mod._files, crash_in, crash_on_second_checkpoint)
+    cut = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False, state_dir=tmp_path,
+                checkpoint_every=5)
+    monkeypatch.undo()
+    assert cut.interrupted and cut.steps_done == 10
+    assert train_mod.read_state(tmp_path)[1]["step"] == 5  # the previous state, intact
+    resumed = train(MC, tc(max_steps=20, eval_every=10), corpus, progress=False, state_dir=tmp_path, resume=True)
+    assert resumed.train_curve == full.train_curve and resumed.val_curve == full.val_curve
+
+
+def test_resume_without_a_state_names_the_fix_in_python_terms(tmp_path, corpus):
+    with pytest.raises(FileNotFoundError, match="checkpoint_every") as err:
+        train(MC, tc(), corpus, progress=False, state_dir=tmp_path, resume=True)
+    assert "--" not in str(err.value)  # a Python caller is not told about command-line flags
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -225,7 +257,7 @@ TINY_FLAGS = ["--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--seq-len
 
 def test_cli_writes_results_with_provenance_and_resume_skips_finished_seeds(tmp_path, capsys):
     out = tmp_path / "runs"
-    assert train_mod.main([*TINY_FLAGS, "--norm", "lns", "--seeds", "0,1", "--out", str(out)]) == 0
+    assert train_cli.main([*TINY_FLAGS, "--norm", "lns", "--seeds", "0,1", "--out", str(out)]) == 0
     for seed in (0, 1):
         saved = json.loads((out / f"seed{seed}" / "result.json").read_text())
         assert saved["provenance"]["seeds"] == [seed] and "code_version" in saved["provenance"]
@@ -234,7 +266,7 @@ def test_cli_writes_results_with_provenance_and_resume_skips_finished_seeds(tmp_
         assert result.steps_done == 6 and model.cfg.norm == "lns"
     lines = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
     assert [r["seed"] for r in lines] == [0, 1] and all(math.isfinite(r["final_val"]) for r in lines)
-    assert train_mod.main([*TINY_FLAGS, "--norm", "lns", "--seeds", "0,1", "--out", str(out), "--resume"]) == 0
+    assert train_cli.main([*TINY_FLAGS, "--norm", "lns", "--seeds", "0,1", "--out", str(out), "--resume"]) == 0
     assert capsys.readouterr().out.count("already complete") == 2
 
 
@@ -243,7 +275,7 @@ def test_cli_config_file_and_flag_override(tmp_path, capsys):
     cfg.write_text(json.dumps({"model": {"norm": "post", "n_layers": 1, "d_model": 16, "n_heads": 2, "seq_len": 32},
                                "train": {"max_steps": 4, "batch_size": 2, "eval_batches": 1, "eval_batch_size": 2,
                                          "device": "cpu"}}))
-    assert train_mod.main(["--config", str(cfg), "--max-steps", "3", "--no-progress"]) == 0
+    assert train_cli.main(["--config", str(cfg), "--max-steps", "3", "--no-progress"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["steps_done"] == 3
 
@@ -254,7 +286,7 @@ def test_cli_config_file_and_flag_override(tmp_path, capsys):
 ])
 def test_cli_bad_input_exits_with_the_reason(flags, match, capsys):
     with pytest.raises((SystemExit, ValueError)) as err:
-        train_mod.main([*TINY_FLAGS, *flags])
+        train_cli.main([*TINY_FLAGS, *flags])
     text = capsys.readouterr().err + str(err.value)
     assert match in text
 
@@ -269,14 +301,14 @@ def test_ranks_draw_different_batches_from_the_same_seed(corpus):
 SPY = '''
 import os, sys
 import curse_of_depth._files as cache
-import curse_of_depth.train as train
+import curse_of_depth.workshop.train_cli as cli
 log = open(os.path.join(sys.argv[1], "writes_rank" + os.environ["RANK"] + ".txt"), "w")
 real = cache.atomic_write_bytes
 def spy(path, data):
     log.write(str(path) + "\\n"); log.flush()
     return real(path, data)
 cache.atomic_write_bytes = spy
-sys.exit(train.main(sys.argv[2:]))
+sys.exit(cli.main(sys.argv[2:]))
 '''
 
 
@@ -301,22 +333,13 @@ def test_torchrun_two_ranks_on_cpu_gloo(tmp_path):
     rank0 = (tmp_path / "writes_rank0.txt").read_text().split()
     rank1 = (tmp_path / "writes_rank1.txt").read_text().split()
     assert rank1 == [] and any(p.endswith("result.json") for p in rank0)
-    assert any(p.endswith("state.safetensors") for p in rank0) and any(p.endswith("model.safetensors") for p in rank0)
+    assert any(p.endswith(".pt") for p in rank0) and any(p.endswith("model.safetensors") for p in rank0)
 
 
-def test_live_plot_is_silent_without_a_notebook_and_draws_with_one(corpus, monkeypatch):
-    assert not train_mod.LivePlot.available()  # pytest has no IPython kernel
-    r = train(MC, tc(max_steps=4), corpus, progress=False, live_plot=True)
-    assert r.steps_done == 4
-    shown = []
+def test_python_m_curse_of_depth_train_runs_the_command_line():
+    import subprocess
+    import sys
 
-    class Handle:
-        def update(self, fig):
-            shown.append(len(fig.axes[0].lines))
-
-    import IPython.display
-
-    monkeypatch.setattr(train_mod.LivePlot, "available", staticmethod(lambda: True))
-    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=True: Handle())
-    r = train(MC, tc(max_steps=4, eval_every=2), corpus, progress=False, live_plot=True)
-    assert shown and shown[-1] == 2  # the final figure has the train and the validation curve
+    out = subprocess.run([sys.executable, "-m", "curse_of_depth.train", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "--checkpoint-every" in out.stdout

@@ -1,7 +1,7 @@
 """Training live in the notebook against the precomputed seed bands (notebooks 03 and 04).
 
 ``LiveSession`` trains each norm with its band's configuration over one shared, redrawn plot
-(``LiveBandPlot``) and records the residual variance after every block (``Snapshots``); ``train_live``
+(``LivePlot``) and records the residual variance after every block (``Snapshots``); ``train_live``
 trains now and leaves the run in the train-or-load cache for notebook 04. The bands, gaps and verdict
 lines themselves are ``curse_of_depth.stats``.
 """
@@ -15,10 +15,10 @@ import torch
 
 from .. import analysis, plots
 from ..data import load_corpus
-from ..model import ModelConfig
+from ..model import NORM_LABELS, ModelConfig
 from ..stats import Band, bands_from_data
-from ..train import LivePlot, TrainConfig, run_key, runs_dir, train_or_load
-from . import results
+from ..train import TrainConfig, run_key, runs_dir, train_or_load
+from . import results, runtime
 
 
 def load_bands(tag: str) -> tuple[dict[str, Band], dict]:
@@ -89,48 +89,77 @@ def variance_after_blocks(idx: torch.Tensor):
 
 
 
-# ----------------------------------------------------------------------------- the live plot and session
+# ----------------------------------------------------------------------------- the bands and the live plot
 
 
-class LiveBandPlot:
-    """A ``train`` callback that redraws the precomputed bands with every live validation curve so far.
+def draw_bands(ax, bands: dict[str, Band], norms: Sequence[str] | None = None, alpha: float = 0.18) -> None:
+    """Shade each norm's seed band (best to worst seed) and draw its mean dashed. Notebook 03."""
+    for norm in [n for n in norms or bands if n in bands]:
+        b, color = bands[norm], plots.NORM_COLORS.get(norm, "gray")
+        ax.fill_between(b.steps, b.lo, b.hi, color=color, alpha=alpha, lw=0)
+        ax.plot(b.steps, b.mean, color=color, lw=1.2, ls="--", label=f"{NORM_LABELS.get(norm, norm)}: {b.n} seeds")
 
-    Pass one instance to several runs (``norm`` is read from each run's config): they share one figure, updated
-    in place in a notebook. Without a notebook front end it draws nothing. Notebook 03.
+
+def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None, title: str | None = None):
+    """One panel per configuration (``{title: {norm: Band}}``); ``live`` maps a panel title to
+    ``{norm: (steps, losses)}`` curves drawn solid on top. Notebook 03."""
+    fig, axes = plots.subplots(1, len(bands_by_panel), squeeze=False)
+    for ax, (panel, bands) in zip(axes[0], bands_by_panel.items()):
+        draw_bands(ax, bands, norms)
+        for norm, (steps, losses) in (live or {}).get(panel, {}).items():
+            ax.plot(steps, losses, color=plots.NORM_COLORS.get(norm, "k"), lw=2.2, marker="o", ms=3,
+                    label=f"{NORM_LABELS.get(norm, norm)}: your live run")
+        ax.axhline(plots.UNIGRAM_NATS, color="gray", lw=0.8, ls=":")
+        ax.text(ax.get_xlim()[1], plots.UNIGRAM_NATS, " unigram", va="center", color="gray", fontsize="small")
+        ax.set(title=panel, xlabel="training step", ylabel="validation loss (nats/char)")
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+class LivePlot:
+    """A ``train`` callback that redraws every run's validation curve so far, over ``bands`` when given.
+
+    Pass one instance to several runs (each run's norm is read from its config): they share one figure,
+    updated in place while a person watches (``runtime.frontend_attached``); otherwise it draws nothing and
+    the notebook draws the finished figure once. Notebook 03.
     """
 
-    def __init__(self, bands: dict[str, Band], title: str = "", norms: Sequence[str] | None = None):
-        self.bands, self.title, self.norms = bands, title, list(norms or bands)
+    def __init__(self, bands: dict[str, Band] | None = None, title: str = "", norms: Sequence[str] | None = None):
+        self.bands, self.title = bands or {}, title
+        self.norms = list(norms or self.bands)
         self.curves: dict[str, tuple[list[int], list[float]]] = {}
+        self.last_step = max((float(b.steps[-1]) for b in self.bands.values()), default=0.0)
         self.handle = self.fig = None
-        if LivePlot.available():
+        if runtime.frontend_attached():
             import matplotlib.pyplot as plt
-            from IPython.display import display
 
             self.fig, self.ax = plots.subplots()
             plt.close(self.fig)  # detached from pyplot: only the handle shows it, no extra copy at the end of a cell
-            self._draw()
-            self.handle = display(self.fig, display_id=True)
+            self.show_here()
 
     def _draw(self) -> None:
         ax = self.ax
         ax.clear()
-        plots.draw_bands(ax, self.bands, self.norms)
+        draw_bands(ax, self.bands, self.norms)
         for norm, (steps, losses) in self.curves.items():
             ax.plot(steps, losses, "o-", color=plots.NORM_COLORS.get(norm, "k"), lw=2.2, ms=4,
-                    label=f"{plots.NORM_LABELS.get(norm, norm)}: live")
-        last = max(float(b.steps[-1]) for b in self.bands.values())
-        ax.set(xlim=(0, last), xlabel="training step", ylabel="validation loss (nats/char)", title=self.title)
-        ax.legend(fontsize="small", loc="upper right")
+                    label=f"{NORM_LABELS.get(norm, norm)}: live")
+        ax.set(xlim=(0, self.last_step or None), xlabel="training step", ylabel="validation loss (nats/char)",
+               title=self.title)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", loc="upper right")
 
     def __call__(self, step, model, result) -> None:
         self.curves[result.model_config.norm] = (list(result.val_steps), list(result.val_loss))
+        self.last_step = max(self.last_step, result.train_config.max_steps if not self.bands else 0)
         if self.handle is not None:
             self._draw()
             self.handle.update(self.fig)
 
     def show_here(self) -> None:
-        """Show the figure again in the current cell's output and update that copy from now on."""
+        """Show the figure in the current cell's output and update that copy from now on."""
         if self.fig is not None:
             from IPython.display import display
 
@@ -154,7 +183,7 @@ class LiveSession:
         if not configs:
             raise ValueError("no configurations to train: pass live_configs(...) for at least one norm")
         self.configs, self.corpus, self.probe_idx = configs, corpus, probe_idx
-        self.board = LiveBandPlot(bands, title=title, norms=list(configs))
+        self.board = LivePlot(bands, title=title, norms=list(configs))
         self.runs: dict = {}
         self.snapshots: dict[str, Snapshots] = {}
 

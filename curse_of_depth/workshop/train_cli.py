@@ -1,0 +1,181 @@
+"""``python -m curse_of_depth.train``: the trainer's command line (CPU, one GPU, or several under torchrun).
+
+Each seed writes ``OUT/seed<S>/result.json`` (with provenance), ``model.safetensors`` and a resumable
+training state in ``state/``; ``--resume`` continues it. The trainer itself is ``curse_of_depth.train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from ..model import ModelConfig
+from ..train import RunResult, TrainConfig, _check_inputs, _dist, _finite_or_none, save_checkpoint, train
+from . import results, runtime
+
+_CLI_DOC = """Train curse_of_depth models from the command line: CPU, one GPU, or several GPUs under torchrun.
+
+examples:
+  python -m curse_of_depth.train --norm lns --n-layers 12 --max-steps 480 --out runs/lns12
+  python -m curse_of_depth.train --config sweep.json --seeds 0,1,2 --out runs/sweep --resume
+  torchrun --standalone --nproc_per_node=4 -m curse_of_depth.train --d-model 256 --n-layers 48 --out runs/big
+
+--config reads JSON {"model": {...ModelConfig...}, "train": {...TrainConfig...}} (or one flat object);
+flags given on the command line override it. Each seed writes DIR/seed<S>/result.json (with provenance),
+DIR/seed<S>/model.safetensors and a resumable training state in DIR/seed<S>/state/. Under torchrun the
+batch size is per process, ranks draw different batches, losses are all-reduced and only rank 0 writes.
+"""
+
+
+def _add_dataclass_flags(parser, cls, group_title: str, prefix_clash: tuple[str, ...] = ()) -> list[str]:
+    """One flag per dataclass field; fields in ``prefix_clash`` get a ``--train-`` prefix (both configs have them)."""
+    group = parser.add_argument_group(group_title)
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        dest = ("train_" if f.name in prefix_clash else "") + f.name
+        flag = "--" + dest.replace("_", "-")
+        default = f.default
+        if hint is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"(default {default})")
+        elif f.name == "betas":
+            group.add_argument(flag, dest=dest, default=None, type=lambda s: tuple(float(v) for v in s.split(",")),
+                               help="beta1,beta2 (default 0.9,0.95)")
+        else:
+            base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+            group.add_argument(flag, dest=dest, default=None, type=base, help=f"(default {default})")
+        names.append(dest)
+    return names
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds needs at least one integer >= 0, got {text!r}")
+    return seeds
+
+
+def _configs_from_args(args, model_names: list[str], train_names: list[str]) -> tuple[dict, dict]:
+    model_kw: dict = {}
+    train_kw: dict = {}
+    if args.config:
+        cfg = json.loads(Path(args.config).read_text())
+        if "model" in cfg or "train" in cfg:
+            model_kw, train_kw = dict(cfg.get("model", {})), dict(cfg.get("train", {}))
+        else:
+            model_kw = {k: v for k, v in cfg.items() if k in model_names}
+            train_kw = {k: v for k, v in cfg.items() if k in train_names}
+            unknown = set(cfg) - set(model_names) - set(train_names)
+            if unknown:
+                raise ValueError(f"{args.config}: unknown fields {sorted(unknown)}")
+    for name in model_names:
+        if getattr(args, name) is not None:
+            model_kw[name] = getattr(args, name)
+    for dest in train_names:
+        if getattr(args, dest) is not None:
+            train_kw[dest.removeprefix("train_") if dest == "train_seq_len" else dest] = getattr(args, dest)
+    return model_kw, train_kw
+
+
+def _init_distributed() -> tuple[int, int]:
+    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or dist.is_initialized():
+        runtime.configure_threads()
+        return _dist()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # N processes on one CPU share its cores
+        runtime.configure_threads(None if os.environ.get("COD_THREADS") else
+                                  max(1, runtime.physical_cores() // local_world))
+        dist.init_process_group("gloo")
+    return _dist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m curse_of_depth.train``: see ``--help``. Notebook 03 points researchers here."""
+    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.train", description=_CLI_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON file with model and train fields (flags override it)")
+    parser.add_argument("--out", help="folder for results, checkpoints and training state (rank 0 writes)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one run each (default: --seed)")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="write a resumable state every N steps (default: eval_every, when --out is given)")
+    parser.add_argument("--resume", action="store_true", help="continue each seed from its state in --out; "
+                        "seeds whose result.json is complete are skipped")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the training step (default: on with a CUDA GPU, off on a CPU)")
+    model_names = _add_dataclass_flags(parser, ModelConfig, "model (ModelConfig)")
+    train_names = _add_dataclass_flags(parser, TrainConfig, "training (TrainConfig; --train-seq-len defaults to "
+                                       "--seq-len)", prefix_clash=("seq_len",))
+    args = parser.parse_args(argv)
+    try:
+        model_kw, train_kw = _configs_from_args(args, model_names, train_names)
+        seeds = _parse_seeds(args.seeds) if args.seeds else [train_kw.get("seed", 0)]
+        model_cfg = ModelConfig(**model_kw)
+        train_kw.setdefault("seq_len", model_cfg.seq_len)  # train on the model's full context unless told otherwise
+        train_cfg = TrainConfig(**train_kw)
+        _check_inputs(model_cfg, train_cfg)
+        if args.resume and not args.out:
+            raise ValueError("--resume needs --out DIR (where the training state was written)")
+        every = args.checkpoint_every if args.checkpoint_every is not None else (train_cfg.eval_every if args.out else 0)
+        if every and not args.out:
+            raise ValueError("--checkpoint-every needs --out DIR")
+    except (ValueError, TypeError, OSError, json.JSONDecodeError) as exc:
+        parser.error(str(exc))
+    rank, world = _init_distributed()
+    summaries = []
+    try:
+        for seed in seeds:
+            cfg = TrainConfig(**{**train_cfg.to_dict(), "seed": seed})
+            run_dir = Path(args.out) / f"seed{seed}" if args.out else None
+            if args.resume and run_dir is not None and (run_dir / "result.json").exists():
+                done = RunResult.load_json(run_dir / "result.json")
+                if done.stop_reason in ("max_steps", "diverged") and done.model_config == model_cfg \
+                        and done.train_config == cfg:
+                    if rank == 0:
+                        print(f"seed {seed}: already complete in {run_dir}, skipped")
+                    continue
+            resume = bool(args.resume and run_dir is not None and any((run_dir / "state").glob("state-*.json")))
+            result = train(model_cfg, cfg, progress=not args.no_progress, state_dir=run_dir / "state" if run_dir else None,
+                           checkpoint_every=every, resume=resume, compile=args.compile)
+            summary = {"seed": seed, "final_val": _finite_or_none(result.final_val), "steps_done": result.steps_done,
+                       "stop_reason": result.stop_reason, "diverged": result.diverged, "wall_s": result.wall_s,
+                       "tokens_per_s": result.tokens_per_s, "first_step_s": result.first_step_s,
+                       "tokens_seen": result.tokens_seen, "world_size": world}
+            summaries.append(summary)
+            if rank == 0:
+                if run_dir is not None:
+                    save_checkpoint(result.model, run_dir / "model.safetensors", result)
+                    prov = results.provenance(seeds=[seed], wall_s=result.wall_s, world_size=world,
+                                              device=result.device, resumed=resume)
+                    result.save_json(run_dir / "result.json", provenance=prov)
+                print(json.dumps(summary), flush=True)
+            if result.interrupted:
+                break
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
