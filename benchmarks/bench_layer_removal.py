@@ -1,8 +1,7 @@
 """The single-layer removal scan on SmolLM2-135M: reusing each layer's input vs re-running the model, side by side.
 
-``analysis.layer_removal_scan`` takes the input of layer i from one full pass and re-runs only layers i+1..L-1
-(the variants stacked into one batch per layer, the loss computed a vocabulary tile at a time);
-``analysis.layer_removal_scan_naive`` deletes layer i and calls the Hugging Face model as a user would,
+``analysis.layer_removal_scan`` takes the input of layer i from one full pass and re-runs only layers i+1..L-1;
+the naive scan (``naive_scan`` below) deletes layer i and calls the Hugging Face model as a user would,
 ``model(input_ids=..., labels=...)``, 30 times. Both run on the same tokens, fp32, one thread. Each measurement
 runs in its own child process (so its peak RSS is its own), the order alternates every repeat, and each method
 keeps its fastest repeat, so machine load hits both alike. The two scans' losses are compared too (they must
@@ -13,8 +12,7 @@ Token counts: notebook 01's live scan in workshop mode (budgets.SETTINGS["01"]["
 and one 128-token chunk (the size of the smoke runs).
 
 Target: reuse >= 1.6x faster. Work in layer-equivalents (the 576 x 49,152 head costs as much as ~8 layers):
-naive 31 x (30 layers + head) ~ 1,180; reuse 30 + 435 layers + 31 heads ~ 710, so ~1.65x from the reuse
-alone; batching and the tiled head make each unit of work cheaper on top of that.
+naive 31 x (30 layers + head) ~ 1,180; reuse 30 + 435 layers + 31 heads ~ 710, so ~1.65x from the reuse.
 
 Run:  COD_THREADS=1 .venv/bin/python benchmarks/bench_layer_removal.py [--repeats 2] [--cases 2x256,1x128]
 Writes benchmarks/results/layer_removal.json and the table in benchmarks/README.md.
@@ -35,22 +33,38 @@ HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- layer_removal table: begin -->", "<!-- layer_removal table: end -->"
 
 
+def naive_scan(model, idx):
+    """The scan as a user would write it: delete each layer in turn and call the model with labels."""
+    import torch
+
+    from curse_of_depth import analysis, hf
+
+    with torch.no_grad():
+        base = float(model(input_ids=idx, labels=idx, use_cache=False).loss)
+        losses = []
+        for i in range(hf.num_layers(model)):
+            with hf.without_layers(model, [i]):
+                losses.append(float(model(input_ids=idx, labels=idx, use_cache=False).loss))
+    return analysis.RemovalScan(base, losses, int(idx[:, 1:].numel()), list(range(len(losses))))
+
+
 def worker(method: str, chunks: int, seq: int) -> dict:
     import torch
 
-    from curse_of_depth import analysis, configure_threads, hf
+    from curse_of_depth import analysis, hf
+    from curse_of_depth.workshop.runtime import configure_threads, peak_rss_mb
 
     configure_threads()
     model, tok = hf.load_pretrained(dtype=torch.float32, progress=False)
     idx = hf.shakespeare_tokens(tok, chunks, seq)
-    rss_loaded = hf.peak_rss_mb()
+    rss_loaded = peak_rss_mb()
     t, c = time.perf_counter(), time.process_time()
     if method == "reuse":
         scan = analysis.layer_removal_scan(model, idx, progress=False)
     else:
-        scan = analysis.layer_removal_scan_naive(model, idx)
+        scan = naive_scan(model, idx)
     seconds, cpu = time.perf_counter() - t, time.process_time() - c
-    return {"method": method, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": hf.peak_rss_mb(),
+    return {"method": method, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb(),
             "rss_after_load_mb": rss_loaded, "losses": scan.losses, "base_loss": scan.base_loss,
             "threads": torch.get_num_threads()}
 

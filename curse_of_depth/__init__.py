@@ -7,9 +7,10 @@ doctor, widgets, the results pack, the sweep); the core never needs it.
 
 import os as _os
 
-# Must happen before torch loads its OpenMP runtime (GNU libgomp in the Linux wheels), so it is the one thing
-# done at import: idle OpenMP workers spin far less, which keeps a training step fast when another process
-# briefly takes a core (benchmarks/README.md). No effect once torch is loaded; a value the user set is kept.
+# Must happen before torch loads its OpenMP runtime (GNU libgomp in the Linux wheels), so it is the
+# one thing done at import: idle OpenMP workers spin far less, which keeps a training step fast when
+# another process briefly takes a core (benchmarks/README.md). No effect once torch is loaded; a
+# value the user set is kept.
 _os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 from .model import NORM_LABELS, NORMS, CausalLM, ModelConfig, build_model  # noqa: E402

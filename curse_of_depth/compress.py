@@ -6,8 +6,10 @@ Layer dropping: four rules choose which ``n`` layers go.
 
 - ``angular`` (Gromov et al., 2024): the block of ``n`` consecutive layers whose input and output
   are closest in angle, d(h_l, h_{l+n}) smallest.
-- ``block_influence`` (ShortGPT, Men et al., 2024): the ``n`` layers with the lowest 1 - cos(in, out).
-- ``measured``: the ``n`` layers whose single removal costs the least loss (measured, not predicted).
+- ``block_influence`` (ShortGPT, Men et al., 2024): the ``n`` layers with the lowest 1 - cos(in,
+  out).
+- ``measured``: the ``n`` layers whose single removal costs the least loss (measured, not
+  predicted).
 - ``last``: the ``n`` deepest layers *before* the final one, the simple baseline of Gromov et al.
   (the final layer is kept: removing it alone multiplies SmolLM2's perplexity by ~15, and any rule
   beats a baseline that deletes it).
@@ -54,7 +56,8 @@ def layers_to_drop(rule: str, n: int, n_layers: int, *, dist: torch.Tensor | Non
     """The ``n`` layers (0-based, sorted) that ``rule`` removes (notebook 06).
 
     ``dist``: the ``(L+1, L+1)`` angular-distance matrix (``analysis.angular_distance_matrix``);
-    ``influence``: Block Influence per layer; ``cost``: loss increase when each single layer is removed.
+    ``influence``: Block Influence per layer; ``cost``: loss increase when each single layer is
+    removed.
     """
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
@@ -94,8 +97,8 @@ def layer_drop_curves(model: nn.Module | LayerStack, idx: torch.Tensor, ns: Sequ
                       progress: bool = True) -> dict:
     """Perplexity against the number of dropped layers for each rule (notebook 06).
 
-    The rankings (``dist``, ``influence``, ``cost``) should come from calibration text; ``idx`` is the
-    evaluation text. Returns ``{"base_loss", "n", "points": [DropPoint as dict, ...]}``.
+    The rankings (``dist``, ``influence``, ``cost``) should come from calibration text; ``idx`` is
+    the evaluation text. Returns ``{"base_loss", "n", "points": [DropPoint as dict, ...]}``.
     """
     from tqdm.auto import tqdm
 
@@ -160,7 +163,8 @@ def outlier_ratio(scores: Sequence[torch.Tensor], m: float = OWL_M) -> float:
 
 def owl_ratios(outliers: Sequence[float], target: float, lam: float = OWL_LAMBDA) -> list[float]:
     """Per-block sparsity from outlier ratios, as in OWL's code: ratios mapped linearly to ``[0, 2 lambda]``,
-    centred, and subtracted from the target (more outliers -> less sparsity); they average to ``target``."""
+    centred, and subtracted from the target (more outliers -> less sparsity); they average to ``target``.
+    """
     o = torch.as_tensor(outliers, dtype=torch.float64)
     if not 0.0 < target < 1.0 or not 0.0 <= lam < min(target, 1 - target):
         raise ValueError(f"need 0 < target < 1 and 0 <= lambda < min(target, 1 - target); got {target}, {lam}")
@@ -173,9 +177,10 @@ def owl_ratios(outliers: Sequence[float], target: float, lam: float = OWL_LAMBDA
 def _prune_rows(w: torch.Tensor, scores: torch.Tensor, ratio: float) -> None:
     """Zero the lowest-scoring ``ratio`` of each output row of ``w``, in place.
 
-    The k-th smallest score of each row (``kthvalue``, a selection) is the threshold; rows where ties at the
-    threshold would prune more than k entries fall back to ``topk``. The same weights as ``topk`` + ``scatter_``
-    for every row, at ~2.5x the speed (the sparsity table of notebook 06 spent most of its time here).
+    The k-th smallest score of each row (``kthvalue``, a selection) is the threshold; rows where
+    ties at the threshold would prune more than k entries fall back to ``topk``. The same weights as
+    ``topk`` + ``scatter_`` for every row, at ~2.5x the speed (the sparsity table of notebook 06
+    spent most of its time here).
     """
     k = int(round(w.shape[1] * ratio))
     if k <= 0:
@@ -279,9 +284,10 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
                    progress: bool = True, dense_loss: float | None = None) -> dict:
     """Perplexity of each method at each sparsity on ``eval_idx`` (notebook 06).
 
-    ``dense_loss``: the unpruned model's loss on ``eval_idx`` when already measured (e.g. the ``base_loss``
-    of ``layer_drop_curves`` on the same tokens); measured here otherwise.
-    Returns ``{"dense_loss", "rows": [{"method", "sparsity", "loss", "achieved", "ratios", "outliers"}, ...]}``.
+    ``dense_loss``: the unpruned model's loss on ``eval_idx`` when already measured (e.g. the
+    ``base_loss`` of ``layer_drop_curves`` on the same tokens); measured here otherwise. Returns
+    ``{"dense_loss", "rows": [{"method", "sparsity", "loss", "achieved", "ratios", "outliers"},
+    ...]}``.
     """
     from tqdm.auto import tqdm
 

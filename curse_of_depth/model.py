@@ -196,9 +196,10 @@ class CausalLM(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        # Built on the meta device and given storage afterwards: every parameter is drawn by reset_parameters
-        # below, so the modules' own default inits (Kaiming-uniform for every Linear) would be thrown away; skipping
-        # them halves the time to build a 128-block model (notebook 02 builds several).
+        # Built on the meta device and given storage afterwards: every parameter is drawn by
+        # reset_parameters below, so the modules' own default inits (Kaiming-uniform for every
+        # Linear) would be thrown away; skipping them halves the time to build a 128-block model
+        # (notebook 02 builds several).
         with torch.device("meta"):
             self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
             self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(1, cfg.n_layers + 1))

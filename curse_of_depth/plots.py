@@ -26,11 +26,16 @@ _BASE = {
 _PROJECTOR = {"font.size": 15, "figure.figsize": (11, 6), "lines.linewidth": 2.5, "figure.dpi": 110}
 
 
+_styled = False
+
+
 def use_style(projector: bool = False) -> None:
-    """Apply the kit's style; ``projector=True`` enlarges fonts, lines and figures for a live room."""
+    """Apply the kit's style (the first kit figure does); ``projector=True`` enlarges fonts, lines and figures."""
+    global _styled
     mpl.rcParams.update(_BASE)
     if projector:
         mpl.rcParams.update(_PROJECTOR)
+    _styled = True
 
 
 def present(on: bool = True) -> None:
@@ -40,6 +45,9 @@ def present(on: bool = True) -> None:
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kw):
+    """``plt.subplots`` in the kit's style, sized for the number of panels."""
+    if not _styled:
+        use_style()
     width, height = mpl.rcParams["figure.figsize"]
     kw.setdefault("figsize", (width * (1 if ncols == 1 else min(ncols, 3) / 1.6), height * (1 if nrows == 1 else nrows / 1.3)))
     kw.setdefault("constrained_layout", True)
@@ -53,46 +61,12 @@ def show(fig=None) -> None:
         plt.close(fig)
 
 
-use_style()
 
+# ======================================================== notebooks 03-04: live training and inside
+# Plot functions of notebooks 03 (train it live) and 04 (inside the trained models). They take
+# ``stats.Band`` objects and plain per-block lists, never models.
 
-# ============================================================================ notebooks 03-04: live training and inside
-# Plot functions of notebooks 03 (train it live) and 04 (inside the trained models). They take ``stats.Band``
-# objects and plain per-block lists, never models.
-
-UNIGRAM_NATS = 3.30  # character unigram entropy of the Shakespeare corpus (probe_training.md): the starting plateau
-
-
-def draw_bands(ax, bands: dict, norms=None, alpha: float = 0.18, label_suffix: str = "") -> None:
-    """Shade each norm's seed band (min to max) and draw its mean. Notebook 03."""
-    for norm in norms or list(bands):
-        if norm not in bands:
-            continue
-        b = bands[norm]
-        color = NORM_COLORS.get(norm, "gray")
-        ax.fill_between(b.steps, b.lo, b.hi, color=color, alpha=alpha, lw=0)
-        ax.plot(b.steps, b.mean, color=color, lw=1.2, ls="--",
-                label=f"{NORM_LABELS.get(norm, norm)}: {b.n} seeds{label_suffix}")
-
-
-def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None, title: str | None = None):
-    """One panel per configuration (``{title: {norm: Band}}``), each band shaded over its seeds. Notebook 03.
-
-    ``live`` maps a panel title to ``{norm: (steps, losses)}`` curves drawn solid on top.
-    """
-    fig, axes = subplots(1, len(bands_by_panel), squeeze=False)
-    for ax, (panel, bands) in zip(axes[0], bands_by_panel.items()):
-        draw_bands(ax, bands, norms)
-        for norm, (steps, losses) in (live or {}).get(panel, {}).items():
-            ax.plot(steps, losses, color=NORM_COLORS.get(norm, "k"), lw=2.2, marker="o", ms=3,
-                    label=f"{NORM_LABELS.get(norm, norm)}: your live run")
-        ax.axhline(UNIGRAM_NATS, color="gray", lw=0.8, ls=":")
-        ax.text(ax.get_xlim()[1], UNIGRAM_NATS, " unigram", va="center", ha="left", color="gray", fontsize="small")
-        ax.set(title=panel, xlabel="training step", ylabel="validation loss (nats/char)")
-        ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return fig
+UNIGRAM_NATS = 3.30  # character unigram entropy of the Shakespeare corpus: the plateau training starts on
 
 
 def plot_gaps(gaps: dict):
@@ -166,8 +140,9 @@ def plot_per_block(series: dict, ylabel: str, log: bool = False, ax=None, refere
 def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
     """The four per-block diagnostics of notebook 04, Pre-LN vs LNS side by side.
 
-    ``diagnostics`` maps a norm to ``{"variance", "angular", "skip_delta", "grad_norm"}`` lists (block 1..L).
-    The skip-one-block panel uses a symlog axis, because block 1 costs 100x more than any other block.
+    ``diagnostics`` maps a norm to ``{"variance", "angular", "skip_delta", "grad_norm"}`` lists
+    (block 1..L). The skip-one-block panel uses a symlog axis, because block 1 costs 100x more than
+    any other block.
     """
     import numpy as np
 
@@ -192,38 +167,7 @@ def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
     return fig
 
 
-# ============================================================================ notebook 00: the map of the day
-
-
-def plot_day_map(rows: list[dict], title: str | None = "The day: time per notebook (workshop mode)"):
-    """Horizontal bars: each notebook's time on the reference 2-core CPU and, if probed, here (notebook 00).
-
-    ``rows`` is ``curse_of_depth.workshop.doctor.day_map()``: dicts with notebook, title, reference_s, here_s.
-    Notebooks without a recorded time are listed with no bar ("not measured").
-    """
-    import numpy as np
-
-    fig, ax = subplots()
-    y = np.arange(len(rows))[::-1]
-    ref = [r["reference_s"] or 0.0 for r in rows]
-    here = [r["here_s"] or 0.0 for r in rows]
-    has_here = any(r["here_s"] is not None for r in rows)
-    h = 0.38 if has_here else 0.6
-    ax.barh(y + (h / 2 if has_here else 0), ref, height=h, color="#7f7f7f", label="reference 2-core CPU")
-    if has_here:
-        ax.barh(y - h / 2, here, height=h, color="#1f77b4", label="this machine (estimate)")
-    for yi, r in zip(y, rows):
-        if r["reference_s"] is None:
-            ax.text(0, yi, "  not measured yet", va="center", fontsize="small", color="#7f7f7f")
-    ax.set_yticks(y, [f'{r["notebook"]} {r["title"]}' for r in rows])
-    ax.set_xlabel("seconds")
-    ax.legend(loc="lower right")
-    if title:
-        ax.set_title(title)
-    return fig
-
-
-# ============================================================================ notebook 02: why Pre-LN variance grows
+# =========================================================== notebook 02: why Pre-LN variance grows
 
 
 def _curve(c, key: str):
@@ -271,9 +215,10 @@ def _draw_column(ax, x0: float, items: list, title: str, color: str) -> None:
 def plot_block_equations():
     """The four block types side by side, drawn: where each norm sits (notebook 02).
 
-    Spine = the residual stream; boxes to its right = a branch (attention or SwiGLU) that reads the stream and
-    adds to it. A norm on the spine (Post-LN) re-normalizes the stream itself; a norm in a branch (Pre-LN, LNS)
-    only normalizes what the branch reads, so the stream keeps every addition.
+    Spine = the residual stream; boxes to its right = a branch (attention or SwiGLU) that reads the
+    stream and adds to it. A norm on the spine (Post-LN) re-normalizes the stream itself; a norm in
+    a branch (Pre-LN, LNS) only normalizes what the branch reads, so the stream keeps every
+    addition.
     """
     norm_c, scale_c, sub_c = "#fde0c5", "#c6dbef", "#eeeeee"
     pre = [("branch", [("RMSNorm", norm_c), ("Attention", sub_c)]),
@@ -367,7 +312,8 @@ def plot_recursions(series: dict, title: str | None = None, log: bool = True, ax
 def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: bool = True, ax=None, reference=None):
     """A per-block probe (Jacobian distance, gradient norm) per norm: mean over seeds, dots at probed blocks.
 
-    ``probes[norm]`` is a theory.BlockProbe or its to_dict(); ``reference`` = optional (blocks, values, label).
+    ``probes[norm]`` is a theory.BlockProbe or its to_dict(); ``reference`` = optional (blocks,
+    values, label).
     """
     import numpy as np
 
@@ -409,7 +355,7 @@ def draw_variance_explorer(ax, data: dict) -> None:
     ax.legend(fontsize=7, loc="lower right")
 
 
-# ============================================================================ notebook 05: LNS for your own HF model
+# =========================================================== notebook 05: LNS for your own HF model
 # Plot functions of notebook 05. They take per-layer lists and (step, loss) lists, never models.
 
 
@@ -446,9 +392,10 @@ def plot_lns_trainer_curves(curves: dict, title: str | None = None, plateau: flo
     return fig
 
 
-# ============================================================================ notebooks 01 and 06: a real LLM
-# Plot functions of notebooks 01 (the curse in a real LLM) and 06 (exploiting it). They take the plain dicts of
-# ``analysis.layer_report`` / ``compress.compression_report`` (live or from the results pack), never models.
+# ================================================================== notebooks 01 and 06: a real LLM
+# Plot functions of notebooks 01 (the curse in a real LLM) and 06 (exploiting it). They take the
+# plain dicts of ``analysis.layer_report`` / ``compress.compression_report`` (live or from the
+# results pack), never models.
 
 
 def plot_residual_growth(rms: list, rms_with_first: list | None = None, contrast: dict | None = None,
@@ -499,7 +446,8 @@ def plot_block_heatmap(heat, title: str | None = None):
 def plot_removal_cost(ratio: list, angular: list | None = None, reference: list | None = None,
                       layers: list | None = None, title: str | None = None):
     """Perplexity ratio when each single layer is removed (log axis), beside the angular distance it is
-    often predicted from. ``reference``: the stored larger-sample ratios, drawn as a line. Notebook 01."""
+    often predicted from. ``reference``: the stored larger-sample ratios, drawn as a line. Notebook 01.
+    """
     n_panels = 2 if angular is not None else 1
     fig, axes = subplots(n_panels, 1, sharex=True)
     ax = axes[0] if n_panels == 2 else axes
@@ -595,63 +543,4 @@ def plot_sparsity(table: dict, live: dict | None = None, title: str | None = Non
     ax2.set_ylabel("sparsity given to the layer")
     ax2.set_title("OWL: fewer zeros where outliers live")
     ax2.legend(fontsize="small")
-    return fig
-
-
-# ------------------------------------------------------------------------------ notebook 07: the scale map
-
-
-def _map_series(rows: list[dict], corpus: str, d_model: int, gap_key: str) -> dict:
-    """{tokens: [(depth, gap row, Pre-LN redundancy, LNS redundancy), ...]} of one corpus and width."""
-    series: dict = {}
-    for r in rows:
-        p = r["point"]
-        if not r.get("complete") or p["corpus"] != corpus or p["d_model"] != d_model or r.get(gap_key) is None:
-            continue
-        pre = r["arms"].get("pre@0.003", {}).get("redundancy")
-        lns = r["arms"].get("lns@0.003", {}).get("redundancy")
-        series.setdefault(p["tokens"], []).append((p["n_layers"], r[gap_key], pre, lns))
-    return {t: sorted(v, key=lambda x: x[0]) for t, v in sorted(series.items())}
-
-
-def plot_scale_map(rows: list[dict], gap_key: str = "gap_same_lr", title: str | None = None):
-    """Left: LNS - Pre-LN validation gap (mean +- sd over paired seeds) against depth, one line per token budget.
-    Right: Pre-LN's (solid) and LNS's (dashed) loss increase when one block of the deepest third is skipped.
-
-    Takes ``results.load("scale_map")["data"]["summary"]`` rows. Notebook 07.
-    """
-    fig, (ax, ax2) = subplots(1, 2)
-    styles = [("gcide", 128, "o", "-"), ("gcide-bpe", 128, "s", ":"), ("gcide", 256, "D", "--")]
-    token_colors = {}
-    for corpus, width, marker, ls in styles:
-        for tokens, pts in _map_series(rows, corpus, width, gap_key).items():
-            color = token_colors.setdefault(tokens, f"C{len(token_colors)}")
-            depth = [p[0] for p in pts]
-            label = f"{tokens / 1e6:g}M tokens, {'BPE' if corpus.endswith('bpe') else 'char'}, d{width}"
-            ax.errorbar(depth, [p[1]["mean"] for p in pts], yerr=[p[1]["sd"] for p in pts], marker=marker, ls=ls,
-                        color=color, capsize=3, label=label)
-            for k, (norm_ls, alpha) in enumerate((("-", 1.0), ("--", 0.6))):
-                red = [p[2 + k] for p in pts]
-                keep = [(d, r) for d, r in zip(depth, red) if r is not None]
-                if keep:
-                    ax2.errorbar([d for d, _ in keep], [max(r["mean_delta"], 1e-5) for _, r in keep],
-                                 yerr=[r["sd_delta"] for _, r in keep], marker=marker, ls=norm_ls, color=color,
-                                 alpha=alpha, capsize=3, label=f"{'Pre-LN' if k == 0 else 'LNS'}, {label}")
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("depth (blocks)")
-    ax.set_ylabel("LNS − Pre-LN final val loss (nats)")
-    ax.set_title(title or "below 0: LNS ahead · above 0: Pre-LN ahead")
-    ax.legend(fontsize="x-small")
-    ax2.set_xscale("log", base=2)
-    ax2.set_yscale("log")
-    ax2.set_xlabel("depth (blocks)")
-    ax2.set_ylabel("loss increase when one deep block is skipped")
-    ax2.set_title("deepest third: mean skip cost per block")
-    ax2.legend(fontsize="xx-small", ncol=1)
-    for a in (ax, ax2):
-        depths = sorted({r["point"]["n_layers"] for r in rows if r.get("complete")})
-        if depths:
-            a.set_xticks(depths, [str(d) for d in depths])
-    ax2.set_ylim(bottom=max(1e-5, ax2.get_ylim()[0]))
     return fig

@@ -1,10 +1,10 @@
 """Seed bands, paired gaps, and the checks and verdict lines of notebooks 02-04 and 07.
 
 A *band* is one norm's validation curve over several seeds of one configuration (trained on a GPU,
-stored in the results pack as ``bands_<tag>``). A live run with seed 0 shares its init and data order
-with the band's seed-0 run, so it should land inside the band. Notebook 03 explains the band, the paired
-gap between two norms and the verdict lines; notebook 07 reads the scale map's gaps with the same
-``PairedGap``. Each condition is a plain function of numbers, so a test can flip its input.
+stored in the results pack as ``bands_<tag>``). A live run with seed 0 shares its init and data
+order with the band's seed-0 run, so it should land inside the band. Notebook 03 explains the band,
+the paired gap between two norms and the verdict lines; notebook 07 reads the scale map's gaps with
+the same ``PairedGap``. Each condition is a plain function of numbers, so a test can flip its input.
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ class Band:
 def band_from_runs(norm: str, runs: Sequence[dict]) -> Band:
     """Stack the seeds' validation curves (they must share their evaluation steps).
 
-    A diverged run stops early: its curve must be a prefix of the others' schedule and is padded with NaN
-    (the band's statistics ignore NaN).
+    A diverged run stops early: its curve must be a prefix of the others' schedule and is padded
+    with NaN (the band's statistics ignore NaN).
     """
     if not runs:
         raise ValueError(f"no runs for norm {norm!r}: a band needs at least one seed")
@@ -171,11 +171,12 @@ def divergence_statement(label: str, band: Band) -> str:
 class PairedGap:
     """``b - a`` (final validation loss), paired by seed: runs with one seed share the init draw and the data order.
 
-    Every verdict reads the per-seed differences, never the two arms' own spreads: the seed-to-seed spread that
-    both arms share cancels in a difference. ``p`` is the two-sided paired t-test on the differences
-    (``scipy.stats.ttest_rel``). With 3-5 seeds it is the test that can detect a consistent gap: an exact sign
-    test cannot reach p < 0.05 with fewer than 6 seeds (its smallest two-sided p is 2 / 2^n: 0.25 at n = 3,
-    0.0625 at n = 5), so ``p_sign`` is reported beside it, as context, not as the verdict.
+    Every verdict reads the per-seed differences, never the two arms' own spreads: the seed-to-seed
+    spread that both arms share cancels in a difference. ``p`` is the two-sided paired t-test on the
+    differences (``scipy.stats.ttest_rel``). With 3-5 seeds it is the test that can detect a
+    consistent gap: an exact sign test cannot reach p < 0.05 with fewer than 6 seeds (its smallest
+    two-sided p is 2 / 2^n: 0.25 at n = 3, 0.0625 at n = 5), so ``p_sign`` is reported beside it, as
+    context, not as the verdict.
     """
 
     a: str
@@ -281,7 +282,8 @@ def paired_gap(band_a: Band, band_b: Band, alpha: float = ALPHA) -> PairedGap:
 def gap_statement(label: str, gap: PairedGap) -> str:
     """The verdict line for a paired gap: seeds, how many favour each side, the test and its outcome.
 
-    Only counts and the test's decision appear, never a float, so the line is the same wherever it is printed.
+    Only counts and the test's decision appear, never a float, so the line is the same wherever it
+    is printed.
     """
     a, b = NORM_LABELS.get(gap.a, gap.a), NORM_LABELS.get(gap.b, gap.b)
     counts = f"{gap.n} paired seeds: {gap.b_better} favour {b}, {gap.a_better} favour {a}"
@@ -291,14 +293,15 @@ def gap_statement(label: str, gap: PairedGap) -> str:
     return f"{label}: {win} reaches a lower validation loss than {lose} ({counts}; paired t-test p < {gap.alpha:g})"
 
 
-# ----------------------------------------------------------------------------- where a live run sits
+# ---------------------------------------------------------------------------- where a live run sits
 
 
 @dataclass
 class BandPosition:
     """Where a live validation curve sits relative to a band (compared at the band's steps).
 
-    The band's edges are its best and worst seed, widened on each side by ``margin`` (see ``band_position``).
+    The band's edges are its best and worst seed, widened on each side by ``margin`` (see
+    ``band_position``).
     """
 
     norm: str
@@ -335,11 +338,12 @@ def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, s
     live run's own evaluation steps (``at="live"``: a live run that evaluates every 20 steps against a band stored
     every 10; each live step must be a band step, and the band's last step must be among them).
 
-    The edges are the best and worst seed, widened by ``widen_sd`` seed standard deviations plus ``tolerance``
-    nats on each side. Why widen: the live run repeats one of the band's seeds on other hardware (fp32 CPU vs
-    bf16 GPU), so it differs from that seed's stored run by rounding; when that seed is the band's best or worst,
-    a bare min-max test would call a faithful repeat "outside". The live run must have been evaluated at the
-    band's steps (same schedule and ``eval_every``). Notebook 03.
+    The edges are the best and worst seed, widened by ``widen_sd`` seed standard deviations plus
+    ``tolerance`` nats on each side. Why widen: the live run repeats one of the band's seeds on
+    other hardware (fp32 CPU vs bf16 GPU), so it differs from that seed's stored run by rounding;
+    when that seed is the band's best or worst, a bare min-max test would call a faithful repeat
+    "outside". The live run must have been evaluated at the band's steps (same schedule and
+    ``eval_every``). Notebook 03.
     """
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     if steps.shape != losses.shape or steps.size == 0:
@@ -378,7 +382,7 @@ def band_statement(pos: BandPosition) -> str:
             "(best to worst seed, widened by one seed-sd)")
 
 
-# ----------------------------------------------------------------------------- variance growth with depth
+# ----------------------------------------------------------------------- variance growth with depth
 
 
 def variance_growth(variance_per_block: Sequence[float]) -> float:
@@ -410,7 +414,8 @@ def count_cheap_blocks(skip_delta: Sequence[float], threshold: float = 0.005) ->
 def deep_half_share(skip_delta: Sequence[float]) -> float:
     """The deep half's share of the summed skip-one-block loss increase, block 1 left out.
 
-    Near 0: the deep blocks are near-identity; near or above 0.5: they matter at least as much as the shallow ones.
+    Near 0: the deep blocks are near-identity; near or above 0.5: they matter at least as much as
+    the shallow ones.
     """
     d = np.clip(np.asarray(skip_delta, dtype=float)[1:], 0.0, None)
     if d.size < 2 or d.sum() == 0:
@@ -422,8 +427,9 @@ def deep_half_share(skip_delta: Sequence[float]) -> float:
 def lazy_half_statement(label: str, skip_pre: Sequence[float], skip_lns: Sequence[float]) -> str:
     """Which model's deep half is the lazier one, as measured (a verdict line: no floats). Notebook 04.
 
-    Compares ``deep_half_share`` of the two skip-one-block profiles: the model whose deep half carries the smaller
-    share of the loss increase is the one whose deep blocks are closer to the identity.
+    Compares ``deep_half_share`` of the two skip-one-block profiles: the model whose deep half
+    carries the smaller share of the loss increase is the one whose deep blocks are closer to the
+    identity.
     """
     pre, lns = deep_half_share(skip_pre), deep_half_share(skip_lns)
     lazier, other = ("LNS", "Pre-LN") if lns < pre else ("Pre-LN", "LNS")

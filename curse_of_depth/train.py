@@ -1,15 +1,17 @@
 """The trainer: AdamW with warmup and cosine decay, stopped by steps or wall-clock seconds. Notebook 03.
 
-``train(model_cfg, train_cfg)`` returns a ``RunResult`` (configs, curves, times, the trained model); notebook
-04 loads its checkpoints. It runs on a CPU, on one GPU (bf16 autocast, fp32 master weights, compiled) and
-under ``torchrun`` as DistributedDataParallel (``python -m curse_of_depth.train --help``). Choices:
+``train(model_cfg, train_cfg)`` returns a ``RunResult`` (configs, curves, times, the trained model);
+notebook 04 loads its checkpoints. It runs on a CPU, on one GPU (bf16 autocast, fp32 master weights,
+compiled) and under ``torchrun`` as DistributedDataParallel (``python -m curse_of_depth.train
+--help``). Choices:
 
-* every random draw has an explicit ``torch.Generator`` seeded from ``TrainConfig.seed``: two norms trained
-  with one seed start from the same draw and see identical batches;
-* the schedule is defined by ``max_steps`` even when ``max_seconds`` stops the run first, so a run cut
-  short by the clock is a prefix of the full run;
-* a non-finite loss, or one above ``diverge_factor`` x the first step's after warmup, ends the run with
-  ``diverged=True`` instead of raising: a Post-LN blow-up is a result to look at. Ctrl-C keeps the run.
+* every random draw has an explicit ``torch.Generator`` seeded from ``TrainConfig.seed``: two norms
+  trained with one seed start from the same draw and see identical batches;
+* the schedule is defined by ``max_steps`` even when ``max_seconds`` stops the run first, so a run
+  cut short by the clock is a prefix of the full run;
+* a non-finite loss, or one above ``diverge_factor`` x the first step's after warmup, ends the run
+  with ``diverged=True`` instead of raising: a Post-LN blow-up is a result to look at. Ctrl-C keeps
+  the run.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ DTYPES = ("auto", "fp32", "bf16")
 class TrainConfig:
     """How to train (notebook 03). Defaults: the recipe measured on a 2-core CPU (d=64, 4 heads, seq 128, batch 16, lr 3e-3).
 
-    ``batch_size`` is per process: under ``torchrun`` with N ranks a step sees N x batch_size sequences.
+    ``batch_size`` is per process: under ``torchrun`` with N ranks a step sees N x batch_size
+    sequences.
     """
 
     max_steps: int = 480
@@ -248,7 +251,8 @@ def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices and embeddings (ndim >= 2) only, never on norm gains. Notebook 03.
 
-    With ``weight_decay=0`` this is plain Adam (the paper's recipe); on a GPU the fused kernel is used.
+    With ``weight_decay=0`` this is plain Adam (the paper's recipe); on a GPU the fused kernel is
+    used.
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
@@ -332,11 +336,12 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None, progress:
           resume: bool = False, compile: bool | None = None) -> RunResult:
     """Train a fresh model (or ``model``) and return the ``RunResult``, with ``.model``. Notebook 03.
 
-    Stops at ``max_steps`` or ``max_seconds``, whichever comes first. ``callback(step, model, result)`` runs
-    at every validation point (step 0 included when ``eval_at_start``), on the model in eval mode; a truthy
-    return stops the run. ``state_dir`` + ``checkpoint_every`` write a resumable training state every N steps;
-    ``resume=True`` continues from it. ``compile`` runs the steps through ``torch.compile`` (default: on a
-    CUDA GPU only); evaluation and callbacks use the plain model.
+    Stops at ``max_steps`` or ``max_seconds``, whichever comes first. ``callback(step, model,
+    result)`` runs at every validation point (step 0 included when ``eval_at_start``), on the model
+    in eval mode; a truthy return stops the run. ``state_dir`` + ``checkpoint_every`` write a
+    resumable training state every N steps; ``resume=True`` continues from it. ``compile`` runs the
+    steps through ``torch.compile`` (default: on a CUDA GPU only); evaluation and callbacks use the
+    plain model.
     """
     run = _start(model_cfg, train_cfg, corpus, model, state_dir, checkpoint_every, resume, compile)
     run.bar = tqdm(total=train_cfg.max_steps, initial=run.step, disable=not progress or run.rank != 0, leave=True,
@@ -472,7 +477,7 @@ def _finish(run: _Run, stop: str) -> RunResult:
     return r
 
 
-# --------------------------------------------------------------------------- resumable training state
+# ------------------------------------------------------------------------- resumable training state
 
 
 def _save_state(run: _Run, folder: Path) -> None:
@@ -494,8 +499,9 @@ def _save_state(run: _Run, folder: Path) -> None:
 def write_state(folder: str | os.PathLike, payload: dict, meta: dict) -> Path:
     """``payload`` (``torch.save``) and ``meta`` (JSON, with the payload's sha256) as a new pair of files.
 
-    The JSON is written last and commits the pair; older pairs are removed only after it. An interruption
-    at any moment leaves the previous pair or the new one intact, and ``read_state`` takes the newest intact.
+    The JSON is written last and commits the pair; older pairs are removed only after it. An
+    interruption at any moment leaves the previous pair or the new one intact, and ``read_state``
+    takes the newest intact.
     """
     folder = Path(folder)
     buf = io.BytesIO()
@@ -543,7 +549,7 @@ def _resume(run: _Run, folder: Path) -> None:
     run.prior_train_s = saved.tokens_seen / saved.tokens_per_s if saved.tokens_per_s else 0.0
 
 
-# ----------------------------------------------------------------------------------------- checkpoints
+# -------------------------------------------------------------------------------------- checkpoints
 
 
 def save_checkpoint(model: CausalLM, path: str | os.PathLike, result: RunResult | None = None) -> Path:
@@ -591,7 +597,8 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = 
                   progress: bool = True, callback=None, folder: str | os.PathLike | None = None) -> RunResult:
     """A cached run when one with the same configs (and corpus, and code format) is stored and intact, else train.
 
-    Interrupted runs are returned but not cached. ``result.from_cache`` says which happened. Notebooks 03 and 04.
+    Interrupted runs are returned but not cached. ``result.from_cache`` says which happened.
+    Notebooks 03 and 04.
     """
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
     _check_inputs(model_cfg, train_cfg, corpus)

@@ -30,11 +30,10 @@ of tokens reads about once, offline. What we chose, and why:
   much of the device budget), and the small public-domain text packages on
   PyPI (a few kB each).
 
-Source acquisition: ``COD_GCIDE_DICT=/path/to/gcide.dict.dz``, or a copy in
-``<data_dir>/gcide/``, or ``apt-get download dict-gcide`` (Debian/Ubuntu).
-The file is checked against a recorded sha256 before use.
-Registered with ``curse_of_depth.data.load_corpus`` when ``curse_of_depth.workshop`` is imported: ``gcide``
-(characters), ``gcide-bpe``, ``shakespeare-bpe``.
+Source acquisition: ``COD_GCIDE_DICT=/path/to/gcide.dict.dz``, or a copy in ``<data_dir>/gcide/``,
+or ``apt-get download dict-gcide`` (Debian/Ubuntu). The file is checked against a recorded sha256
+before use. Registered with ``curse_of_depth.data.load_corpus`` when ``curse_of_depth.workshop`` is
+imported: ``gcide`` (characters), ``gcide-bpe``, ``shakespeare-bpe``.
 """
 
 from __future__ import annotations
@@ -217,7 +216,7 @@ def load_gcide() -> Corpus:
     return _cached(gcide_dir() / "char", "gcide", _build_gcide_char)
 
 
-# ------------------------------------------------------------------------------------------------ BPE
+# ---------------------------------------------------------------------------------------------- BPE
 
 
 def tokenizer_path() -> Path:

@@ -2,8 +2,8 @@
 
 ``LiveSession`` trains each norm with its band's configuration over one shared, redrawn plot
 (``LivePlot``) and records the residual variance after every block (``Snapshots``); ``train_live``
-trains now and leaves the run in the train-or-load cache for notebook 04. The bands, gaps and verdict
-lines themselves are ``curse_of_depth.stats``.
+trains now and leaves the run in the train-or-load cache for notebook 04. The bands, gaps and
+verdict lines themselves are ``curse_of_depth.stats``.
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ def config_label(record: dict) -> str:
     return f"width {m['d_model']}, {m['n_layers']} blocks, {t['max_steps']}-step schedule"
 
 
-# ----------------------------------------------------------------------------- snapshots during training
+# ------------------------------------------------------------------------ snapshots during training
 
 
 class Snapshots:
     """A ``train(..., callback=...)`` callback that records a per-block measurement at chosen steps.
 
-    ``measure(model) -> list[float]`` (e.g. residual variance per block on a fixed batch) runs at each step in
-    ``at_steps``; ``record(step, model)`` takes one by hand (use it at step 0, before training).
-    Notebook 03 uses it to watch the variance profile grow during training.
+    ``measure(model) -> list[float]`` (e.g. residual variance per block on a fixed batch) runs at
+    each step in ``at_steps``; ``record(step, model)`` takes one by hand (use it at step 0, before
+    training). Notebook 03 uses it to watch the variance profile grow during training.
     """
 
     def __init__(self, measure, at_steps: Iterable[int]):
@@ -89,7 +89,7 @@ def variance_after_blocks(idx: torch.Tensor):
 
 
 
-# ----------------------------------------------------------------------------- the bands and the live plot
+# ---------------------------------------------------------------------- the bands and the live plot
 
 
 def draw_bands(ax, bands: dict[str, Band], norms: Sequence[str] | None = None, alpha: float = 0.18) -> None:
@@ -121,9 +121,9 @@ def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None, title
 class LivePlot:
     """A ``train`` callback that redraws every run's validation curve so far, over ``bands`` when given.
 
-    Pass one instance to several runs (each run's norm is read from its config): they share one figure,
-    updated in place while a person watches (``runtime.frontend_attached``); otherwise it draws nothing and
-    the notebook draws the finished figure once. Notebook 03.
+    Pass one instance to several runs (each run's norm is read from its config): they share one
+    figure, updated in place while a person watches (``runtime.frontend_attached``); otherwise it
+    draws nothing and the notebook draws the finished figure once. Notebook 03.
     """
 
     def __init__(self, bands: dict[str, Band] | None = None, title: str = "", norms: Sequence[str] | None = None):
@@ -174,9 +174,10 @@ class LivePlot:
 class LiveSession:
     """Notebook 03's live runs: each norm trained with the band's configuration, over one shared live plot.
 
-    ``run(norm)`` trains one norm now (``train_live``: never loaded, left in the cache for notebook 04),
-    records the residual variance after every block at each validation point, and redraws the plot; call it
-    in separate cells so no cell trains for long. ``runs`` and ``snapshots`` hold the results by norm.
+    ``run(norm)`` trains one norm now (``train_live``: never loaded, left in the cache for notebook
+    04), records the residual variance after every block at each validation point, and redraws the
+    plot; call it in separate cells so no cell trains for long. ``runs`` and ``snapshots`` hold the
+    results by norm.
     """
 
     def __init__(self, bands: dict[str, Band], configs: dict, corpus, probe_idx: torch.Tensor, title: str = ""):
@@ -206,8 +207,8 @@ class LiveSession:
 def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool = True):
     """Train now (never load), and leave the run in the ``train_or_load`` cache so notebook 04 reuses it.
 
-    Notebook 03 trains in front of the room even when an earlier run is cached; notebook 04 then loads
-    exactly this run with ``train_or_load(model_cfg, train_cfg)`` instead of training again.
+    Notebook 03 trains in front of the room even when an earlier run is cached; notebook 04 then
+    loads exactly this run with ``train_or_load(model_cfg, train_cfg)`` instead of training again.
     """
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
     shutil.rmtree(runs_dir() / run_key(model_cfg, train_cfg, corpus.fingerprint), ignore_errors=True)
@@ -217,11 +218,12 @@ def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool 
 def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int = 0, eval_every: int | None = None):
     """The (ModelConfig, TrainConfig) of a live run for each norm, copied from a stored band's configs.
 
-    Device and precision are left to this machine (fp32 on CPU), everything else (shape, schedule, seed,
-    evaluation batches) is the band's, so the live curve is comparable point by point. ``eval_every``, a multiple
-    of the band's, evaluates the live run at every k-th band point only (validation is ~35% of a live run's CPU
-    time at 9 points); compare it with ``band_position(..., at="live")``. Notebooks 03 and 04 must pass the same
-    value, or notebook 04 will not find notebook 03's runs in the cache.
+    Device and precision are left to this machine (fp32 on CPU), everything else (shape, schedule,
+    seed, evaluation batches) is the band's, so the live curve is comparable point by point.
+    ``eval_every``, a multiple of the band's, evaluates the live run at every k-th band point only
+    (validation is ~35% of a live run's CPU time at 9 points); compare it with ``band_position(...,
+    at="live")``. Notebooks 03 and 04 must pass the same value, or notebook 04 will not find
+    notebook 03's runs in the cache.
     """
     data = record.get("data", record)
     if "model" not in data or "train" not in data:

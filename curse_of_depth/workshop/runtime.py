@@ -47,7 +47,7 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# ------------------------------------------------------------------------------------------- threads
+# ------------------------------------------------------------------------------------------ threads
 
 
 def physical_cores() -> int:
@@ -120,7 +120,7 @@ def peak_rss_mb() -> float | None:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-# ------------------------------------------------------------------------------------- the front end
+# ------------------------------------------------------------------------------------ the front end
 
 
 def _in_kernel() -> bool:
@@ -154,11 +154,12 @@ def frontend_attached(env: Mapping[str, str] | None = None, ancestors: Sequence[
                       in_kernel: bool | None = None) -> bool:
     """Whether a person can see live updates and move sliders (widgets, live plots, the doctor).
 
-    First match wins: ``COD_WIDGETS=interactive`` / ``static`` forces it; no ipywidgets, or no IPython
-    kernel (plain python, a test, a script) -> False; a kernel started by a headless runner (its parent is
-    nbconvert, nbclient, papermill, pytest/nbval/nbmake or jupyter-execute) -> False; otherwise (a kernel
-    under JupyterLab, Notebook, VS Code or Colab) -> True. Notebook 02 shows both outcomes.
-    ``env``, ``ancestors`` and ``in_kernel`` default to the real process; tests pass their own.
+    First match wins: ``COD_WIDGETS=interactive`` / ``static`` forces it; no ipywidgets, or no
+    IPython kernel (plain python, a test, a script) -> False; a kernel started by a headless runner
+    (its parent is nbconvert, nbclient, papermill, pytest/nbval/nbmake or jupyter-execute) -> False;
+    otherwise (a kernel under JupyterLab, Notebook, VS Code or Colab) -> True. Notebook 02 shows
+    both outcomes. ``env``, ``ancestors`` and ``in_kernel`` default to the real process; tests pass
+    their own.
     """
     env = os.environ if env is None else env
     forced = env.get(WIDGETS_ENV, "").strip().lower()

@@ -39,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import plots
 from ..stats import ALPHA, PairedGap, gap_statement, paired
+from . import runtime
 
 SKIP_CHEAP = 0.005  # nats: a block whose removal costs less than this is "redundant"
 MIN_SEEDS = 3
@@ -164,7 +166,7 @@ def model_config(point: Point, arm: Arm, vocab_size: int):
                        seq_len=point.seq_len, norm=arm.norm)
 
 
-# ------------------------------------------------------------------------------------------- the grids
+# ---------------------------------------------------------------------------------------- the grids
 
 PRE, LNS, LNS_HI = Arm("pre", 3e-3), Arm("lns", 3e-3), Arm("lns", 1e-2)
 THREE_ARMS = (PRE, LNS, LNS_HI)  # Pre-LN; LNS at the same lr (the paper's protocol); LNS at a 3x higher lr
@@ -197,9 +199,10 @@ def recipe_grid() -> list[Point]:
     """The recipe map: Pre-LN, LNS and Peri-LN under the paper's and the kit's optimizer recipe, three learning
     rates each, at depth 24 and 48 (32M characters), then depth 12 and 96. Notebook 07.
 
-    Listed as *cells* (depth x recipe x lr, every norm and seed) in the order they decide the headline, so a
-    budget-limited call leaves complete cells: the shared lr 3e-3 first (with the clipping ablation, the paper's
-    recipe plus clipping), then the paper's own lr 1e-3, LNS's preferred 1e-2, and the remaining lrs.
+    Listed as *cells* (depth x recipe x lr, every norm and seed) in the order they decide the
+    headline, so a budget-limited call leaves complete cells: the shared lr 3e-3 first (with the
+    clipping ablation, the paper's recipe plus clipping), then the paper's own lr 1e-3, LNS's
+    preferred 1e-2, and the remaining lrs.
     """
     g, norms = "gcide", ("pre", "lns", "peri")
 
@@ -323,7 +326,7 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
     return record
 
 
-# --------------------------------------------------------------------------------------------- runner
+# ------------------------------------------------------------------------------------------- runner
 
 
 @dataclass
@@ -346,10 +349,11 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
              deadline_s: float | None = None, estimate_s=None, log=print, device_gb: float = 120.0) -> RunnerReport:
     """Run ``jobs`` as worker processes, ``per_device`` at a time on each GPU (or on the CPU when ``gpus`` is empty).
 
-    A job starts on a device only while the estimated memory of its runs (``memory_gb``) stays under ``device_gb``.
-    A job starts only if ``estimate_s(job)`` fits before the deadline; jobs still running at the deadline are
-    killed (their runs are then missing, never half-written: workers write atomically). Jobs whose result file
-    already exists are skipped, so a second call continues where the first stopped.
+    A job starts on a device only while the estimated memory of its runs (``memory_gb``) stays under
+    ``device_gb``. A job starts only if ``estimate_s(job)`` fits before the deadline; jobs still
+    running at the deadline are killed (their runs are then missing, never half-written: workers
+    write atomically). Jobs whose result file already exists are skipped, so a second call continues
+    where the first stopped.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     report = RunnerReport()
@@ -424,7 +428,7 @@ def throughput_estimator(rates: dict[str, float] | None = None, default_rate: fl
     return estimate
 
 
-# ---------------------------------------------------------------------------------------- aggregation
+# -------------------------------------------------------------------------------------- aggregation
 
 
 def load_records(folder: Path) -> list[dict]:
@@ -559,6 +563,64 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------------- the map's figure
+
+def _map_series(rows: list[dict], corpus: str, d_model: int, gap_key: str) -> dict:
+    """{tokens: [(depth, gap row, Pre-LN redundancy, LNS redundancy), ...]} of one corpus and width."""
+    series: dict = {}
+    for r in rows:
+        p = r["point"]
+        if not r.get("complete") or p["corpus"] != corpus or p["d_model"] != d_model or r.get(gap_key) is None:
+            continue
+        pre = r["arms"].get("pre@0.003", {}).get("redundancy")
+        lns = r["arms"].get("lns@0.003", {}).get("redundancy")
+        series.setdefault(p["tokens"], []).append((p["n_layers"], r[gap_key], pre, lns))
+    return {t: sorted(v, key=lambda x: x[0]) for t, v in sorted(series.items())}
+
+
+def plot_scale_map(rows: list[dict], gap_key: str = "gap_same_lr", title: str | None = None):
+    """Left: LNS - Pre-LN validation gap (mean +- sd over paired seeds) against depth, one line per token budget.
+    Right: Pre-LN's (solid) and LNS's (dashed) loss increase when one block of the deepest third is skipped.
+
+    Takes ``results.load("scale_map")["data"]["summary"]`` rows. Notebook 07.
+    """
+    fig, (ax, ax2) = plots.subplots(1, 2)
+    styles = [("gcide", 128, "o", "-"), ("gcide-bpe", 128, "s", ":"), ("gcide", 256, "D", "--")]
+    token_colors = {}
+    for corpus, width, marker, ls in styles:
+        for tokens, pts in _map_series(rows, corpus, width, gap_key).items():
+            color = token_colors.setdefault(tokens, f"C{len(token_colors)}")
+            depth = [p[0] for p in pts]
+            label = f"{tokens / 1e6:g}M tokens, {'BPE' if corpus.endswith('bpe') else 'char'}, d{width}"
+            ax.errorbar(depth, [p[1]["mean"] for p in pts], yerr=[p[1]["sd"] for p in pts], marker=marker, ls=ls,
+                        color=color, capsize=3, label=label)
+            for k, (norm_ls, alpha) in enumerate((("-", 1.0), ("--", 0.6))):
+                red = [p[2 + k] for p in pts]
+                keep = [(d, r) for d, r in zip(depth, red) if r is not None]
+                if keep:
+                    ax2.errorbar([d for d, _ in keep], [max(r["mean_delta"], 1e-5) for _, r in keep],
+                                 yerr=[r["sd_delta"] for _, r in keep], marker=marker, ls=norm_ls, color=color,
+                                 alpha=alpha, capsize=3, label=f"{'Pre-LN' if k == 0 else 'LNS'}, {label}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("depth (blocks)")
+    ax.set_ylabel("LNS − Pre-LN final val loss (nats)")
+    ax.set_title(title or "below 0: LNS ahead · above 0: Pre-LN ahead")
+    ax.legend(fontsize="x-small")
+    ax2.set_xscale("log", base=2)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("depth (blocks)")
+    ax2.set_ylabel("loss increase when one deep block is skipped")
+    ax2.set_title("deepest third: mean skip cost per block")
+    ax2.legend(fontsize="xx-small", ncol=1)
+    for a in (ax, ax2):
+        depths = sorted({r["point"]["n_layers"] for r in rows if r.get("complete")})
+        if depths:
+            a.set_xticks(depths, [str(d) for d in depths])
+    ax2.set_ylim(bottom=max(1e-5, ax2.get_ylim()[0]))
+    return fig
+
+
 def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Sequence[str] | None = None,
                       per_device: int = 6, deadline_s: float | None = None, results_folder: Path | None = None,
                       work_dir: Path | None = None) -> dict:
@@ -586,7 +648,7 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Seq
     return results.load(name, folder=results_folder)
 
 
-# ------------------------------------------------------------------------------------- the bands (03/04)
+# -------------------------------------------------------------------------------- the bands (03/04)
 
 BAND_TAGS = {
     "d64_L24_s80": dict(d_model=64, n_layers=24, n_heads=4, seq_len=128, batch_size=16, lr=3e-3, max_steps=80,
@@ -678,7 +740,7 @@ def collect_bands(folder: Path, command: str, save: bool = True, results_folder:
     return saved
 
 
-# ----------------------------------------------------------------------------------------------- CLI
+# ---------------------------------------------------------------------------------------------- CLI
 
 
 def _gpus(arg: str) -> list[str]:
@@ -689,7 +751,7 @@ def _gpus(arg: str) -> list[str]:
     return [g for g in arg.split(",") if g] if arg else []
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m curse_of_depth.workshop.sweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train a grid's missing runs as concurrent worker processes")
@@ -736,8 +798,71 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("status", help="print which points of a grid are complete and which runs are missing")
     s.add_argument("--grid", default="map", choices=sorted(GRIDS))
     s.add_argument("--runs", type=Path, nargs="+", required=True)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _cmd_run(args) -> int:
+    points = grid(args.grid)
+    if args.points:
+        by_key = {p.key: p for p in points}
+        unknown = set(args.points.split(",")) - set(by_key)
+        if unknown:
+            raise SystemExit(f"unknown point keys {sorted(unknown)}; known: {list(by_key)}")
+        points = [by_key[k] for k in args.points.split(",")]  # in the order given: longest first packs GPUs best
+    if args.first:
+        points = points[:args.first]
+    if args.depths:
+        points = [p for p in points if p.n_layers in {int(d) for d in args.depths.split(",")}]
+    est = throughput_estimator(json.loads(args.rates)) if args.rates else None
+    jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
+    if args.names:
+        wanted = set(args.names.read_text().split())
+        jobs = [j for j in jobs if j.name in wanted]
+    report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est, device_gb=args.device_gb)
+    print(json.dumps(asdict(report)))
+    return 0 if not report.failed else 1
+
+
+def _cmd_bands(args) -> int:
+    gpus = _gpus(args.gpus) or ["cpu"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i, (tag, norm) in enumerate((t, n) for t in args.tags.split(",") for n in BAND_NORMS):
+        env = dict(os.environ, COD_THREADS="1")
+        if gpus[0] != "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "band-group", "--tag", tag, "--norm", norm,
+               "--out", str(args.out / f"band_{tag}_{norm}.json"), "--dtype", args.dtype,
+               "--checkpoint-dir", str(args.out)]
+        procs.append((tag, norm, subprocess.Popen(cmd, env=env)))
+    bad = [(t, n) for t, n, p in procs if p.wait() != 0]
+    print("band groups failed:" if bad else "all band groups done", bad or "")
+    return 1 if bad else 0
+
+
+def _cmd_collect(args, records: list[dict]) -> int:
+    from . import results
+
+    points = grid(args.grid)
+    rows = summarize(points, records)
+    data = {"grid": args.grid, "points": [p.to_dict() for p in points], "summary": rows,
+            "missing": missing(points, records), "runs": records, "alpha": ALPHA, "skip_cheap": SKIP_CHEAP}
+    prov = results.provenance(seeds=sorted({int(r["seed"]) for r in records}),
+                              wall_s=sum(r.get("wall_s", 0.0) for r in records),
+                              command=args.command or " ".join(shlex.quote(a) for a in sys.argv),
+                              run_hardware=sorted({r.get("hardware", "") for r in records}),
+                              run_code_versions=sorted({r.get("code_version", "") for r in records}),
+                              note="wall_s is the sum over runs, which ran concurrently",
+                              run_code_note=args.code_note or None)
+    path = results.save(args.name, data, prov, folder=args.results_dir)
+    print(f"wrote {path}: {sum(r['complete'] for r in rows)}/{len(rows)} points complete")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.cmd in ("worker", "band-group"):
+        runtime.configure_threads()  # the runner sets COD_THREADS=1 for its worker processes
     if args.cmd == "worker":
         run_job(json.loads(args.spec), args.out)
         return 0
@@ -746,71 +871,22 @@ def main(argv: list[str] | None = None) -> int:
                        args.checkpoint_dir)
         return 0
     if args.cmd == "run":
-        points = grid(args.grid)
-        if args.points:
-            wanted = args.points.split(",")
-            unknown = set(wanted) - {p.key for p in points}
-            if unknown:
-                raise SystemExit(f"unknown point keys {sorted(unknown)}; known: {[p.key for p in points]}")
-            by_key = {p.key: p for p in points}
-            points = [by_key[k] for k in wanted]  # in the order given: longest first packs the GPUs best
-        if args.first:
-            points = points[:args.first]
-        if args.depths:
-            points = [p for p in points if p.n_layers in {int(d) for d in args.depths.split(",")}]
-        est = throughput_estimator(json.loads(args.rates)) if args.rates else None
-        jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
-        if args.names:
-            wanted = set(args.names.read_text().split())
-            jobs = [j for j in jobs if j.name in wanted]
-        report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est,
-                          device_gb=args.device_gb)
-        print(json.dumps(asdict(report)))
-        return 0 if not report.failed else 1
+        return _cmd_run(args)
     if args.cmd == "bands":
-        gpus = _gpus(args.gpus) or ["cpu"]
-        args.out.mkdir(parents=True, exist_ok=True)
-        procs = []
-        for i, (tag, norm) in enumerate((t, n) for t in args.tags.split(",") for n in BAND_NORMS):
-            env = dict(os.environ, COD_THREADS="1")
-            if gpus[0] != "cpu":
-                env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-            cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "band-group", "--tag", tag, "--norm", norm,
-                   "--out", str(args.out / f"band_{tag}_{norm}.json"), "--dtype", args.dtype,
-                   "--checkpoint-dir", str(args.out)]
-            procs.append((tag, norm, subprocess.Popen(cmd, env=env)))
-        bad = [(t, n) for t, n, p in procs if p.wait() != 0]
-        print("band groups failed:" if bad else "all band groups done", bad or "")
-        return 1 if bad else 0
+        return _cmd_bands(args)
     if args.cmd == "collect-bands":
         print(collect_bands(args.runs, args.command or " ".join(shlex.quote(a) for a in sys.argv),
                             results_folder=args.results_dir))
         return 0
-    points = grid(args.grid)
     records = [r for folder in args.runs for r in load_records(folder)]
     if args.cmd == "status":
+        points = grid(args.grid)
         done = [row["point"]["key"] for row in summarize(points, records) if row["complete"]]
         print(f"complete points ({len(done)}/{len(points)}):", ", ".join(done) or "none")
         for m in missing(points, records):
             print("missing:", m["point"], m["arm"], "seeds", m["seeds"])
         return 0
-    # collect
-    from . import results
-
-    rows = summarize(points, records)
-    hw = sorted({r.get("hardware", "") for r in records})
-    data = {"grid": args.grid, "points": [p.to_dict() for p in points], "summary": rows,
-            "missing": missing(points, records), "runs": records, "alpha": ALPHA,
-            "skip_cheap": SKIP_CHEAP}
-    prov = results.provenance(seeds=sorted({int(r["seed"]) for r in records}),
-                              wall_s=sum(r.get("wall_s", 0.0) for r in records),
-                              command=args.command or " ".join(shlex.quote(a) for a in sys.argv),
-                              run_hardware=hw, run_code_versions=sorted({r.get("code_version", "") for r in records}),
-                              note="wall_s is the sum over runs, which ran concurrently",
-                              run_code_note=args.code_note or None)
-    path = results.save(args.name, data, prov, folder=args.results_dir)
-    print(f"wrote {path}: {sum(r['complete'] for r in rows)}/{len(rows)} points complete")
-    return 0
+    return _cmd_collect(args, records)
 
 
 if __name__ == "__main__":

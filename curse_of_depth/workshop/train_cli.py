@@ -1,7 +1,8 @@
 """``python -m curse_of_depth.train``: the trainer's command line (CPU, one GPU, or several under torchrun).
 
-Each seed writes ``OUT/seed<S>/result.json`` (with provenance), ``model.safetensors`` and a resumable
-training state in ``state/``; ``--resume`` continues it. The trainer itself is ``curse_of_depth.train``.
+Each seed writes ``OUT/seed<S>/result.json`` (with provenance), ``model.safetensors`` and a
+resumable training state in ``state/``; ``--resume`` continues it. The trainer itself is
+``curse_of_depth.train``.
 """
 
 from __future__ import annotations

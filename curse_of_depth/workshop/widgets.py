@@ -1,9 +1,10 @@
 """Interactive explorers that degrade to a static figure when nobody can move a slider (notebook 02).
 
-An explorer is a drawing function ``draw(ax, **params)`` plus its controls. With a front end attached
-(``runtime.frontend_attached``), ``explore`` shows ipywidgets controls and redraws on every change;
-without one (nbconvert, nbval, a script, and so GitHub's stored outputs) it draws the same function at a
-few preset values as one static figure, so the committed notebook shows something real and CI tests it.
+An explorer is a drawing function ``draw(ax, **params)`` plus its controls. With a front end
+attached (``runtime.frontend_attached``), ``explore`` shows ipywidgets controls and redraws on every
+change; without one (nbconvert, nbval, a script, and so GitHub's stored outputs) it draws the same
+function at a few preset values as one static figure, so the committed notebook shows something real
+and CI tests it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from .runtime import frontend_attached
 def make_control(name: str, spec: Any, value: Any):
     """One ipywidgets control from a compact spec (notebook 02).
 
-    ``(min, max, step)`` of ints -> IntSlider, with a float anywhere -> FloatSlider; a list or tuple of other
-    values -> Dropdown; an existing ipywidgets widget is used as it is. Sliders update on release only, so a
-    slow ``draw`` runs once per change.
+    ``(min, max, step)`` of ints -> IntSlider, with a float anywhere -> FloatSlider; a list or tuple
+    of other values -> Dropdown; an existing ipywidgets widget is used as it is. Sliders update on
+    release only, so a slow ``draw`` runs once per change.
     """
     import ipywidgets as w
 
@@ -95,10 +96,10 @@ def explore(draw: Callable[..., None], controls: Mapping[str, Any], presets: Seq
     """Show ``draw`` with live controls, or as small multiples at ``presets`` when no front end is attached.
 
     ``draw(ax, **params)`` draws on a matplotlib axes (keep it a thin wrapper around tested library
-    functions); ``controls`` maps a parameter to a spec (see ``make_control``); ``defaults`` gives every
-    parameter's starting value (parameters without a control stay fixed); ``presets`` are the panels of the
-    static figure. ``interactive`` overrides ``runtime.frontend_attached``. Returns None, so the cell's text
-    output stays empty. Used in notebook 02.
+    functions); ``controls`` maps a parameter to a spec (see ``make_control``); ``defaults`` gives
+    every parameter's starting value (parameters without a control stay fixed); ``presets`` are the
+    panels of the static figure. ``interactive`` overrides ``runtime.frontend_attached``. Returns
+    None, so the cell's text output stays empty. Used in notebook 02.
     """
     missing = set(controls) - set(defaults)
     if missing:
