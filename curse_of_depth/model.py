@@ -30,6 +30,85 @@ NORMS = ("pre", "lns", "post", "mix", "peri")
 NORM_LABELS = {"pre": "Pre-LN", "lns": "LNS", "post": "Post-LN", "mix": "Mix-LN", "peri": "Peri-LN"}
 
 
+class Block(nn.Module):
+    """A decoder block; ``layer`` is 1-based, as in the paper. Where the norms sit is the story."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.post = layer <= cfg.n_post_blocks  # Post-LN (and Mix-LN's first blocks)
+        self.peri = cfg.norm == "peri"
+        self.scale = cfg.lns_factor(layer)  # 1/sqrt(layer) for LNS, else 1: a constant, not trained
+        self.ln_1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ln_2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp = SwiGLU(cfg)
+        if self.peri:  # Peri-LN also normalizes what each branch adds
+            self.ln_1_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.ln_2_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        if self.post:  # Post-LN: normalize the stream itself after each residual add
+            x = self.ln_1(x + self.attn(x, rope))
+            x = self.ln_2(x + self.mlp(x))
+        elif self.peri:  # Peri-LN: normalize each branch's input and output, never the stream
+            x = x + self.ln_1_out(self.attn(self.ln_1(x), rope))
+            x = x + self.ln_2_out(self.mlp(self.ln_2(x)))
+        else:  # Pre-LN; LayerNorm Scaling when self.scale = 1/sqrt(layer)
+            x = x + self.attn(self.ln_1(x) * self.scale, rope)
+            x = x + self.mlp(self.ln_2(x) * self.scale)
+        return x
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention with rotary position embeddings."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)  # q, k, v fused: one matmul
+        self.o_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = rope[0][:T].to(q.dtype), rope[1][:T].to(q.dtype)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, T, head_dim)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class SwiGLU(nn.Module):
+    """LLaMA's feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.hidden = cfg.hidden
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.hidden, bias=False)  # gate and up fused
+        self.down_proj = nn.Linear(cfg.hidden, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).split(self.hidden, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+def rope_cache(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (seq_len, head_dim), Hugging Face layout."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each feature pair (i, i + head_dim/2) by its position's angle (HF's rotate_half)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+
+
 @dataclass
 class ModelConfig:
     """Shape and norm placement of a decoder. All fields are JSON-friendly."""
@@ -105,88 +184,11 @@ class ModelConfig:
         return cls(**d)
 
 
-def rope_cache(seq_len: int, head_dim: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables of shape (seq_len, head_dim), Hugging Face layout."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair of features (i, i + head_dim/2) by its position's angle (Hugging Face's rotate_half)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
-
-
-class Attention(nn.Module):
-    """Causal multi-head self-attention with rotary position embeddings."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)  # q, k, v fused: one matmul
-        self.o_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        cos, sin = rope[0][:T].to(q.dtype), rope[1][:T].to(q.dtype)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, T, head_dim)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
-
-
-class SwiGLU(nn.Module):
-    """LLaMA's feed-forward: down(silu(gate(x)) * up(x))."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.hidden = cfg.hidden
-        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.hidden, bias=False)  # gate and up fused
-        self.down_proj = nn.Linear(cfg.hidden, cfg.d_model, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).split(self.hidden, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
-
-
-class Block(nn.Module):
-    """One decoder block. ``layer`` is 1-based, as in the paper. Where the norms sit is the whole story."""
-
-    def __init__(self, cfg: ModelConfig, layer: int):
-        super().__init__()
-        self.layer = layer
-        self.post = layer <= cfg.n_post_blocks  # Post-LN (and Mix-LN's first blocks)
-        self.peri = cfg.norm == "peri"
-        self.scale = cfg.lns_factor(layer)  # 1/sqrt(layer) for LNS, else 1: a constant, never trained or saved
-        self.ln_1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.attn = Attention(cfg)
-        self.ln_2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.mlp = SwiGLU(cfg)
-        if self.peri:  # Peri-LN also normalizes what each branch adds
-            self.ln_1_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-            self.ln_2_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        if self.post:  # Post-LN: normalize the stream itself after each residual add
-            x = self.ln_1(x + self.attn(x, rope))
-            x = self.ln_2(x + self.mlp(x))
-        elif self.peri:  # Peri-LN: normalize the branch's input and its output; the stream is never normalized
-            x = x + self.ln_1_out(self.attn(self.ln_1(x), rope))
-            x = x + self.ln_2_out(self.mlp(self.ln_2(x)))
-        else:  # Pre-LN; LayerNorm Scaling when self.scale = 1/sqrt(layer)
-            x = x + self.attn(self.ln_1(x) * self.scale, rope)
-            x = x + self.mlp(self.ln_2(x) * self.scale)
-        return x
-
-
 @dataclass
 class ModelOutput:
     logits: torch.Tensor
     loss: torch.Tensor | None = None
-    hidden_states: list[torch.Tensor] = field(default_factory=list)  # [embeddings, after block 1, ..., after block L]
+    hidden_states: list[torch.Tensor] = field(default_factory=list)  # embeddings, after block 1..L
 
 
 class CausalLM(nn.Module):
@@ -214,13 +216,14 @@ class CausalLM(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """N(0, init_std) for every matrix, gains at 1; scaled_init shrinks the residual outputs."""
-        out_std = self.cfg.init_std / math.sqrt(2 * self.cfg.n_layers) if self.cfg.scaled_init else self.cfg.init_std
+        std = self.cfg.init_std
+        out_std = std / math.sqrt(2 * self.cfg.n_layers) if self.cfg.scaled_init else std
         for name, p in self.named_parameters():
             if p.ndim == 1:
                 p.fill_(1.0)
             else:
-                std = out_std if name.endswith(("o_proj.weight", "down_proj.weight")) else self.cfg.init_std
-                p.normal_(0.0, std, generator=generator)
+                residual_out = name.endswith(("o_proj.weight", "down_proj.weight"))
+                p.normal_(0.0, out_std if residual_out else std, generator=generator)
 
     @property
     def rope(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,10 +231,9 @@ class CausalLM(nn.Module):
 
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
         if idx.shape[-1] > self.cfg.seq_len:
-            raise ValueError(
-                f"sequence length {idx.shape[-1]} exceeds the model's context seq_len={self.cfg.seq_len}; "
-                f"build the model with ModelConfig(seq_len={idx.shape[-1]}) or feed shorter sequences"
-            )
+            raise ValueError(f"sequence length {idx.shape[-1]} exceeds the model's context seq_len="
+                             f"{self.cfg.seq_len}; build the model with ModelConfig(seq_len="
+                             f"{idx.shape[-1]}) or feed shorter sequences")
         return self.tok_emb(idx)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
@@ -239,8 +241,8 @@ class CausalLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 output_hidden_states: bool = False) -> ModelOutput:
-        """Logits (and loss when ``targets`` is given); ``output_hidden_states`` keeps the raw residual
-        stream after every block (no final norm)."""
+        """Logits (and loss when ``targets`` is given); ``output_hidden_states`` keeps the raw
+        residual stream after every block (no final norm)."""
         h = self.embed(idx)
         hidden = [h] if output_hidden_states else []
         for block in self.blocks:
@@ -260,9 +262,10 @@ class CausalLM(nn.Module):
         return n
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token: 6 N (matmuls) + 12 L d T (attention scores), as in the PaLM appendix."""
+        """Training FLOPs per token: 6 N (matmuls) + 12 L d T (attention), as in PaLM's appendix."""
         c = self.cfg
-        return 6 * self.num_params(non_embedding=True) + 6 * c.d_model * c.vocab_size + 12 * c.n_layers * c.d_model * c.seq_len
+        matmuls = self.num_params(non_embedding=True) + c.d_model * c.vocab_size
+        return 6 * matmuls + 12 * c.n_layers * c.d_model * c.seq_len
 
 
 def build_model(cfg: ModelConfig | None = None, seed: int = 0, **overrides) -> CausalLM:
@@ -281,7 +284,7 @@ def to_hf_llama(model: CausalLM):
 
     c = model.cfg
     if c.norm not in ("pre", "lns"):
-        raise ValueError(f"norm={c.norm!r} has no LlamaForCausalLM counterpart; only 'pre' (and 'lns') map to Llama")
+        raise ValueError(f"norm={c.norm!r} has no LlamaForCausalLM counterpart: only pre, lns do")
     hf_cfg = LlamaConfig(
         vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.hidden,
         num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads, num_key_value_heads=c.n_heads,
@@ -299,30 +302,34 @@ def hf_state_dict(model: CausalLM) -> dict[str, torch.Tensor]:
           "lm_head.weight": model.lm_head.weight}
     for i, b in enumerate(model.blocks):
         p = f"model.layers.{i}."
+        attn, mlp = p + "self_attn.", p + "mlp."
         q, k, v = b.attn.qkv.weight.chunk(3, dim=0)
         gate, up = b.mlp.gate_up.weight.split(b.mlp.hidden, dim=0)
         sd.update({
-            p + "input_layernorm.weight": b.ln_1.weight, p + "post_attention_layernorm.weight": b.ln_2.weight,
-            p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k, p + "self_attn.v_proj.weight": v,
-            p + "self_attn.o_proj.weight": b.attn.o_proj.weight,
-            p + "mlp.gate_proj.weight": gate, p + "mlp.up_proj.weight": up, p + "mlp.down_proj.weight": b.mlp.down_proj.weight,
+            p + "input_layernorm.weight": b.ln_1.weight,
+            p + "post_attention_layernorm.weight": b.ln_2.weight,
+            attn + "q_proj.weight": q, attn + "k_proj.weight": k, attn + "v_proj.weight": v,
+            attn + "o_proj.weight": b.attn.o_proj.weight, mlp + "gate_proj.weight": gate,
+            mlp + "up_proj.weight": up, mlp + "down_proj.weight": b.mlp.down_proj.weight,
         })
     return {k: v.detach().clone() for k, v in sd.items()}
 
 
 def from_hf_state_dict(model: CausalLM, sd: dict[str, torch.Tensor]) -> CausalLM:
     """Load Hugging Face Llama-named weights into our model (inverse of ``hf_state_dict``)."""
-    own = {"tok_emb.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"],
-           "lm_head.weight": sd["lm_head.weight"]}
+    own = {"tok_emb.weight": sd["model.embed_tokens.weight"], "lm_head.weight": sd["lm_head.weight"],
+           "norm.weight": sd["model.norm.weight"]}
     for i in range(model.cfg.n_layers):
-        p = f"model.layers.{i}."
+        p, ours = f"model.layers.{i}.", f"blocks.{i}."
+        attn, mlp = p + "self_attn.", p + "mlp."
+        gate_up = [sd[mlp + "gate_proj.weight"], sd[mlp + "up_proj.weight"]]
         own.update({
-            f"blocks.{i}.ln_1.weight": sd[p + "input_layernorm.weight"],
-            f"blocks.{i}.ln_2.weight": sd[p + "post_attention_layernorm.weight"],
-            f"blocks.{i}.attn.qkv.weight": torch.cat([sd[p + f"self_attn.{n}_proj.weight"] for n in "qkv"]),
-            f"blocks.{i}.attn.o_proj.weight": sd[p + "self_attn.o_proj.weight"],
-            f"blocks.{i}.mlp.gate_up.weight": torch.cat([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]]),
-            f"blocks.{i}.mlp.down_proj.weight": sd[p + "mlp.down_proj.weight"],
+            ours + "ln_1.weight": sd[p + "input_layernorm.weight"],
+            ours + "ln_2.weight": sd[p + "post_attention_layernorm.weight"],
+            ours + "attn.qkv.weight": torch.cat([sd[attn + f"{n}_proj.weight"] for n in "qkv"]),
+            ours + "attn.o_proj.weight": sd[attn + "o_proj.weight"],
+            ours + "mlp.gate_up.weight": torch.cat(gate_up),
+            ours + "mlp.down_proj.weight": sd[mlp + "down_proj.weight"],
         })
     model.load_state_dict(own, strict=True)
     return model
