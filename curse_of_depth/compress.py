@@ -39,7 +39,8 @@ from torch import nn
 from .analysis import LayerStack, _check_idx, best_block, layer_stack, loss, residual_stream
 
 RULES = ("angular", "block_influence", "measured", "last")
-RULE_LABELS = {"angular": "angular distance (Gromov)", "block_influence": "Block Influence (ShortGPT)",
+RULE_LABELS = {"angular": "angular distance (Gromov)", "block_influence": "Block Influence "
+                                                                          "(ShortGPT)",
                "measured": "measured single-layer cost", "last": "last n before the final layer"}
 SPARSITY_METHODS = ("magnitude", "wanda", "owl")
 OWL_M = 5.0
@@ -52,7 +53,8 @@ OWL_LAMBDA = 0.08
 
 
 def layers_to_drop(rule: str, n: int, n_layers: int, *, dist: torch.Tensor | None = None,
-                   influence: Sequence[float] | None = None, cost: Sequence[float] | None = None) -> list[int]:
+                   influence: Sequence[float] | None = None,
+                   cost: Sequence[float] | None = None) -> list[int]:
     """The ``n`` layers (0-based, sorted) that ``rule`` removes (notebook 06).
 
     ``dist``: the ``(L+1, L+1)`` angular-distance matrix (``analysis.angular_distance_matrix``);
@@ -62,7 +64,8 @@ def layers_to_drop(rule: str, n: int, n_layers: int, *, dist: torch.Tensor | Non
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
     if not 1 <= n < n_layers - (rule == "last"):
-        raise ValueError(f"n must lie in 1..{n_layers - 1 - (rule == 'last')} for a {n_layers}-layer model, got {n}")
+        raise ValueError(f"n must lie in 1..{n_layers - 1 - (rule == 'last')} for a "
+                         f"{n_layers}-layer model, got {n}")
     needed = {"angular": dist, "block_influence": influence, "measured": cost}.get(rule, True)
     if needed is None:
         arg = {"angular": "dist", "block_influence": "influence", "measured": "cost"}[rule]
@@ -132,7 +135,8 @@ def block_linears(layer: nn.Module) -> dict[str, nn.Linear]:
     return out
 
 
-def _input_sq_norms(st: LayerStack, i: int, h: torch.Tensor, ctx) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _input_sq_norms(st: LayerStack, i: int, h: torch.Tensor, ctx) -> tuple[dict[str, torch.Tensor],
+                                                                           torch.Tensor]:
     """Run block ``i`` on ``h``; return sum over tokens of x_j^2 at the input of each of its linears, and its output."""
     sums: dict[str, torch.Tensor] = {}
     hooks = []
@@ -157,7 +161,8 @@ def wanda_scores(lin: nn.Linear, sq_norm: torch.Tensor) -> torch.Tensor:
 def outlier_ratio(scores: Sequence[torch.Tensor], m: float = OWL_M) -> float:
     """OWL's layerwise outlier distribution: share of scores above ``m`` times their mean (one block)."""
     count = sum(s.numel() for s in scores)
-    mean = sum(float(s.sum()) for s in scores) / count  # no concatenated copy of the block's 3.5 M scores
+    # no concatenated copy of the block's 3.5 M scores
+    mean = sum(float(s.sum()) for s in scores) / count
     return sum(int((s > m * mean).sum()) for s in scores) / count
 
 
@@ -167,7 +172,8 @@ def owl_ratios(outliers: Sequence[float], target: float, lam: float = OWL_LAMBDA
     """
     o = torch.as_tensor(outliers, dtype=torch.float64)
     if not 0.0 < target < 1.0 or not 0.0 <= lam < min(target, 1 - target):
-        raise ValueError(f"need 0 < target < 1 and 0 <= lambda < min(target, 1 - target); got {target}, {lam}")
+        raise ValueError("need 0 < target < 1 and 0 <= lambda < min(target, 1 - target); got "
+                         f"{target}, {lam}")
     spread = o.max() - o.min()
     scaled = (o - o.min()) / spread * (2 * lam) if spread > 0 else torch.zeros_like(o)
     density = scaled - scaled.mean() + (1.0 - target)
@@ -193,7 +199,9 @@ def _prune_rows(w: torch.Tensor, scores: torch.Tensor, ratio: float) -> None:
     tied = (mask.sum(dim=1) != k).nonzero().flatten()
     if tied.numel():  # several scores equal the threshold: keep exactly k, as topk does
         mask[tied] = False
-        mask[tied] = mask[tied].scatter(1, torch.topk(scores[tied], k, dim=1, largest=False).indices, True)
+        mask[tied] = mask[tied].scatter(1,
+                                        torch.topk(scores[tied], k, dim=1, largest=False).indices,
+                                        True)
     w.mul_(mask.logical_not_())  # zeroes the pruned entries; 2x faster than masked_fill_ on CPU
 
 
@@ -215,8 +223,9 @@ class SparsityReport:
 
 
 @torch.no_grad()
-def sparsify(model: nn.Module | LayerStack, method: str, sparsity: float, calib: torch.Tensor | None = None, *,
-             owl_m: float = OWL_M, owl_lambda: float = OWL_LAMBDA) -> SparsityReport:
+def sparsify(model: nn.Module | LayerStack, method: str, sparsity: float,
+             calib: torch.Tensor | None = None, *, owl_m: float = OWL_M,
+             owl_lambda: float = OWL_LAMBDA) -> SparsityReport:
     """Prune every block's linear weights in place to ``sparsity`` (notebook 06). Use ``pruned`` to undo.
 
     ``wanda`` and ``owl`` need calibration tokens ``calib`` (batch, seq), separate from the text you
@@ -236,7 +245,8 @@ def sparsify(model: nn.Module | LayerStack, method: str, sparsity: float, calib:
                 _prune_magnitude(lin.weight.data, sparsity)
     else:
         if calib is None:
-            raise ValueError(f"{method} needs calibration tokens: sparsify(model, {method!r}, s, calib=ids)")
+            raise ValueError(f"{method} needs calibration tokens: sparsify(model, {method!r}, s, "
+                             "calib=ids)")
         calib = _check_idx(calib)
         if method == "owl":  # outlier ratios from the dense model, as in OWL's code
             h = st.embed(calib)
@@ -245,7 +255,8 @@ def sparsify(model: nn.Module | LayerStack, method: str, sparsity: float, calib:
             for i in range(L):
                 sums, h = _input_sq_norms(st, i, h, ctx)
                 lins = block_linears(st.layers[i])
-                outliers.append(outlier_ratio([wanda_scores(lins[n], sums[n]) for n in lins], owl_m))
+                outliers.append(outlier_ratio([wanda_scores(lins[n], sums[n]) for n in lins],
+                                              owl_m))
             ratios = owl_ratios(outliers, sparsity, owl_lambda)
         else:
             ratios = [sparsity] * L
@@ -265,11 +276,12 @@ def sparsify(model: nn.Module | LayerStack, method: str, sparsity: float, calib:
 
 
 @contextlib.contextmanager
-def pruned(model: nn.Module | LayerStack, method: str, sparsity: float, calib: torch.Tensor | None = None,
-           **kw) -> Iterator[SparsityReport]:
+def pruned(model: nn.Module | LayerStack, method: str, sparsity: float,
+           calib: torch.Tensor | None = None, **kw) -> Iterator[SparsityReport]:
     """``with pruned(model, "owl", 0.7, calib) as report:`` evaluate, and the dense weights come back on exit."""
     st = layer_stack(model)
-    backup = [{n: lin.weight.detach().clone() for n, lin in block_linears(layer).items()} for layer in st.layers]
+    backup = [{n: lin.weight.detach().clone() for n,
+               lin in block_linears(layer).items()} for layer in st.layers]
     try:
         yield sparsify(st, method, sparsity, calib, **kw)
     finally:
@@ -280,8 +292,9 @@ def pruned(model: nn.Module | LayerStack, method: str, sparsity: float, calib: t
 
 
 def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib: torch.Tensor,
-                   sparsities: Sequence[float] = (0.5, 0.7), methods: Sequence[str] = SPARSITY_METHODS,
-                   progress: bool = True, dense_loss: float | None = None) -> dict:
+                   sparsities: Sequence[float] = (0.5, 0.7),
+                   methods: Sequence[str] = SPARSITY_METHODS, progress: bool = True,
+                   dense_loss: float | None = None) -> dict:
     """Perplexity of each method at each sparsity on ``eval_idx`` (notebook 06).
 
     ``dense_loss``: the unpruned model's loss on ``eval_idx`` when already measured (e.g. the
@@ -297,8 +310,9 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
     for s in sparsities:
         for m in tqdm(methods, desc=f"pruning to {s:.0%}", disable=not progress, leave=False):
             with pruned(st, m, s, calib) as rep:
-                rows.append({"method": m, "sparsity": s, "loss": loss(st, eval_idx), "achieved": rep.achieved,
-                             "ratios": rep.ratios, "outliers": rep.outliers})
+                rows.append({"method": m, "sparsity": s, "loss": loss(st, eval_idx),
+                             "achieved": rep.achieved, "ratios": rep.ratios,
+                             "outliers": rep.outliers})
     return {"dense_loss": dense, "rows": rows}
 
 
@@ -312,8 +326,9 @@ def winner(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> st
     return a if got[a] < got[b] else b
 
 
-def compression_report(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib_idx: torch.Tensor,
-                       rankings: dict, ns: Sequence[int] = (1, 2, 3, 4, 6, 8),
+def compression_report(model: nn.Module | LayerStack, eval_idx: torch.Tensor,
+                       calib_idx: torch.Tensor, rankings: dict,
+                       ns: Sequence[int] = (1, 2, 3, 4, 6, 8),
                        sparsities: Sequence[float] = (0.5, 0.7), rules: Sequence[str] = RULES,
                        methods: Sequence[str] = SPARSITY_METHODS, progress: bool = True) -> dict:
     """Layer-drop curves and the sparsity table of notebook 06, as JSON-friendly data.
@@ -324,10 +339,12 @@ def compression_report(model: nn.Module | LayerStack, eval_idx: torch.Tensor, ca
     st = layer_stack(model)
     hs = residual_stream(st, eval_idx)
     drops = layer_drop_curves(st, eval_idx, ns, dist=torch.tensor(rankings["dist"]),
-                              influence=rankings["block_influence"], cost=rankings["removal"]["delta"],
-                              rules=rules, hidden=hs, progress=progress)
+                              influence=rankings["block_influence"],
+                              cost=rankings["removal"]["delta"], rules=rules, hidden=hs,
+                              progress=progress)
     del hs
-    table = sparsity_table(st, eval_idx, calib_idx, sparsities, methods, progress=progress) if sparsities else None
+    table = sparsity_table(st, eval_idx, calib_idx, sparsities, methods,
+                           progress=progress) if sparsities else None
     return {"eval_tokens": int(eval_idx.numel()), "calib_tokens": int(calib_idx.numel()),
             "drops": drops, "sparsity": table, "owl": {"M": OWL_M, "lambda": OWL_LAMBDA}}
 

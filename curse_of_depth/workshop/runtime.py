@@ -17,7 +17,8 @@ import torch
 
 MODES = ("smoke", "workshop", "full")
 WIDGETS_ENV = "COD_WIDGETS"
-HEADLESS_RUNNERS = ("nbconvert", "nbclient", "papermill", "pytest", "py.test", "nbval", "nbmake", "jupyter-execute")
+HEADLESS_RUNNERS = ("nbconvert", "nbclient", "papermill", "pytest", "py.test", "nbval", "nbmake",
+                    "jupyter-execute")
 _FORCE_ON = ("interactive", "1", "on", "true", "yes")
 _FORCE_OFF = ("static", "0", "off", "false", "no")
 
@@ -32,7 +33,8 @@ def mode() -> str:
 
 def pick(smoke, workshop, full=None):
     """The value for the current mode (``full`` defaults to ``workshop``'s)."""
-    return {"smoke": smoke, "workshop": workshop, "full": workshop if full is None else full}[mode()]
+    return {"smoke": smoke, "workshop": workshop,
+            "full": workshop if full is None else full}[mode()]
 
 
 def platform() -> str:
@@ -117,7 +119,8 @@ def peak_rss_mb() -> float | None:
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    # bytes on macOS, KiB on Linux
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 # ------------------------------------------------------------------------------------ the front end
@@ -166,8 +169,8 @@ def frontend_attached(env: Mapping[str, str] | None = None, ancestors: Sequence[
     if forced in _FORCE_ON or forced in _FORCE_OFF:
         return forced in _FORCE_ON
     if forced:
-        raise ValueError(f"{WIDGETS_ENV}={forced!r} is not understood: set it to 'interactive' or 'static' "
-                         "(or unset it)")
+        raise ValueError(f"{WIDGETS_ENV}={forced!r} is not understood: set it to 'interactive' or "
+                         "'static' (or unset it)")
     try:
         import ipywidgets  # noqa: F401
     except ImportError:

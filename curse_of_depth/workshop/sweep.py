@@ -59,8 +59,9 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "optimizer": "Adam" if self.weight_decay == 0 else "AdamW",
-                "weight_decay": self.weight_decay, "betas": list(self.betas), "grad_clip": self.grad_clip,
-                "warmup_frac": 0.1, "min_lr_frac": 0.1, "schedule": "linear warmup, cosine decay"}
+                "weight_decay": self.weight_decay, "betas": list(self.betas),
+                "grad_clip": self.grad_clip, "warmup_frac": 0.1, "min_lr_frac": 0.1,
+                "schedule": "linear warmup, cosine decay"}
 
 
 RECIPES = {
@@ -108,8 +109,8 @@ class Point:
 
     def __post_init__(self) -> None:
         if self.tokens < self.batch_tokens:
-            raise ValueError(f"tokens={self.tokens} is less than one batch ({self.batch_tokens} tokens); "
-                             "raise tokens or lower batch_size/seq_len")
+            raise ValueError(f"tokens={self.tokens} is less than one batch ({self.batch_tokens} "
+                             "tokens); raise tokens or lower batch_size/seq_len")
         if not self.arms:
             raise ValueError("a point needs at least one arm (norm, lr)")
 
@@ -153,23 +154,24 @@ def train_config(point: Point, arm: Arm, seed: int):
     from ..train import TrainConfig
 
     r = RECIPES[arm.recipe]
-    return TrainConfig(max_steps=point.steps, lr=arm.lr, batch_size=point.batch_size, seq_len=point.seq_len,
-                       eval_every=max(1, point.steps // 10), eval_batches=8, eval_batch_size=32, seed=seed,
-                       dtype=point.dtype, corpus=point.corpus, weight_decay=r.weight_decay, betas=r.betas,
-                       grad_clip=r.grad_clip)
+    return TrainConfig(max_steps=point.steps, lr=arm.lr, batch_size=point.batch_size,
+                       seq_len=point.seq_len, eval_every=max(1, point.steps // 10), eval_batches=8,
+                       eval_batch_size=32, seed=seed, dtype=point.dtype, corpus=point.corpus,
+                       weight_decay=r.weight_decay, betas=r.betas, grad_clip=r.grad_clip)
 
 
 def model_config(point: Point, arm: Arm, vocab_size: int):
     from ..model import ModelConfig
 
-    return ModelConfig(vocab_size=vocab_size, d_model=point.d_model, n_layers=point.n_layers, n_heads=point.heads,
-                       seq_len=point.seq_len, norm=arm.norm)
+    return ModelConfig(vocab_size=vocab_size, d_model=point.d_model, n_layers=point.n_layers,
+                       n_heads=point.heads, seq_len=point.seq_len, norm=arm.norm)
 
 
 # ---------------------------------------------------------------------------------------- the grids
 
 PRE, LNS, LNS_HI = Arm("pre", 3e-3), Arm("lns", 3e-3), Arm("lns", 1e-2)
-THREE_ARMS = (PRE, LNS, LNS_HI)  # Pre-LN; LNS at the same lr (the paper's protocol); LNS at a 3x higher lr
+THREE_ARMS = (PRE, LNS,
+              LNS_HI)  # Pre-LN; LNS at the same lr (the paper's protocol); LNS at a 3x higher lr
 SAME_LR_ARMS = (PRE, LNS)
 M = 1_000_000
 
@@ -177,14 +179,19 @@ M = 1_000_000
 def map_grid() -> list[Point]:
     """The scale map's points, most informative first (a budget-limited call runs a prefix of this list). Notebook 07."""
     g = "gcide"
-    pts = [Point(g, 128, L, 8 * M, THREE_ARMS) for L in (12, 24, 48, 96)]  # depth, short schedule (244 steps)
-    pts += [Point(g, 128, 48, 32 * M, SAME_LR_ARMS), Point(g, 128, 24, 32 * M, THREE_ARMS),  # depth, ~1 epoch
+    pts = [Point(g, 128, L, 8 * M, THREE_ARMS) for L in (12, 24, 48,
+                                                         96)]  # depth, short schedule (244 steps)
+    pts += [Point(g, 128, 48, 32 * M, SAME_LR_ARMS),
+            Point(g, 128, 24, 32 * M, THREE_ARMS),  # depth, ~1 epoch
             Point(g, 128, 12, 32 * M, SAME_LR_ARMS)]
-    pts += [Point("gcide-bpe", 128, L, 8 * M, SAME_LR_ARMS) for L in (24, 48)]  # tokenizer (0.8 epoch of BPE)
+    pts += [Point("gcide-bpe", 128, L, 8 * M, SAME_LR_ARMS) for L in (24,
+                                                                      # tokenizer (0.8 epoch of BPE)
+                                                                      48)]
     pts += [Point(g, 256, L, 8 * M, SAME_LR_ARMS) for L in (24, 48)]  # width
     pts += [Point(g, 128, 96, 32 * M, SAME_LR_ARMS)]
     pts += [Point(g, 512, 24, 8 * M, SAME_LR_ARMS), Point(g, 256, 48, 32 * M, SAME_LR_ARMS)]
-    pts += [Point(g, 128, L, 128 * M, SAME_LR_ARMS) for L in (24, 48)]  # far past 16M tokens (4 epochs)
+    pts += [Point(g, 128, L, 128 * M, SAME_LR_ARMS) for L in (24,
+                                                              48)]  # far past 16M tokens (4 epochs)
     pts += [Point("gcide-bpe", 256, 48, 32 * M, SAME_LR_ARMS)]
     return pts
 
@@ -192,7 +199,8 @@ def map_grid() -> list[Point]:
 def tiny_grid() -> list[Point]:
     """A CPU-sized grid for tests: two depths, two arms, three seeds, a few steps. Notebook 07."""
     arms = (Arm("pre", 3e-3), Arm("lns", 3e-3))
-    return [Point("shakespeare", 32, L, 6 * 8 * 32, arms, seq_len=32, batch_size=8, dtype="fp32") for L in (2, 3)]
+    return [Point("shakespeare", 32, L, 6 * 8 * 32, arms, seq_len=32, batch_size=8,
+                  dtype="fp32") for L in (2, 3)]
 
 
 def recipe_grid() -> list[Point]:
@@ -209,8 +217,8 @@ def recipe_grid() -> list[Point]:
     def cell(depth: int, recipe: str, lr: float, tokens: int = 32 * M) -> Point:
         return Point(g, 128, depth, tokens, tuple(Arm(n, lr, recipe) for n in norms))
 
-    order = [("paper", 3e-3), ("kit", 3e-3), ("paper+clip", 3e-3), ("paper", 1e-3), ("kit", 1e-2), ("paper", 1e-2),
-             ("kit", 1e-3), ("paper+clip", 1e-2), ("paper+clip", 1e-3)]
+    order = [("paper", 3e-3), ("kit", 3e-3), ("paper+clip", 3e-3), ("paper", 1e-3), ("kit", 1e-2),
+             ("paper", 1e-2), ("kit", 1e-3), ("paper+clip", 1e-2), ("paper+clip", 1e-3)]
     pts = [cell(L, recipe, lr) for recipe, lr in order for L in (48, 24)]
     pts += [cell(L, recipe, lr) for L in (12, 96) for recipe, lr in order[:6]]
     return pts
@@ -234,7 +242,8 @@ class Job:
     arm: Arm
     seed: int
     checkpoint: str | None = None  # save the trained model here (safetensors), if set
-    compile: bool | None = None  # torch.compile the training step; None = the trainer's default (on with CUDA)
+    # torch.compile the training step; None = the trainer's default (on with CUDA)
+    compile: bool | None = None
 
     @property
     def name(self) -> str:
@@ -242,18 +251,20 @@ class Job:
 
     def spec(self) -> dict:
         p = self.point.to_dict()
-        return {"point": {k: p[k] for k in ("corpus", "d_model", "n_layers", "tokens", "seeds", "n_heads", "seq_len",
+        return {"point": {k: p[k] for k in ("corpus", "d_model", "n_layers", "tokens", "seeds",
+                                            "n_heads", "seq_len",
                                               "batch_size", "dtype")},
                 "arms": [[a.norm, a.lr, a.recipe] for a in self.point.arms],
-                "arm": [self.arm.norm, self.arm.lr, self.arm.recipe], "seed": self.seed, "checkpoint": self.checkpoint,
-                "compile": self.compile}
+                "arm": [self.arm.norm, self.arm.lr, self.arm.recipe], "seed": self.seed,
+                "checkpoint": self.checkpoint, "compile": self.compile}
 
     @classmethod
     def from_spec(cls, spec: dict) -> Job:
         p = dict(spec["point"])
         p["seeds"] = tuple(p["seeds"])
         point = Point(arms=tuple(Arm(*a) for a in spec["arms"]), **p)
-        return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"), spec.get("compile"))
+        return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"),
+                   spec.get("compile"))
 
 
 def jobs_for(points: Iterable[Point]) -> list[Job]:
@@ -273,7 +284,8 @@ def skip_costs(model, batches, device, autocast) -> tuple[float, list[float]]:
     for x, y in batches:
         with torch.no_grad(), autocast():
             scans.append(layer_removal_scan(model, x.to(device), y.to(device), progress=False))
-    return (float(np.mean([s.base_loss for s in scans])), np.mean([s.delta for s in scans], axis=0).tolist())
+    return (float(np.mean([s.base_loss for s in scans])),
+            np.mean([s.delta for s in scans], axis=0).tolist())
 
 
 def deep_third(n_layers: int) -> list[int]:
@@ -300,18 +312,21 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = job.point.dtype != "fp32"
     t0 = time.perf_counter()
-    result = train(mcfg, tcfg, corpus=corpus, progress=progress, compile=spec.get("compile"))  # None: on with CUDA
+    result = train(mcfg, tcfg, corpus=corpus, progress=progress,
+                   compile=spec.get("compile"))  # None: on with CUDA
     device = _resolve_device(tcfg)
     autocast = _autocast(device, tcfg) if not result.diverged else contextlib.nullcontext
     run = result.to_dict()  # the whole per-step training curve: the instability rule reads it
-    record = {"job": spec, "name": job.name, "point": job.point.key, "arm": job.arm.key, "norm": job.arm.norm,
-              "lr": job.arm.lr, "recipe": job.arm.recipe, "seed": job.seed, "run": run, "diverged": result.diverged,
-              "code_version": code_version(), "hardware": hardware()}
+    record = {"job": spec, "name": job.name, "point": job.point.key, "arm": job.arm.key,
+              "norm": job.arm.norm, "lr": job.arm.lr, "recipe": job.arm.recipe, "seed": job.seed,
+              "run": run, "diverged": result.diverged, "code_version": code_version(),
+              "hardware": hardware()}
     if not result.diverged:
         eval_batches = corpus.fixed_batches("val", 16, 32, job.point.seq_len, seed=EVAL_SEED)
         base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast)
         record.update(final_eval=evaluate(result.model, eval_batches, device, autocast),
-                      skip_layers=list(range(1, job.point.n_layers + 1)), skip_base=base, skip_delta=deltas)
+                      skip_layers=list(range(1, job.point.n_layers + 1)), skip_base=base,
+                      skip_delta=deltas)
     else:
         record.update(final_eval=None, skip_layers=[], skip_base=None, skip_delta=[])
     if job.checkpoint:
@@ -346,7 +361,8 @@ def memory_gb(job: Job) -> float:
 
 
 def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_device: int = 1,
-             deadline_s: float | None = None, estimate_s=None, log=print, device_gb: float = 120.0) -> RunnerReport:
+             deadline_s: float | None = None, estimate_s=None, log=print,
+             device_gb: float = 120.0) -> RunnerReport:
     """Run ``jobs`` as worker processes, ``per_device`` at a time on each GPU (or on the CPU when ``gpus`` is empty).
 
     A job starts on a device only while the estimated memory of its runs (``memory_gb``) stays under
@@ -375,7 +391,8 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
         while free and queue:
             job = queue[0]
             if estimate_s is not None and estimate_s(job) > remaining():
-                report.not_started.append(job.name)  # too long for what is left; a shorter job may still fit
+                # too long for what is left; a shorter job may still fit
+                report.not_started.append(job.name)
                 queue.pop(0)
                 continue
             fits = [s for s in free if s[0] == "cpu" or used_gb(s[0]) + memory_gb(job) <= device_gb]
@@ -388,8 +405,8 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
             if slot[0] != "cpu":
                 env["CUDA_VISIBLE_DEVICES"] = slot[0]
             env.setdefault("COD_THREADS", "1")
-            cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "worker", "--spec", json.dumps(job.spec()),
-                   "--out", str(out_dir / f"{job.name}.json")]
+            cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "worker", "--spec",
+                   json.dumps(job.spec()), "--out", str(out_dir / f"{job.name}.json")]
             with open(logs / f"{job.name}.log", "w") as f:
                 proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
             running[proc] = (job, slot, time.time())
@@ -416,7 +433,8 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
     return report
 
 
-def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 45.0):
+def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7,
+                         overhead_s: float = 45.0):
     """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``). Notebook 07."""
     rates = dict(rates or {})
     overhead_s = rates.pop("overhead_s", overhead_s)
@@ -477,8 +495,8 @@ def redundancy(runs: dict[int, dict]) -> dict | None:
     all_d = np.concatenate(deltas)
     return {"mean_delta": float(per_seed_mean.mean()),
             "sd_delta": float(per_seed_mean.std(ddof=1)) if len(deltas) > 1 else 0.0,
-            "min_delta": float(all_d.min()), "cheap_share": float((all_d < SKIP_CHEAP).mean()), "n": len(deltas),
-            "blocks": runs[next(iter(runs))].get("skip_layers", [])}
+            "min_delta": float(all_d.min()), "cheap_share": float((all_d < SKIP_CHEAP).mean()),
+            "n": len(deltas), "blocks": runs[next(iter(runs))].get("skip_layers", [])}
 
 
 def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
@@ -512,7 +530,8 @@ def is_complete(point: Point, arms: dict[str, dict[int, dict]], min_seeds: int =
     return len(common) >= min(min_seeds, len(point.seeds))
 
 
-def missing(points: Sequence[Point], records: Iterable[dict], min_seeds: int = MIN_SEEDS) -> list[dict]:
+def missing(points: Sequence[Point], records: Iterable[dict],
+            min_seeds: int = MIN_SEEDS) -> list[dict]:
     """The runs each incomplete point still needs: ``[{"point", "arm", "seeds"}]``. Notebook 07."""
     table = arm_table(records)
     out = []
@@ -530,7 +549,8 @@ def missing(points: Sequence[Point], records: Iterable[dict], min_seeds: int = M
 def map_verdict(row: dict, which: str = "gap_same_lr", label: str = "") -> str:
     """``stats.gap_statement`` of one point's gap (no floats: the same line in every run). Notebook 07."""
     key = row["point"]["key"] + label
-    return gap_statement(key, PairedGap.from_dict(row[which])) if row.get(which) else f"{key}: no paired result"
+    return gap_statement(key,
+                         PairedGap.from_dict(row[which])) if row.get(which) else f"{key}: no paired result"
 
 
 def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, list[str]]:
@@ -539,8 +559,10 @@ def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, l
     points = {p.key: p for p in grid(data["grid"])}
     listed = [r["point"]["key"] for r in data["summary"] if r["complete"]]
     table = arm_table(data["runs"])
-    ok = bool(listed) and all(k in points and is_complete(points[k], table.get(k, {}), min_seeds) for k in listed)
-    for key in listed:  # every counted run must hold a finite loss or be marked diverged, and its skip costs
+    ok = bool(listed) and all(k in points and is_complete(points[k], table.get(k, {}),
+                                                          min_seeds) for k in listed)
+    # every counted run must hold a finite loss or be marked diverged, and its skip costs
+    for key in listed:
         for runs in table.get(key, {}).values():
             for r in runs.values():
                 ok = ok and (r.get("diverged") or (math.isfinite(final_loss(r)) and len(r.get("skip_delta", [])) > 0))
@@ -549,17 +571,19 @@ def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, l
 
 def format_table(rows: Sequence[dict]) -> str:
     """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip costs. Notebook 07."""
-    lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} {'p':>5s} "
-             f"{'LNS@1e-2 - Pre':>17s} {'skip Pre':>9s} {'skip LNS':>9s}"]
+    lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} "
+             f"{'p':>5s} {'LNS@1e-2 - Pre':>17s} {'skip Pre':>9s} {'skip LNS':>9s}"]
     for r in rows:
         if not r["complete"]:
             continue
         g, o = r["gap_same_lr"], r.get("gap_own_lr")
         pre, lns = r["arms"][PRE.key], r["arms"][LNS.key]
         own = f"{o['mean']:+.3f} ± {o['sd']:.3f}" if o else "—"
-        lines.append(f"{r['point']['key']:28s} {r['point']['steps']:5d} {pre['mean']:7.3f} ± {pre['sd']:.3f} "
-                     f"{lns['mean']:7.3f} ± {lns['sd']:.3f} {g['mean']:+13.3f} ± {g['sd']:.3f} {g['p']:5.2f} "
-                     f"{own:>17s} {pre['redundancy']['mean_delta']:9.4f} {lns['redundancy']['mean_delta']:9.4f}")
+        lines.append(f"{r['point']['key']:28s} {r['point']['steps']:5d} {pre['mean']:7.3f} ± "
+                     f"{pre['sd']:.3f} {lns['mean']:7.3f} ± {lns['sd']:.3f} {g['mean']:+13.3f} ± "
+                     f"{g['sd']:.3f} {g['p']:5.2f} {own:>17s} "
+                     f"{pre['redundancy']['mean_delta']:9.4f} "
+                     f"{lns['redundancy']['mean_delta']:9.4f}")
     return "\n".join(lines)
 
 
@@ -592,15 +616,17 @@ def plot_scale_map(rows: list[dict], gap_key: str = "gap_same_lr", title: str | 
             color = token_colors.setdefault(tokens, f"C{len(token_colors)}")
             depth = [p[0] for p in pts]
             label = f"{tokens / 1e6:g}M tokens, {'BPE' if corpus.endswith('bpe') else 'char'}, d{width}"
-            ax.errorbar(depth, [p[1]["mean"] for p in pts], yerr=[p[1]["sd"] for p in pts], marker=marker, ls=ls,
-                        color=color, capsize=3, label=label)
+            ax.errorbar(depth, [p[1]["mean"] for p in pts], yerr=[p[1]["sd"] for p in pts],
+                        marker=marker, ls=ls, color=color, capsize=3, label=label)
             for k, (norm_ls, alpha) in enumerate((("-", 1.0), ("--", 0.6))):
                 red = [p[2 + k] for p in pts]
                 keep = [(d, r) for d, r in zip(depth, red) if r is not None]
                 if keep:
-                    ax2.errorbar([d for d, _ in keep], [max(r["mean_delta"], 1e-5) for _, r in keep],
-                                 yerr=[r["sd_delta"] for _, r in keep], marker=marker, ls=norm_ls, color=color,
-                                 alpha=alpha, capsize=3, label=f"{'Pre-LN' if k == 0 else 'LNS'}, {label}")
+                    ax2.errorbar([d for d, _ in keep],
+                                 [max(r["mean_delta"], 1e-5) for _, r in keep],
+                                 yerr=[r["sd_delta"] for _, r in keep], marker=marker, ls=norm_ls,
+                                 color=color, alpha=alpha, capsize=3,
+                                 label=f"{'Pre-LN' if k == 0 else 'LNS'}, {label}")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("depth (blocks)")
@@ -621,8 +647,9 @@ def plot_scale_map(rows: list[dict], gap_key: str = "gap_same_lr", title: str | 
     return fig
 
 
-def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Sequence[str] | None = None,
-                      per_device: int = 6, deadline_s: float | None = None, results_folder: Path | None = None,
+def extend_stored_map(name: str = "scale_map", grid_name: str = "map",
+                      gpus: Sequence[str] | None = None, per_device: int = 6,
+                      deadline_s: float | None = None, results_folder: Path | None = None,
                       work_dir: Path | None = None) -> dict:
     """``COD_MODE=full``: run the stored map's missing points on this machine's GPUs and store the merged map.
 
@@ -643,7 +670,8 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Seq
         gpus = _gpus("auto")
     report = run_jobs(jobs_for(points), folder, gpus, per_device, deadline_s)
     main(["collect", "--grid", grid_name, "--runs", str(folder), "--name", name,
-          "--command", f"curse_of_depth.workshop.sweep.extend_stored_map (COD_MODE=full): {len(report.finished)} new runs",
+          "--command", "curse_of_depth.workshop.sweep.extend_stored_map (COD_MODE=full): "
+                       f"{len(report.finished)} new runs",
           *(["--results-dir", str(results_folder)] if results_folder else [])])
     return results.load(name, folder=results_folder)
 
@@ -651,11 +679,12 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Seq
 # -------------------------------------------------------------------------------- the bands (03/04)
 
 BAND_TAGS = {
-    "d64_L24_s80": dict(d_model=64, n_layers=24, n_heads=4, seq_len=128, batch_size=16, lr=3e-3, max_steps=80,
-                        eval_every=10),
-    "d64_L24_s480": dict(d_model=64, n_layers=24, n_heads=4, seq_len=128, batch_size=16, lr=3e-3, max_steps=480,
-                         eval_every=40),
-    "smoke": dict(d_model=32, n_layers=4, n_heads=4, seq_len=64, batch_size=8, lr=3e-3, max_steps=30, eval_every=10),
+    "d64_L24_s80": dict(d_model=64, n_layers=24, n_heads=4, seq_len=128, batch_size=16, lr=3e-3,
+                        max_steps=80, eval_every=10),
+    "d64_L24_s480": dict(d_model=64, n_layers=24, n_heads=4, seq_len=128, batch_size=16, lr=3e-3,
+                         max_steps=480, eval_every=40),
+    "smoke": dict(d_model=32, n_layers=4, n_heads=4, seq_len=64, batch_size=8, lr=3e-3,
+                  max_steps=30, eval_every=10),
 }
 BAND_NORMS = ("pre", "lns", "post", "mix")
 BAND_SEEDS = (0, 1, 2, 3, 4)
@@ -670,10 +699,10 @@ def band_configs(tag: str, norm: str, seed: int, vocab_size: int, dtype: str = "
     if tag not in BAND_TAGS:
         raise ValueError(f"unknown band tag {tag!r}: choose one of {', '.join(BAND_TAGS)}")
     c = BAND_TAGS[tag]
-    mcfg = ModelConfig(vocab_size=vocab_size, d_model=c["d_model"], n_layers=c["n_layers"], n_heads=c["n_heads"],
-                       seq_len=c["seq_len"], norm=norm)
-    tcfg = TrainConfig(max_steps=c["max_steps"], lr=c["lr"], batch_size=c["batch_size"], seq_len=c["seq_len"],
-                       eval_every=c["eval_every"], seed=seed, dtype=dtype)
+    mcfg = ModelConfig(vocab_size=vocab_size, d_model=c["d_model"], n_layers=c["n_layers"],
+                       n_heads=c["n_heads"], seq_len=c["seq_len"], norm=norm)
+    tcfg = TrainConfig(max_steps=c["max_steps"], lr=c["lr"], batch_size=c["batch_size"],
+                       seq_len=c["seq_len"], eval_every=c["eval_every"], seed=seed, dtype=dtype)
     return mcfg, tcfg
 
 
@@ -698,18 +727,22 @@ def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: 
         run = result.to_dict()
         run["seed"] = seed
         runs.append(run)
-        if checkpoint_dir is not None and tag == CHECKPOINT_TAG and seed == 0 and norm in ("pre", "lns"):
-            path = save_checkpoint(result.model.cpu(), Path(checkpoint_dir) / f"ckpt_{tag}_{norm}.safetensors", result)
+        if checkpoint_dir is not None and tag == CHECKPOINT_TAG and seed == 0 and norm in ("pre",
+                                                                                           "lns"):
+            path = save_checkpoint(result.model.cpu(),
+                                   Path(checkpoint_dir) / f"ckpt_{tag}_{norm}.safetensors", result)
             ckpts[path.name] = sha256_file(path)
     from .results import code_version, hardware
 
     record = {"tag": tag, "norm": norm, "seeds": list(seeds), "runs": runs, "checkpoints": ckpts,
-              "wall_s": round(time.perf_counter() - t0, 2), "hardware": hardware(), "code_version": code_version()}
+              "wall_s": round(time.perf_counter() - t0, 2), "hardware": hardware(),
+              "code_version": code_version()}
     atomic_write_json(out, record)
     return record
 
 
-def collect_bands(folder: Path, command: str, save: bool = True, results_folder: Path | None = None) -> list[str]:
+def collect_bands(folder: Path, command: str, save: bool = True,
+                  results_folder: Path | None = None) -> list[str]:
     """Merge the band groups in ``folder`` into one ``bands_<tag>`` result per tag (the agreed format). Notebooks 03/04."""
     from . import results
 
@@ -721,18 +754,20 @@ def collect_bands(folder: Path, command: str, save: bool = True, results_folder:
     for tag, by_norm in groups.items():
         missing_norms = [n for n in BAND_NORMS if n not in by_norm]
         if missing_norms:
-            raise ValueError(f"band {tag!r} lacks norms {missing_norms}; rerun: python -m curse_of_depth.workshop.sweep bands")
+            raise ValueError(f"band {tag!r} lacks norms {missing_norms}; rerun: python -m "
+                             "curse_of_depth.workshop.sweep bands")
         first = by_norm["pre"]["runs"][0]
         model = {k: v for k, v in first["model_config"].items() if k != "norm"}
         train_cfg = dict(first["train_config"])
         train_cfg.pop("seed")
-        data = {"model": model, "train": train_cfg, "runs": {n: by_norm[n]["runs"] for n in BAND_NORMS}}
+        data = {"model": model, "train": train_cfg,
+                "runs": {n: by_norm[n]["runs"] for n in BAND_NORMS}}
         ckpts = {k: v for g in by_norm.values() for k, v in g.get("checkpoints", {}).items()}
         seeds = sorted({s for g in by_norm.values() for s in g["seeds"]})
-        prov = results.provenance(seeds=seeds, wall_s=sum(g["wall_s"] for g in by_norm.values()), command=command,
-                                  checkpoints_sha256=ckpts,
-                                  note="fp32 on GPU (TF32 off); wall_s is the sum over the norms' processes, "
-                                       "which ran concurrently")
+        prov = results.provenance(seeds=seeds, wall_s=sum(g["wall_s"] for g in by_norm.values()),
+                                  command=command, checkpoints_sha256=ckpts,
+                                  note="fp32 on GPU (TF32 off); wall_s is the sum over the norms' "
+                                       "processes, which ran concurrently")
         prov["hardware"] = by_norm["pre"].get("hardware", prov["hardware"])
         if save:
             results.save(f"bands_{tag}", data, prov, folder=results_folder)
@@ -752,22 +787,31 @@ def _gpus(arg: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.workshop.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.workshop.sweep",
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train a grid's missing runs as concurrent worker processes")
     r.add_argument("--grid", default="map", choices=sorted(GRIDS))
-    r.add_argument("--points", default="", help="comma-separated point keys (default: all, in grid order)")
+    r.add_argument("--points", default="", help="comma-separated point keys (default: all, in grid "
+                                                "order)")
     r.add_argument("--first", type=int, default=0, help="only the first N points of the grid")
-    r.add_argument("--depths", default="", help="comma-separated depths: only the points of these depths")
-    r.add_argument("--names", type=Path, default=None, help="a file of run names, one per line: only these runs")
+    r.add_argument("--depths", default="", help="comma-separated depths: only the points of these "
+                                                "depths")
+    r.add_argument("--names", type=Path, default=None, help="a file of run names, one per line: "
+                                                            "only these runs")
     r.add_argument("--out", type=Path, required=True, help="folder for one JSON per run")
     r.add_argument("--gpus", default="auto", help="'auto', '' (CPU) or a list like 0,1")
-    r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the CPU)")
-    r.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would not finish")
-    r.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile on a GPU)")
-    r.add_argument("--device-gb", type=float, default=120.0, help="GPU memory the runs may take on each device "
+    r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the "
+                                                             "CPU)")
+    r.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would "
+                                                                "not finish")
+    r.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile on "
+                                                             "a GPU)")
+    r.add_argument("--device-gb", type=float, default=120.0, help="GPU memory the runs may take on "
+                                                                  "each device "
                    "(estimated by memory_gb)")
-    r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run, \"overhead_s\": s} for the "
+    r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run, "
+                                               "\"overhead_s\": s} for the "
                    "deadline estimate")
     w = sub.add_parser("worker", help="(internal) one run")
     w.add_argument("--spec", required=True)
@@ -778,8 +822,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--name", default="scale_map")
     c.add_argument("--command", default="", help="the command that made the runs (for provenance)")
     c.add_argument("--results-dir", type=Path, default=None)
-    c.add_argument("--code-note", default="", help="which code made the runs, when the runs could not record it")
-    b = sub.add_parser("bands", help="train the precomputed bands of notebooks 03/04 (one process per tag x norm)")
+    c.add_argument("--code-note", default="", help="which code made the runs, when the runs could "
+                                                   "not record it")
+    b = sub.add_parser("bands", help="train the precomputed bands of notebooks 03/04 (one process "
+                                     "per tag x norm)")
     b.add_argument("--tags", default=",".join(BAND_TAGS))
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--gpus", default="auto")
@@ -795,7 +841,8 @@ def _parser() -> argparse.ArgumentParser:
     cb.add_argument("--runs", type=Path, required=True)
     cb.add_argument("--command", default="")
     cb.add_argument("--results-dir", type=Path, default=None)
-    s = sub.add_parser("status", help="print which points of a grid are complete and which runs are missing")
+    s = sub.add_parser("status", help="print which points of a grid are complete and which runs "
+                                      "are missing")
     s.add_argument("--grid", default="map", choices=sorted(GRIDS))
     s.add_argument("--runs", type=Path, nargs="+", required=True)
     return parser
@@ -808,17 +855,20 @@ def _cmd_run(args) -> int:
         unknown = set(args.points.split(",")) - set(by_key)
         if unknown:
             raise SystemExit(f"unknown point keys {sorted(unknown)}; known: {list(by_key)}")
-        points = [by_key[k] for k in args.points.split(",")]  # in the order given: longest first packs GPUs best
+        # in the order given: longest first packs GPUs best
+        points = [by_key[k] for k in args.points.split(",")]
     if args.first:
         points = points[:args.first]
     if args.depths:
         points = [p for p in points if p.n_layers in {int(d) for d in args.depths.split(",")}]
     est = throughput_estimator(json.loads(args.rates)) if args.rates else None
-    jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
+    jobs = [dataclasses.replace(j,
+                                compile=False if args.no_compile else None) for j in jobs_for(points)]
     if args.names:
         wanted = set(args.names.read_text().split())
         jobs = [j for j in jobs if j.name in wanted]
-    report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est, device_gb=args.device_gb)
+    report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est,
+                      device_gb=args.device_gb)
     print(json.dumps(asdict(report)))
     return 0 if not report.failed else 1
 
@@ -831,9 +881,9 @@ def _cmd_bands(args) -> int:
         env = dict(os.environ, COD_THREADS="1")
         if gpus[0] != "cpu":
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-        cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "band-group", "--tag", tag, "--norm", norm,
-               "--out", str(args.out / f"band_{tag}_{norm}.json"), "--dtype", args.dtype,
-               "--checkpoint-dir", str(args.out)]
+        cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "band-group", "--tag", tag,
+               "--norm", norm, "--out", str(args.out / f"band_{tag}_{norm}.json"), "--dtype",
+               args.dtype, "--checkpoint-dir", str(args.out)]
         procs.append((tag, norm, subprocess.Popen(cmd, env=env)))
     bad = [(t, n) for t, n, p in procs if p.wait() != 0]
     print("band groups failed:" if bad else "all band groups done", bad or "")
@@ -846,12 +896,14 @@ def _cmd_collect(args, records: list[dict]) -> int:
     points = grid(args.grid)
     rows = summarize(points, records)
     data = {"grid": args.grid, "points": [p.to_dict() for p in points], "summary": rows,
-            "missing": missing(points, records), "runs": records, "alpha": ALPHA, "skip_cheap": SKIP_CHEAP}
+            "missing": missing(points, records), "runs": records, "alpha": ALPHA,
+            "skip_cheap": SKIP_CHEAP}
     prov = results.provenance(seeds=sorted({int(r["seed"]) for r in records}),
                               wall_s=sum(r.get("wall_s", 0.0) for r in records),
                               command=args.command or " ".join(shlex.quote(a) for a in sys.argv),
                               run_hardware=sorted({r.get("hardware", "") for r in records}),
-                              run_code_versions=sorted({r.get("code_version", "") for r in records}),
+                              run_code_versions=sorted({r.get("code_version",
+                                                              "") for r in records}),
                               note="wall_s is the sum over runs, which ran concurrently",
                               run_code_note=args.code_note or None)
     path = results.save(args.name, data, prov, folder=args.results_dir)
@@ -867,8 +919,8 @@ def main(argv: list[str] | None = None) -> int:
         run_job(json.loads(args.spec), args.out)
         return 0
     if args.cmd == "band-group":
-        run_band_group(args.tag, args.norm, [int(s) for s in args.seeds.split(",")], args.out, args.dtype,
-                       args.checkpoint_dir)
+        run_band_group(args.tag, args.norm, [int(s) for s in args.seeds.split(",")], args.out,
+                       args.dtype, args.checkpoint_dir)
         return 0
     if args.cmd == "run":
         return _cmd_run(args)

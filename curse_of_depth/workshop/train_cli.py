@@ -34,7 +34,8 @@ batch size is per process, ranks draw different batches, losses are all-reduced 
 """
 
 
-def _add_dataclass_flags(parser, cls, group_title: str, prefix_clash: tuple[str, ...] = ()) -> list[str]:
+def _add_dataclass_flags(parser, cls, group_title: str,
+                         prefix_clash: tuple[str, ...] = ()) -> list[str]:
     """One flag per dataclass field; fields in ``prefix_clash`` get a ``--train-`` prefix (both configs have them)."""
     group = parser.add_argument_group(group_title)
     hints = typing.get_type_hints(cls)
@@ -48,11 +49,13 @@ def _add_dataclass_flags(parser, cls, group_title: str, prefix_clash: tuple[str,
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
                                help=f"(default {default})")
         elif f.name == "betas":
-            group.add_argument(flag, dest=dest, default=None, type=lambda s: tuple(float(v) for v in s.split(",")),
+            group.add_argument(flag, dest=dest, default=None,
+                               type=lambda s: tuple(float(v) for v in s.split(",")),
                                help="beta1,beta2 (default 0.9,0.95)")
         else:
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-            group.add_argument(flag, dest=dest, default=None, type=base, help=f"(default {default})")
+            group.add_argument(flag, dest=dest, default=None, type=base,
+                               help=f"(default {default})")
         names.append(dest)
     return names
 
@@ -101,7 +104,8 @@ def _init_distributed() -> tuple[int, int]:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl")
     else:
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # N processes on one CPU share its cores
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE",
+                                         world))  # N processes on one CPU share its cores
         runtime.configure_threads(None if os.environ.get("COD_THREADS") else
                                   max(1, runtime.physical_cores() // local_world))
         dist.init_process_group("gloo")
@@ -112,25 +116,34 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m curse_of_depth.train``: see ``--help``. Notebook 03 points researchers here."""
     parser = argparse.ArgumentParser(prog="python -m curse_of_depth.train", description=_CLI_DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON file with model and train fields (flags override it)")
-    parser.add_argument("--out", help="folder for results, checkpoints and training state (rank 0 writes)")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one run each (default: --seed)")
+    parser.add_argument("--config",
+                        help="JSON file with model and train fields (flags override it)")
+    parser.add_argument("--out", help="folder for results, checkpoints and training state (rank 0 "
+                                      "writes)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one run each "
+                                                      "(default: --seed)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help="write a resumable state every N steps (default: eval_every, when --out is given)")
-    parser.add_argument("--resume", action="store_true", help="continue each seed from its state in --out; "
+                        help="write a resumable state every N steps (default: eval_every, when "
+                             "--out is given)")
+    parser.add_argument("--resume", action="store_true", help="continue each seed from its state "
+                                                              "in --out; "
                         "seeds whose result.json is complete are skipped")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the training step (default: on with a CUDA GPU, off on a CPU)")
+                        help="torch.compile the training step (default: on with a CUDA GPU, off on "
+                             "a CPU)")
     model_names = _add_dataclass_flags(parser, ModelConfig, "model (ModelConfig)")
-    train_names = _add_dataclass_flags(parser, TrainConfig, "training (TrainConfig; --train-seq-len defaults to "
+    train_names = _add_dataclass_flags(parser, TrainConfig, "training (TrainConfig; "
+                                                            "--train-seq-len defaults to "
                                        "--seq-len)", prefix_clash=("seq_len",))
     args = parser.parse_args(argv)
     try:
         model_kw, train_kw = _configs_from_args(args, model_names, train_names)
         seeds = _parse_seeds(args.seeds) if args.seeds else [train_kw.get("seed", 0)]
         model_cfg = ModelConfig(**model_kw)
-        train_kw.setdefault("seq_len", model_cfg.seq_len)  # train on the model's full context unless told otherwise
+        train_kw.setdefault("seq_len",
+                            # train on the model's full context unless told otherwise
+                            model_cfg.seq_len)
         train_cfg = TrainConfig(**train_kw)
         _check_inputs(model_cfg, train_cfg)
         if args.resume and not args.out:
@@ -148,16 +161,19 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = Path(args.out) / f"seed{seed}" if args.out else None
             if args.resume and run_dir is not None and (run_dir / "result.json").exists():
                 done = RunResult.load_json(run_dir / "result.json")
-                if done.stop_reason in ("max_steps", "diverged") and done.model_config == model_cfg \
+                if done.stop_reason in ("max_steps",
+                                        "diverged") and done.model_config == model_cfg \
                         and done.train_config == cfg:
                     if rank == 0:
                         print(f"seed {seed}: already complete in {run_dir}, skipped")
                     continue
             resume = bool(args.resume and run_dir is not None and any((run_dir / "state").glob("state-*.json")))
-            result = train(model_cfg, cfg, progress=not args.no_progress, state_dir=run_dir / "state" if run_dir else None,
-                           checkpoint_every=every, resume=resume, compile=args.compile)
-            summary = {"seed": seed, "final_val": _finite_or_none(result.final_val), "steps_done": result.steps_done,
-                       "stop_reason": result.stop_reason, "diverged": result.diverged, "wall_s": result.wall_s,
+            result = train(model_cfg, cfg, progress=not args.no_progress,
+                           state_dir=run_dir / "state" if run_dir else None, checkpoint_every=every,
+                           resume=resume, compile=args.compile)
+            summary = {"seed": seed, "final_val": _finite_or_none(result.final_val),
+                       "steps_done": result.steps_done, "stop_reason": result.stop_reason,
+                       "diverged": result.diverged, "wall_s": result.wall_s,
                        "tokens_per_s": result.tokens_per_s, "first_step_s": result.first_step_s,
                        "tokens_seen": result.tokens_seen, "world_size": world}
             summaries.append(summary)

@@ -29,17 +29,23 @@ def make_control(name: str, spec: Any, value: Any):
     if isinstance(spec, w.Widget):
         return spec
     style = {"description_width": "initial"}
-    if isinstance(spec, tuple) and len(spec) == 3 and all(isinstance(v, (int, float)) for v in spec):
+    if isinstance(spec,
+                  tuple) and len(spec) == 3 and all(isinstance(v, (int, float)) for v in spec):
         lo, hi, step = spec
         if not lo <= value <= hi:
-            raise ValueError(f"control {name!r}: default {value!r} lies outside its range [{lo}, {hi}]")
-        cls = w.IntSlider if all(isinstance(v, int) for v in (lo, hi, step, value)) else w.FloatSlider
-        return cls(value=value, min=lo, max=hi, step=step, description=name, continuous_update=False, style=style)
+            raise ValueError(f"control {name!r}: default {value!r} lies outside its range [{lo}, "
+                             f"{hi}]")
+        cls = w.IntSlider if all(isinstance(v, int) for v in (lo, hi, step,
+                                                              value)) else w.FloatSlider
+        return cls(value=value, min=lo, max=hi, step=step, description=name,
+                   continuous_update=False, style=style)
     if isinstance(spec, (list, tuple)):
         if value not in spec:
-            raise ValueError(f"control {name!r}: default {value!r} is not one of its options {list(spec)}")
+            raise ValueError(f"control {name!r}: default {value!r} is not one of its options "
+                             f"{list(spec)}")
         return w.Dropdown(options=list(spec), value=value, description=name, style=style)
-    raise ValueError(f"control {name!r}: spec {spec!r} is neither (min, max, step), a list of options, nor a widget")
+    raise ValueError(f"control {name!r}: spec {spec!r} is neither (min, max, step), a list of "
+                     "options, nor a widget")
 
 
 def preset_label(preset: Mapping[str, Any]) -> str:
@@ -47,11 +53,13 @@ def preset_label(preset: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in preset.items())
 
 
-def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any],
-                  ncols: int | None = None, sharey: bool = False, title: str | None = None):
+def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]],
+                  defaults: Mapping[str, Any], ncols: int | None = None, sharey: bool = False,
+                  title: str | None = None):
     """Small multiples: ``draw(ax, **{**defaults, **preset})`` in one panel per preset. Returns the figure."""
     if not presets:
-        raise ValueError("presets is empty: give at least one dict of control values for the static figure")
+        raise ValueError("presets is empty: give at least one dict of control values for the "
+                         "static figure")
     unknown = {k for p in presets for k in p} - set(defaults)
     if unknown:
         raise ValueError(f"presets name controls that have no default: {sorted(unknown)}")
@@ -69,7 +77,8 @@ def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]
     return fig
 
 
-def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any], defaults: Mapping[str, Any]):
+def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any],
+                      defaults: Mapping[str, Any]):
     """The ipywidgets version: controls on top, the figure below, redrawn by ``draw`` on every change."""
     import ipywidgets as w
     from IPython.display import display
@@ -90,9 +99,10 @@ def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any], de
     return widgets
 
 
-def explore(draw: Callable[..., None], controls: Mapping[str, Any], presets: Sequence[Mapping[str, Any]],
-            defaults: Mapping[str, Any], *, ncols: int | None = None, sharey: bool = False,
-            title: str | None = None, interactive: bool | None = None) -> None:
+def explore(draw: Callable[..., None], controls: Mapping[str, Any],
+            presets: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any], *,
+            ncols: int | None = None, sharey: bool = False, title: str | None = None,
+            interactive: bool | None = None) -> None:
     """Show ``draw`` with live controls, or as small multiples at ``presets`` when no front end is attached.
 
     ``draw(ax, **params)`` draws on a matplotlib axes (keep it a thin wrapper around tested library
@@ -103,7 +113,8 @@ def explore(draw: Callable[..., None], controls: Mapping[str, Any], presets: Seq
     """
     missing = set(controls) - set(defaults)
     if missing:
-        raise ValueError(f"controls without a default value: {sorted(missing)}; add them to defaults")
+        raise ValueError(f"controls without a default value: {sorted(missing)}; add them to "
+                         "defaults")
     if interactive if interactive is not None else frontend_attached():
         interactive_panel(draw, controls, defaults)
         return None
