@@ -1,71 +1,14 @@
-"""LayerNorm Scaling (LNS) on Hugging Face LLaMA-family decoders, in one reversible call.
+"""LayerNorm Scaling (LNS) on Hugging Face LLaMA-family decoders, one reversible call. Notebook 05.
 
-Explained in notebook 05 (``05_lns_for_your_model.ipynb``).
-
-What LNS is (arXiv 2502.05795, Eq. 12): inside decoder layer l (1-based), the
-outputs of *both* norms -- ``input_layernorm`` (feeds attention) and
-``post_attention_layernorm`` (feeds the MLP) -- are multiplied by 1/sqrt(l),
-after the norm's gain. The final norm, embeddings and the residual stream are
-untouched; no parameter is added; the factor is a plain constant.
-
-How it is installed, and why this way
--------------------------------------
-Each of the two norms of layer l gets a plain Python float attribute
-``lns_scale`` and a forward hook that multiplies the norm's output by it. We
-chose hooks over the alternatives because they are the most robust:
-
-* ``.to(dtype/device)``, ``.half()``, meta-device init, ``load_state_dict``: a float attribute is
-  not a tensor, so nothing can cast, move, zero or skip it (OLMo-core's buffer bug, PR #698, was a
-  factor kept as a non-persistent buffer).
-* ``save_pretrained``: the state dict keeps the stock Hugging Face key names (a wrapper module would
-  rename ``input_layernorm.weight`` to ``input_layernorm.norm.weight`` and break every other tool).
-* ``copy.deepcopy`` and ``pickle``: the hook is a module-level function that reads
-  ``module.lns_scale``, so a copy scales by its own attribute (a patched bound ``forward`` would
-  keep pointing at the original module after a deepcopy).
-* gradient checkpointing: the norms run inside the decoder layer's forward, so the recomputation
-  runs the hooks again and gives the same result.
-* ``torch.compile``: dynamo traces module hooks and guards on the float (checked by hand on a tiny
-  Llama: compiled and eager logits agree within 1e-7, and a compiled model follows
-  ``remove_layernorm_scaling``; not a unit test, because a cold compile took minutes on the shared
-  CPU).
-* fused-kernel replacements of ``RMSNorm.forward`` (kernels, Liger) still have their output scaled:
-  hooks run around whatever ``forward`` is.
-* ``isinstance`` checks keep working: the norm modules keep their class.
-
-The model's class and its config's class are swapped for kit subclasses
-(``LNSLlamaForCausalLM`` / ``LNSLlamaConfig``, model type ``lns_llama``) that
-only add the factors; ``remove_layernorm_scaling`` swaps them back.
-
-Checkpoint round trip (decided, tested in ``tests/test_layernorm_scaling.py``)
-------------------------------------------------------------------------------
-``save_pretrained`` of an LNS model writes ``model_type: "lns_<base>"``,
-``architectures: ["LNS<Base>ForCausalLM"]`` and ``lns_factors`` (one per layer)
-to ``config.json``; the weights keep their stock names and values.
-
-* ``curse_of_depth.layernorm_scaling.from_pretrained(path)`` keeps LNS.
-* ``AutoModelForCausalLM.from_pretrained(path)`` *after* importing this module
-  keeps LNS too (the kit registers its classes with the Auto classes on import).
-* ``AutoModelForCausalLM.from_pretrained(path)`` in a Python where the kit was
-  not imported fails loudly: ``ValueError: ... model type `lns_llama` but
-  Transformers does not recognize this architecture``. It cannot silently give
-  you a Pre-LN model.
-* ``LlamaForCausalLM.from_pretrained(path)`` (the stock class, named directly,
-  as the official repo's pruning script does) only *warns* ("You are using a
-  model of type `lns_llama` to instantiate a model of type `llama`") and
-  returns a Pre-LN model. Transformers offers no hook to refuse this. The kit
-  catches it instead: ``layernorm_scaling_factors(model)`` raises on such a
-  model (its config still carries ``lns_factors``), and
-  ``apply_layernorm_scaling(model)`` restores the saved factors.
-
-Other heads (e.g. ``LlamaForSequenceClassification``) get the same forward, apply/remove and config;
-only causal LMs are registered with an Auto class, so ``from_pretrained`` covers causal LMs.
-
-The factors are stored, not re-derived from the layer position, so a pruned
-LNS model keeps each surviving layer's original factor (paper brief §6.4).
-
-Training from scratch: do not combine LNS with a depth-scaled initialization
-of the residual output projections (the paper's footnote 1, Table 6).
-``check_init`` measures it and ``new_lns_model`` refuses it.
+LNS (arXiv 2502.05795, Eq. 12): inside decoder layer l (1-based) the outputs of both norms,
+``input_layernorm`` (feeds attention) and ``post_attention_layernorm`` (feeds the MLP), are
+multiplied by 1/sqrt(l) after the gain; the final norm, the embeddings and the residual stream are
+untouched and no parameter is added. Each norm gets a plain float ``lns_scale`` and a forward hook
+that applies it, and the model's and config's classes become kit subclasses
+(``LNSLlamaForCausalLM``, model type ``lns_llama``) that save the factors in ``config.json``. Why
+hooks, and what each way of loading a saved LNS model does: ``docs/layernorm_scaling.md``. Training
+from scratch: never combine LNS with a depth-scaled init of the residual output projections (the
+paper's footnote 1); ``check_init`` measures it, ``new_lns_model`` refuses it.
 """
 
 from __future__ import annotations
@@ -124,7 +67,7 @@ def _hook_ids(norm: nn.Module) -> list[int]:
 
 
 def _lns_layers(model: nn.Module) -> nn.ModuleList:
-    """``hf.decoder_layers(model)``, refused unless each layer has the Pre-LN norm pair LNS scales (notebook 05)."""
+    """``hf.decoder_layers(model)``, refused unless each layer has the norm pair LNS scales."""
     name = type(model).__name__
     model_type = getattr(getattr(model, "config", None), "model_type", "?")
     try:
@@ -150,11 +93,9 @@ def _lns_layers(model: nn.Module) -> nn.ModuleList:
 
 # ------------------------------------------------ kit subclasses (round trip)
 
-_CLASSES: dict[type,
-               tuple[type, type]] = {}  # base model class -> (LNS config class, LNS model class)
-_CONFIGS: dict[type,
-               # base config class -> LNS config class (one per model_type, shared by all heads)
-               type] = {}
+# base model class -> (LNS config class, LNS model class); base config class -> LNS config class
+_CLASSES: dict[type, tuple[type, type]] = {}
+_CONFIGS: dict[type, type] = {}
 
 
 def _lns_config_class(base_cfg: type) -> type:
@@ -169,15 +110,14 @@ def _lns_config_class(base_cfg: type) -> type:
                        "each decoder layer.",
         })
         cfg_cls.__qualname__ = cfg_cls.__name__
-        globals().setdefault(cfg_cls.__name__,
-                             cfg_cls)  # picklable as curse_of_depth.layernorm_scaling.<name>
+        globals().setdefault(cfg_cls.__name__, cfg_cls)  # picklable under this module's name
         AutoConfig.register(model_type, cfg_cls, exist_ok=True)
         _CONFIGS[base_cfg] = cfg_cls
     return _CONFIGS[base_cfg]
 
 
 def _lns_classes(base_model_cls: type) -> tuple[type, type]:
-    """The kit's (config, model) subclasses for ``base_model_cls``, created once and registered with Auto*."""
+    """The kit's (config, model) subclasses of ``base_model_cls``, made once and registered."""
     if base_model_cls in _CLASSES:
         return _CLASSES[base_model_cls]
     cfg_cls = _lns_config_class(base_model_cls.config_class)
@@ -223,7 +163,7 @@ def _base_class(model: nn.Module) -> type:
     return cls
 
 
-# The tested families exist at import, so a fresh Python that imports the kit can load their checkpoints.
+# The tested families exist at import: a fresh Python that imports the kit loads their checkpoints.
 LNSLlamaConfig, LNSLlamaForCausalLM = _lns_classes(LlamaForCausalLM)
 LNSMistralConfig, LNSMistralForCausalLM = _lns_classes(MistralForCausalLM)
 LNSQwen2Config, LNSQwen2ForCausalLM = _lns_classes(Qwen2ForCausalLM)
@@ -255,8 +195,7 @@ def _install(model: nn.Module, factors: list[float]) -> None:
     for layer, f in zip(_lns_layers(model), factors):
         for n in NORM_NAMES:
             norm = getattr(layer, n)
-            # a plain Python float: never a parameter, buffer or checkpoint entry
-            norm.lns_scale = f
+            norm.lns_scale = f  # a plain float: never a parameter, buffer or checkpoint entry
             norm.register_forward_hook(_lns_hook)
 
 
@@ -276,9 +215,9 @@ def _installed(model: nn.Module) -> list[tuple[float, float]] | None:
 
 def apply_layernorm_scaling(model: PreTrainedModel,
                             factors: list[float] | None = None) -> PreTrainedModel:
-    """Turn a Hugging Face LLaMA-family decoder into its LayerNorm Scaling version, in place (and return it).
+    """Turn a Hugging Face LLaMA-family decoder into its LayerNorm Scaling version, in place.
 
-    Explained in notebook 05. Both norms of decoder layer l (1-based) get their output multiplied by
+    Both norms of decoder layer l (1-based) get their output multiplied by
     ``factors[l-1]`` -- by default the paper's 1/sqrt(l) -- after the gain; the final norm is
     untouched; no parameter is added. If the model's config carries ``lns_factors`` (an LNS
     checkpoint loaded through the stock class), those stored factors are restored instead. Applying
@@ -313,10 +252,8 @@ def apply_layernorm_scaling(model: PreTrainedModel,
 
 
 def remove_layernorm_scaling(model: PreTrainedModel) -> PreTrainedModel:
-    """Undo ``apply_layernorm_scaling`` in place: hooks, factors and classes go; the forward is bit-identical again.
-
-    Explained in notebook 05. Raises ``ValueError`` if the model has no LayerNorm Scaling.
-    """
+    """Undo ``apply_layernorm_scaling`` in place: hooks, factors and classes go; the forward is
+    bit-identical again. Raises ``ValueError`` without LayerNorm Scaling. Notebook 05."""
     if _installed(model) is None:
         raise ValueError(f"this {type(model).__name__} has no LayerNorm Scaling to remove "
                          "(apply it with apply_layernorm_scaling(model))")
@@ -338,9 +275,9 @@ def remove_layernorm_scaling(model: PreTrainedModel) -> PreTrainedModel:
 
 
 def layernorm_scaling_factors(model: PreTrainedModel) -> list[tuple[float, float]] | None:
-    """Per layer, the (input_layernorm, post_attention_layernorm) factors in effect; None for a plain model.
+    """Per layer, the (input_layernorm, post_attention_layernorm) factors in effect, or None.
 
-    Explained in notebook 05. Raises ``ValueError`` when the config says LNS (``lns_factors``) but
+    Raises ``ValueError`` when the config says LNS (``lns_factors``) but
     the model does not apply it -- an LNS checkpoint loaded through the stock class, which silently
     runs as Pre-LN.
     """
@@ -356,17 +293,14 @@ def layernorm_scaling_factors(model: PreTrainedModel) -> list[tuple[float, float
 
 
 def has_layernorm_scaling(model: PreTrainedModel) -> bool:
-    """True when LayerNorm Scaling is in effect (see ``layernorm_scaling_factors``). Explained in notebook 05."""
+    """True when LayerNorm Scaling is in effect (``layernorm_scaling_factors``). Notebook 05."""
     return layernorm_scaling_factors(model) is not None
 
 
 @torch.no_grad()
 def max_logit_gap(a: nn.Module, b: nn.Module, idx: torch.Tensor) -> float:
-    """Largest absolute logit difference between two causal LMs (the kit's or Hugging Face's) on ``idx``.
-
-    Explained in notebook 05, where it checks that LNS on a Hugging Face Llama equals the kit's LNS
-    model.
-    """
+    """Largest absolute logit difference between two causal LMs (the kit's or Hugging Face's) on
+    ``idx``; notebook 05 checks that LNS on a Hugging Face Llama equals the kit's LNS model."""
     return (a(idx).logits.float() - b(idx).logits.float()).abs().max().item()
 
 
@@ -376,16 +310,15 @@ def max_logit_gap(a: nn.Module, b: nn.Module, idx: torch.Tensor) -> float:
 def from_pretrained(path, **kwargs: Any) -> PreTrainedModel:
     """Load an LNS checkpoint written by ``save_pretrained``, with its LayerNorm Scaling intact.
 
-    Explained in notebook 05. ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``
+    Notebook 05. ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``
     (``trust_remote_code`` is never turned on by the kit). A checkpoint without LNS raises
     ``ValueError`` naming the fix.
     """
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    config_dict, _ = PreTrainedConfig.get_config_dict(str(path), **{k: v for k, v in kwargs.items()
-                                                                    if k in ("local_files_only",
-                                                                             "revision", "token")})
+    hub = {k: v for k, v in kwargs.items() if k in ("local_files_only", "revision", "token")}
+    config_dict, _ = PreTrainedConfig.get_config_dict(str(path), **hub)
     model_type = config_dict.get("model_type", "")
     if not model_type.startswith(PREFIX):
         raise ValueError(f"{path} is not a LayerNorm Scaling checkpoint "
@@ -411,7 +344,7 @@ def from_pretrained(path, **kwargs: Any) -> PreTrainedModel:
 
 @dataclass
 class InitReport:
-    """Per-layer std ratios of residual-output projections to input projections at initialization."""
+    """Per layer, std of the residual-output projections over the input projections' at init."""
 
     o_over_q: list[float]  # std(o_proj) / std(q_proj), same fan-in when heads * head_dim = hidden
     down_over_gate: list[float]  # std(down_proj) / std(gate_proj)
@@ -420,9 +353,9 @@ class InitReport:
 
 
 def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") -> InitReport:
-    """Tell whether a freshly initialized model uses depth-scaled init (which the paper says not to combine with LNS).
+    """Whether a fresh model uses depth-scaled init, which must not be combined with LNS.
 
-    Explained in notebook 05. Compares, per layer, the std of the residual-output projections
+    Notebook 05. Compares, per layer, the std of the residual-output projections
     (``o_proj``, ``down_proj``) to the input projections (``q_proj``, ``gate_proj``). Plain N(0,
     0.02) init gives ratios near 1; GPT-2/Megatron scaled init gives 1/sqrt(2L) everywhere,
     depth-scaled (DS-Init / OLMo) init makes the ratio fall with depth. ``action``: "raise"
@@ -468,9 +401,9 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
 
 def new_lns_model(config: PreTrainedConfig, seed: int = 0,
                   factors: list[float] | None = None) -> PreTrainedModel:
-    """A freshly initialized Hugging Face causal LM with LayerNorm Scaling, for training from scratch.
+    """A fresh Hugging Face causal LM with LayerNorm Scaling, for training from scratch.
 
-    Explained in notebook 05. Uses Hugging Face's own plain N(0, initializer_range) init (seeded),
+    Notebook 05. Uses Hugging Face's own plain N(0, initializer_range) init (seeded),
     applies LNS, then runs ``check_init`` so a depth-scaled init cannot slip in unnoticed.
     """
     with torch.random.fork_rng(devices=[]):
