@@ -1,4 +1,4 @@
-"""The trainer: AdamW with warmup and cosine decay, stopped by steps or wall-clock seconds. Notebook 03.
+"""The trainer: AdamW, warmup and cosine decay, stopped by steps or wall-clock seconds. Notebook 03.
 
 ``train(model_cfg, train_cfg)`` returns a ``RunResult`` (configs, curves, times, the trained model);
 notebook 04 loads its checkpoints. It runs on a CPU, on one GPU (bf16 autocast, fp32 master weights,
@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import _files
@@ -42,11 +43,8 @@ DTYPES = ("auto", "fp32", "bf16")
 
 @dataclass
 class TrainConfig:
-    """How to train (notebook 03). Defaults: the recipe measured on a 2-core CPU (d=64, 4 heads, seq 128, batch 16, lr 3e-3).
-
-    ``batch_size`` is per process: under ``torchrun`` with N ranks a step sees N x batch_size
-    sequences.
-    """
+    """How to train (notebook 03); the defaults are the kit's CPU recipe. ``batch_size`` is per
+    process: under ``torchrun`` with N ranks a step sees N x batch_size sequences."""
 
     max_steps: int = 480
     max_seconds: float | None = None  # wall-clock budget (evaluations included); None = no limit
@@ -61,8 +59,7 @@ class TrainConfig:
     eval_every: int = 50  # validation every this many steps (and at the end)
     eval_batches: int = 8
     eval_batch_size: int = 32
-    # a validation point at step 0 (the init loss; callbacks see the untrained model)
-    eval_at_start: bool = True
+    eval_at_start: bool = True  # a validation point at step 0 (callbacks see the untrained model)
     seed: int = 0  # fixes the init and the data order
     device: str = "auto"  # "auto" = cuda when available, else cpu
     dtype: str = "auto"  # "auto" = bf16 autocast on GPU, fp32 on CPU; "bf16" is GPU only
@@ -79,31 +76,25 @@ class TrainConfig:
                 raise ValueError(msg)
 
         need(isinstance(self.max_steps, int) and self.max_steps >= 1,
-             f"max_steps must be an integer >= 1, got {self.max_steps!r}: set "
-             "TrainConfig(max_steps=...) to a positive step count")
+             f"max_steps must be an integer >= 1, got {self.max_steps!r}: set TrainConfig(max_steps=...) to a positive step count")
         need(self.max_seconds is None or self.max_seconds > 0,
              f"max_seconds must be > 0 or None (no time limit), got {self.max_seconds!r}")
-        need(self.lr > 0 and math.isfinite(self.lr), "lr must be a positive finite number, got "
-                                                     f"{self.lr!r}")
+        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive finite number, got {self.lr!r}")
         need(0 <= self.warmup_frac < 1, f"warmup_frac must lie in [0, 1), got {self.warmup_frac!r}")
-        need(0 <= self.min_lr_frac <= 1,
-             f"min_lr_frac must lie in [0, 1], got {self.min_lr_frac!r}")
+        need(0 <= self.min_lr_frac <= 1, f"min_lr_frac must lie in [0, 1], got {self.min_lr_frac!r}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
         need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
         need(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1,
              f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        need(isinstance(self.seq_len, int) and self.seq_len >= 1, "seq_len must be an integer >= "
-                                                                  f"1, got {self.seq_len!r}")
+        need(isinstance(self.seq_len, int) and self.seq_len >= 1, f"seq_len must be an integer >= 1, got {self.seq_len!r}")
         need(self.eval_every >= 1, f"eval_every must be >= 1 step, got {self.eval_every!r}")
         need(self.eval_batches >= 1 and self.eval_batch_size >= 1,
-             f"eval_batches and eval_batch_size must be >= 1, got {self.eval_batches}, "
-             f"{self.eval_batch_size}")
+             f"eval_batches and eval_batch_size must be >= 1, got {self.eval_batches}, {self.eval_batch_size}")
         need(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         need(self.diverge_factor > 1, f"diverge_factor must be > 1, got {self.diverge_factor!r}")
-        need(isinstance(self.seed, int) and self.seed >= 0, "seed must be an integer >= 0, got "
-                                                            f"{self.seed!r}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
 
     @property
     def warmup_steps(self) -> int:
@@ -124,12 +115,14 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine to ``lr * min_lr_frac``. Notebook 03."""
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine down to
+    ``lr * min_lr_frac`` at ``max_steps``. Notebook 03."""
     warmup = cfg.warmup_steps
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, cfg.max_steps - warmup))
-    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * cosine)
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -142,21 +135,17 @@ def _none_to_nan(x: float | None) -> float:
 
 @dataclass
 class RunResult:
-    """What a training run produced (notebooks 03, 04). ``model`` is the trained model (not serialized: see
-    ``save_checkpoint``)."""
+    """What a training run produced (notebooks 03, 04); ``model`` is the trained model (not in the
+    JSON: ``save_checkpoint`` writes it)."""
 
     model_config: ModelConfig
     train_config: TrainConfig
-    train_curve: list[tuple[int,
-                            # (step, training loss of that step's batch)
-                            float]] = field(default_factory=list)
-    val_curve: list[tuple[int,
-                          float]] = field(default_factory=list)  # (steps done, validation loss)
+    train_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, that batch's loss)
+    val_curve: list[tuple[int, float]] = field(default_factory=list)  # (steps done, val loss)
     final_val: float = float("nan")
     wall_s: float = 0.0  # the whole run, evaluations included
-    # training tokens (all ranks) per second of training steps, evaluations excluded
-    tokens_per_s: float = 0.0
-    first_step_s: float = 0.0  # the first step's seconds (with torch.compile: mostly compilation)
+    tokens_per_s: float = 0.0  # training tokens (all ranks) per second of training steps
+    first_step_s: float = 0.0  # the first step's seconds (with torch.compile: mostly compiling)
     diverged: bool = False
     interrupted: bool = False
     steps_done: int = 0
@@ -198,9 +187,8 @@ class RunResult:
     @classmethod
     def from_dict(cls, d: dict) -> RunResult:
         d = dict(d)
-        train = list(zip(d.pop("train_steps", []),
-                         (_none_to_nan(v) for v in d.pop("train_loss", []))))
-        val = list(zip(d.pop("val_steps", []), (_none_to_nan(v) for v in d.pop("val_loss", []))))
+        train = zip(d.pop("train_steps", []), map(_none_to_nan, d.pop("train_loss", [])))
+        val = zip(d.pop("val_steps", []), map(_none_to_nan, d.pop("val_loss", [])))
         known = {f.name for f in fields(cls)} - {"model", "from_cache", "train_curve", "val_curve"}
         kwargs = {k: v for k, v in d.items() if k in known}
         kwargs["model_config"] = ModelConfig.from_dict(d["model_config"])
@@ -244,30 +232,25 @@ def _autocast(device: torch.device, cfg: TrainConfig) -> Callable:
         if device.type != "cuda":
             raise ValueError("dtype='bf16' is GPU only here (bf16 autocast is slower than fp32 on "
                              "a CPU); use dtype='fp32' or 'auto'")
-        return lambda: torch.autocast("cuda",
-                                      dtype=torch.bfloat16)  # fp32 master weights, bf16 matmuls
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # fp32 weights, bf16 matmuls
     return contextlib.nullcontext
 
 
 def _dist() -> tuple[int, int]:
     """(rank, world_size) when torch.distributed is initialized, else (0, 1)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
 def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return t
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices and embeddings (ndim >= 2) only, never on norm gains. Notebook 03.
+    """AdamW, decaying matrices and embeddings (ndim >= 2) only, never norm gains. Notebook 03.
 
     With ``weight_decay=0`` this is plain Adam (the paper's recipe); on a GPU the fused kernel is
     used.
@@ -281,14 +264,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
 
 
 def data_generator(seed: int, rank: int = 0) -> torch.Generator:
-    """The generator that draws training batches: one per seed and rank, independent of the init's. Notebook 03."""
+    """The generator of training batches: one per seed and rank, not the init's. Notebook 03."""
     return torch.Generator().manual_seed(1_000_003 * (seed + 1) + 7919 * rank)
 
 
 @torch.no_grad()
 def evaluate(model: CausalLM, batches, device: torch.device | str = "cpu",
              autocast=contextlib.nullcontext) -> float:
-    """Mean loss over a list of ``batches`` [(x, y), ...]; under torchrun the ranks share them. Notebooks 03, 04."""
+    """Mean loss over a list of ``batches`` [(x, y), ...], split among the ranks. Notebook 03."""
     rank, world = _dist()
     device = torch.device(device)
     was_training = model.training
@@ -359,7 +342,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None, progress:
           callback=None, *, model: CausalLM | None = None,
           state_dir: str | os.PathLike | None = None, checkpoint_every: int = 0,
           resume: bool = False, compile: bool | None = None) -> RunResult:
-    """Train a fresh model (or ``model``) and return the ``RunResult``, with ``.model``. Notebook 03.
+    """Train a fresh model (or ``model``); return the ``RunResult``, with ``.model``. Notebook 03.
 
     Stops at ``max_steps`` or ``max_seconds``, whichever comes first. ``callback(step, model,
     result)`` runs at every validation point (step 0 included when ``eval_at_start``), on the model
@@ -421,8 +404,8 @@ def _start(model_cfg, cfg, corpus, model, state_dir, checkpoint_every, resume, c
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        run.net = DistributedDataParallel(model,
-                                          device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        run.net = DistributedDataParallel(model, device_ids=ids)
     if device.type == "cuda" if compile is None else compile:
         run.net = torch.compile(run.net)
     run.t0 = time.perf_counter()
@@ -430,7 +413,7 @@ def _start(model_cfg, cfg, corpus, model, state_dir, checkpoint_every, resume, c
 
 
 def _budget_spent(run: _Run) -> str:
-    """"max_steps" or "max_seconds" when no further step may start; every rank stops at the same step."""
+    """"max_steps" or "max_seconds" when no further step may start (all ranks stop at one step)."""
     if run.step >= run.cfg.max_steps:
         return "max_steps"
     late = run.cfg.max_seconds is not None and _wall_s(run) >= run.cfg.max_seconds
@@ -439,7 +422,7 @@ def _budget_spent(run: _Run) -> str:
 
 
 def _train_step(run: _Run) -> str:
-    """One optimizer step on one batch; "diverged" (with the reason recorded) when the loss blows up."""
+    """One optimizer step on one batch; "diverged" (the reason recorded) when the loss blows up."""
     cfg, result, t = run.cfg, run.result, time.perf_counter()
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(run.step, cfg)
@@ -464,7 +447,8 @@ def _train_step(run: _Run) -> str:
     run.optimizer.step()
     run.train_s += time.perf_counter() - t
     result.first_step_s = result.first_step_s or round(time.perf_counter() - t, 3)
-    result.steps_done, result.tokens_seen = step, result.tokens_seen + cfg.batch_size * cfg.seq_len * run.world
+    result.steps_done = step
+    result.tokens_seen += cfg.batch_size * cfg.seq_len * run.world
     run.bar.update(1)
     first = result.train_curve[0][1]
     if step > cfg.warmup_steps and loss_v > cfg.diverge_factor * first:
@@ -515,11 +499,9 @@ def _finish(run: _Run, stop: str) -> RunResult:
 
 
 def _save_state(run: _Run, folder: Path) -> None:
-    """Rank 0 writes model, optimizer and every rank's batch generator (``torch.save``) with JSON metadata."""
+    """Rank 0 writes model, optimizer and every rank's batch generator, with JSON metadata."""
     gens = [run.gen.get_state()]
     if run.world > 1:
-        import torch.distributed as dist
-
         gens = [None] * run.world
         dist.all_gather_object(gens, run.gen.get_state())
     if run.rank != 0:
@@ -532,7 +514,7 @@ def _save_state(run: _Run, folder: Path) -> None:
 
 
 def write_state(folder: str | os.PathLike, payload: dict, meta: dict) -> Path:
-    """``payload`` (``torch.save``) and ``meta`` (JSON, with the payload's sha256) as a new pair of files.
+    """``payload`` (``torch.save``) and ``meta`` (JSON, with the payload's sha256) as a new pair.
 
     The JSON is written last and commits the pair; older pairs are removed only after it. An
     interruption at any moment leaves the previous pair or the new one intact, and ``read_state``
@@ -554,7 +536,7 @@ def write_state(folder: str | os.PathLike, payload: dict, meta: dict) -> Path:
 
 
 def read_state(folder: str | os.PathLike) -> tuple[dict, dict]:
-    """(payload, metadata) of the newest committed, intact pair that ``write_state`` left in ``folder``."""
+    """(payload, metadata) of the newest committed, intact pair that ``write_state`` left."""
     for meta_path in sorted(Path(folder).glob("state-*.json"), reverse=True):
         try:
             meta = json.loads(meta_path.read_text())
@@ -594,7 +576,7 @@ def _resume(run: _Run, folder: Path) -> None:
 
 def save_checkpoint(model: CausalLM, path: str | os.PathLike,
                     result: RunResult | None = None) -> Path:
-    """The model's weights as safetensors (atomic); its config and the run's result in the metadata. Notebook 04."""
+    """The weights as safetensors (atomic), config and result in the metadata. Notebook 04."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     meta = {"format": CHECKPOINT_FORMAT, "model_config": json.dumps(model.cfg.to_dict())}
     if result is not None:
@@ -602,8 +584,8 @@ def save_checkpoint(model: CausalLM, path: str | os.PathLike,
     return _files.atomic_save_safetensors(model.state_dict(), path, metadata=meta)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CausalLM,
-                                                                                          RunResult | None]:
+def load_checkpoint(path: str | os.PathLike,
+                    device: str | torch.device = "cpu") -> tuple[CausalLM, RunResult | None]:
     """(model, result) from ``save_checkpoint``'s file; safe to load (no pickle). Notebook 04."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -640,15 +622,15 @@ def runs_dir() -> Path:
 def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = True, corpus=None,
                   progress: bool = True, callback=None,
                   folder: str | os.PathLike | None = None) -> RunResult:
-    """A cached run when one with the same configs (and corpus, and code format) is stored and intact, else train.
+    """The stored run of these configs, corpus and code format when it is intact; else train now.
 
     Interrupted runs are returned but not cached. ``result.from_cache`` says which happened.
     Notebooks 03 and 04.
     """
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
     _check_inputs(model_cfg, train_cfg, corpus)
-    run_folder = Path(folder) if folder else runs_dir() / run_key(model_cfg, train_cfg,
-                                                                  corpus.fingerprint)
+    key = run_key(model_cfg, train_cfg, corpus.fingerprint)
+    run_folder = Path(folder) if folder else runs_dir() / key
     ckpt, meta_path = run_folder / "model.safetensors", run_folder / "run.json"
     if cache and meta_path.exists() and ckpt.exists():
         try:
@@ -666,9 +648,8 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = 
     if cache and not result.interrupted:
         model = result.model.cpu()
         save_checkpoint(model, ckpt, result)
-        _files.atomic_write_json(meta_path,
-                                 {"checkpoint_sha256": _files.sha256_file(ckpt),
-                                  "result": result.to_dict()})
+        meta = {"checkpoint_sha256": _files.sha256_file(ckpt), "result": result.to_dict()}
+        _files.atomic_write_json(meta_path, meta)
     return result
 
 
