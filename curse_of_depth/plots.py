@@ -1,36 +1,27 @@
-"""One figure style for the whole kit. Plot functions take result data (dicts/arrays), never models.
-
-Each topic's plotting functions live below in their own section; notebooks call
-them so a fix lands once.
+"""One figure style for the whole kit, and the notebooks' figures: data in (dicts, lists, ``stats``
+objects), a figure out, never a model. Each function names the notebook that draws it.
 """
 
 from __future__ import annotations
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
 
-NORM_COLORS = {"pre": "#d62728", "lns": "#1f77b4", "post": "#2ca02c", "mix": "#9467bd"}
-NORM_LABELS = {"pre": "Pre-LN", "lns": "Pre-LN + LNS", "post": "Post-LN", "mix": "Mix-LN"}
+from .model import NORM_LABELS
 
-_BASE = {
-    "figure.dpi": 100,
-    "savefig.dpi": 100,
-    "figure.figsize": (7.5, 4.0),
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "legend.frameon": False,
-    "font.size": 10,
-}
+NORM_COLORS = {"pre": "#d62728", "lns": "#1f77b4", "post": "#2ca02c", "mix": "#9467bd",
+               "peri": "#ff7f0e"}
+UNIGRAM_NATS = 3.30  # the character unigram entropy of Shakespeare: the plateau training starts on
+_BASE = {"figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (7.5, 4.0), "axes.grid": True,
+         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+         "legend.frameon": False, "font.size": 10}
 _PROJECTOR = {"font.size": 15, "figure.figsize": (11, 6), "lines.linewidth": 2.5, "figure.dpi": 110}
-
-
 _styled = False
 
 
 def use_style(projector: bool = False) -> None:
-    """Apply the kit's style (the first kit figure does); ``projector=True`` enlarges fonts, lines and figures."""
+    """Apply the kit's style (the first kit figure does); ``projector=True`` enlarges everything."""
     global _styled
     mpl.rcParams.update(_BASE)
     if projector:
@@ -49,9 +40,8 @@ def subplots(nrows: int = 1, ncols: int = 1, **kw):
     if not _styled:
         use_style()
     width, height = mpl.rcParams["figure.figsize"]
-    kw.setdefault("figsize",
-                  (width * (1 if ncols == 1 else min(ncols, 3) / 1.6),
-                   height * (1 if nrows == 1 else nrows / 1.3)))
+    kw.setdefault("figsize", (width * (1 if ncols == 1 else min(ncols, 3) / 1.6),
+                              height * (1 if nrows == 1 else nrows / 1.3)))
     kw.setdefault("constrained_layout", True)
     return plt.subplots(nrows, ncols, **kw)
 
@@ -63,95 +53,78 @@ def show(fig=None) -> None:
         plt.close(fig)
 
 
+def _label(norm: str) -> str:
+    return NORM_LABELS.get(norm, norm)
 
-# ======================================================== notebooks 03-04: live training and inside
-# Plot functions of notebooks 03 (train it live) and 04 (inside the trained models). They take
-# ``stats.Band`` objects and plain per-block lists, never models.
 
-# character unigram entropy of the Shakespeare corpus: the plateau training starts on
-UNIGRAM_NATS = 3.30
+def _axes(ax, xlabel: str, ylabel: str, title: str | None = None, log: bool = False, legend=None):
+    """Axis labels, optional log y axis and title, and a legend (``legend``: its keywords)."""
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if log:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    if legend is not None:
+        ax.legend(**legend)
+
+
+# ------------------------------------------------------------ notebooks 03 and 04: training, inside
 
 
 def plot_gaps(gaps: dict):
-    """LNS minus Pre-LN final validation loss per seed, one column per configuration. Notebook 03.
-
-    ``gaps`` maps a label to a ``stats.PairedGap``; below zero means LNS is ahead.
-    """
+    """LNS minus Pre-LN final validation loss per seed (``{label: stats.PairedGap}``), one column
+    per configuration; below zero LNS is ahead. Notebook 03."""
     fig, ax = subplots(figsize=(max(4.5, 2.2 * len(gaps)), 3.6))
     for i, gap in enumerate(gaps.values()):
-        xs = [i - 0.1 + 0.04 * (j - (gap.n - 1) / 2) for j in range(gap.n)]
-        ax.scatter(xs, gap.diffs, color="k", s=14, zorder=3)
+        ax.scatter([i - 0.1 + 0.04 * (j - (gap.n - 1) / 2) for j in range(gap.n)], gap.diffs,
+                   color="k", s=14, zorder=3)
         ax.errorbar(i + 0.15, gap.mean, yerr=gap.sd, fmt="s", color="#444", capsize=4)
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlim(-0.5, len(gaps) - 0.5)
     ax.set_xticks(range(len(gaps)), list(gaps), fontsize="small")
-    ax.set(ylabel="LNS − Pre-LN (nats)\n< 0: LNS ahead", title="paired by seed (dots), mean ± sd "
-                                                               "(square)")
+    _axes(ax, "", "LNS − Pre-LN (nats)\n< 0: LNS ahead",
+          "paired by seed (dots), mean ± sd (square)")
     return fig
 
 
 def plot_profile_snapshots(snapshots: dict, ylabel: str = "residual variance after block",
                            log: bool = True):
-    """Per-block profiles at several training steps, one panel per norm (``{norm: {step: [v per block]}}``).
-
-    Step 0 (initialization) is dashed; later steps darken. Notebook 03.
-    """
-    import numpy as np
-
+    """Per-block profiles at several training steps, one panel per norm (``{norm: {step:
+    values}}``); step 0 (initialization) dashed, later steps darker. Notebook 03."""
     fig, axes = subplots(1, len(snapshots), squeeze=False, sharey=True)
     for ax, (norm, snaps) in zip(axes[0], snapshots.items()):
-        steps = sorted(snaps)
-        cmap = plt.get_cmap("Reds" if norm == "pre" else "Blues")
+        steps, cmap = sorted(snaps), plt.get_cmap("Reds" if norm == "pre" else "Blues")
         for k, step in enumerate(steps):
             v = np.asarray(snaps[step])
-            shade = cmap(0.35 + 0.65 * k / max(1, len(steps) - 1))
-            ax.plot(range(1, v.size + 1), v, color=shade, ls="--" if step == 0 else "-",
-                    label="init" if step == 0 else f"step {step}")
-        ax.set(title=NORM_LABELS.get(norm, norm), xlabel="block l", ylabel=ylabel)
+            ax.plot(range(1, v.size + 1), v, color=cmap(0.35 + 0.65 * k / max(1, len(steps) - 1)),
+                    ls="--" if step == 0 else "-", label="init" if step == 0 else f"step {step}")
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-        if log:
-            ax.set_yscale("log")
-        ax.legend(fontsize="small", ncol=2)
+        _axes(ax, "block l", ylabel, _label(norm), log, {"fontsize": "small", "ncol": 2})
     return fig
 
 
 def plot_per_block(series: dict, ylabel: str, log: bool = False, ax=None, reference=None,
                    title: str | None = None):
-    """One line per norm of a per-block quantity (``{norm: [value for block 1..L]}``). Notebooks 03 and 04.
-
-    ``reference`` is an optional ``(label, [values])`` drawn dotted (e.g. the 1/l law).
-    """
-    import numpy as np
-
+    """One line per norm of a per-block quantity (``{norm: [value for block 1..L]}``);
+    ``reference``: an optional ``(label, values)`` drawn dotted. Notebooks 03 and 04."""
     fig = None
     if ax is None:
         fig, ax = subplots()
     for norm, values in series.items():
         v = np.asarray(values, dtype=float)
         ax.plot(range(1, v.size + 1), v, color=NORM_COLORS.get(norm, "k"), marker="o", ms=3,
-                label=NORM_LABELS.get(norm, norm))
+                label=_label(norm))
     if reference is not None:
-        ref_label, ref = reference
-        ax.plot(range(1, len(ref) + 1), ref, color="gray", ls=":", label=ref_label)
-    if log:
-        ax.set_yscale("log")
-    ax.set(xlabel="block l", ylabel=ylabel)
+        ax.plot(range(1, len(reference[1]) + 1), reference[1], color="gray", ls=":",
+                label=reference[0])
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize="small")
+    _axes(ax, "block l", ylabel, title, log, {"fontsize": "small"})
     return fig
 
 
 def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
-    """The four per-block diagnostics of notebook 04, Pre-LN vs LNS side by side.
-
-    ``diagnostics`` maps a norm to ``{"variance", "angular", "skip_delta", "grad_norm"}`` lists
-    (block 1..L). The skip-one-block panel uses a symlog axis, because block 1 costs 100x more than
-    any other block.
-    """
-    import numpy as np
-
+    """Notebook 04's four per-block diagnostics, norms side by side (``{norm: {"variance",
+    "angular", "skip_delta", "grad_norm"}}``). The skip panel is symlog: block 1 costs 100x."""
     fig, axes = subplots(2, 2)
     panels = [("variance", "residual variance after block", "log"),
               ("angular", "angular distance in → out", None),
@@ -160,9 +133,10 @@ def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
     for ax, (key, label, scale) in zip(axes.flat, panels):
         plot_per_block({n: d[key] for n, d in diagnostics.items() if key in d}, label, ax=ax)
         if scale == "symlog":
-            deltas = np.concatenate([np.abs(np.asarray(d["skip_delta"])) for d in diagnostics.values()])
-            floor = max(1e-4, float(np.min(deltas[deltas > 0])) if np.any(deltas > 0) else 1e-4)
-            ax.set_yscale("symlog", linthresh=floor)
+            deltas = np.concatenate([np.abs(d["skip_delta"]) for d in diagnostics.values()])
+            positive = deltas[deltas > 0]
+            ax.set_yscale("symlog",
+                          linthresh=max(1e-4, float(positive.min())) if positive.size else 1e-4)
             ax.axhline(0, color="gray", lw=0.6)
         elif scale:
             ax.set_yscale(scale)
@@ -173,136 +147,119 @@ def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
     return fig
 
 
-# =========================================================== notebook 02: why Pre-LN variance grows
+# ------------------------------------------------------------------ notebook 02: why variance grows
 
 
-def _curve(c, key: str):
-    """Read ``mean``/``std`` from a theory.VarianceCurve or from its ``to_dict()``."""
-    import numpy as np
-
-    return np.asarray(c[key] if isinstance(c, dict) else getattr(c, key), dtype=float)
-
-
-def _draw_column(ax, x0: float, items: list, title: str, color: str) -> None:
-    """One block drawn bottom to top: a residual spine at x0, branches to its right (see plot_block_equations)."""
+def _branch(ax, x0: float, bx: float, y: float, boxes: list) -> float:
+    """A branch leaving the spine at height ``y``: boxes upwards, back with a (+); its top."""
     from matplotlib.patches import Circle, FancyBboxPatch
 
-    def box(x, y, label, fc):
-        ax.add_patch(FancyBboxPatch((x - 0.42, y - 0.16), 0.84, 0.32, boxstyle="round,pad=0.02",
+    start = y
+    for label, fc in boxes:
+        y += 0.5
+        ax.add_patch(FancyBboxPatch((bx - 0.42, y - 0.16), 0.84, 0.32, boxstyle="round,pad=0.02",
                                     fc=fc, ec="0.3"))
-        ax.text(x, y, label, ha="center", va="center", fontsize=8)
+        ax.text(bx, y, label, ha="center", va="center", fontsize=8)
+    y += 0.5
+    ax.plot([x0, bx, bx], [start, start, y - 0.66], color="0.2", lw=1)
+    ax.plot([bx, bx, x0 + 0.1], [y - 0.34, y, y], color="0.2", lw=1)
+    ax.plot([x0, x0], [start, y - 0.1], color="0.2", lw=1.6)
+    ax.add_patch(Circle((x0, y), 0.1, fc="white", ec="0.2"))
+    ax.text(x0, y, "+", ha="center", va="center", fontsize=9)
+    return y
 
-    bx, y = x0 + 0.75, 0.0
+
+def _draw_column(ax, x0: float, items: list, norm: str) -> None:
+    """One block drawn bottom to top: the residual spine at ``x0``, branches to its right."""
+    from matplotlib.patches import FancyBboxPatch
+
     ax.annotate("", xy=(x0, 0.45), xytext=(x0, -0.2),
                 arrowprops={"arrowstyle": "-", "color": "0.2"})
     ax.text(x0, -0.38, r"$x_\ell$", ha="center", va="center")
     y = 0.45
-    for kind, *labels in items:
-        if kind == "branch":  # leave the spine, run the boxes, come back with a (+)
-            y_start = y
-            for label, fc in labels[0]:
-                y += 0.5
-                box(bx, y, label, fc)
-            y += 0.5
-            ax.plot([x0, bx, bx], [y_start, y_start, y - 0.5 - 0.16], color="0.2", lw=1)
-            ax.plot([bx, bx, x0 + 0.1], [y - 0.5 + 0.16, y, y], color="0.2", lw=1)
-            ax.plot([x0, x0], [y_start, y - 0.1], color="0.2", lw=1.6)
-            ax.add_patch(Circle((x0, y), 0.1, fc="white", ec="0.2"))
-            ax.text(x0, y, "+", ha="center", va="center", fontsize=9)
-        elif kind == "norm":  # a norm on the spine itself (Post-LN)
+    for kind, *what in items:
+        if kind == "branch":
+            y = _branch(ax, x0, x0 + 0.75, y, what[0])
+        else:  # a norm on the spine itself (Post-LN)
             y += 0.5
             ax.plot([x0, x0], [y - 0.4, y - 0.16], color="0.2", lw=1.6)
-            box(x0, y, labels[0], labels[1])
-        y += 0.0
-    ax.annotate("", xy=(x0, y + 0.45),
-                xytext=(x0, y + 0.1 if items[-1][0] == "branch" else y + 0.16),
+            ax.add_patch(FancyBboxPatch((x0 - 0.42, y - 0.16), 0.84, 0.32,
+                                        boxstyle="round,pad=0.02", fc=what[1], ec="0.3"))
+            ax.text(x0, y, what[0], ha="center", va="center", fontsize=8)
+    top = y + 0.1 if items[-1][0] == "branch" else y + 0.16
+    ax.annotate("", xy=(x0, y + 0.45), xytext=(x0, top),
                 arrowprops={"arrowstyle": "->", "color": "0.2", "lw": 1.6})
     ax.text(x0, y + 0.62, r"$x_{\ell+1}$", ha="center", va="center")
-    ax.text(x0 + 0.35, -0.85, title, ha="center", va="center", fontsize=10, color=color,
-            fontweight="bold")
+    ax.text(x0 + 0.35, -0.85, _label(norm), ha="center", va="center", fontsize=10,
+            color=NORM_COLORS[norm], fontweight="bold")
 
 
 def plot_block_equations():
-    """The four block types side by side, drawn: where each norm sits (notebook 02).
-
-    Spine = the residual stream; boxes to its right = a branch (attention or SwiGLU) that reads the
-    stream and adds to it. A norm on the spine (Post-LN) re-normalizes the stream itself; a norm in
-    a branch (Pre-LN, LNS) only normalizes what the branch reads, so the stream keeps every
-    addition.
-    """
-    norm_c, scale_c, sub_c = "#fde0c5", "#c6dbef", "#eeeeee"
-    pre = [("branch", [("RMSNorm", norm_c), ("Attention", sub_c)]),
-           ("branch", [("RMSNorm", norm_c), ("SwiGLU", sub_c)])]
-    lns = [("branch",
-            [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("Attention", sub_c)]),
-           ("branch",
-            [("RMSNorm", norm_c), (r"$\times 1/\sqrt{\ell}$", scale_c), ("SwiGLU", sub_c)])]
-    post = [("branch", [("Attention", sub_c)]), ("norm", "RMSNorm", norm_c),
-            ("branch", [("SwiGLU", sub_c)]), ("norm", "RMSNorm", norm_c)]
-    fig, ax = subplots(figsize=(10, 5.2))
-    for x0, items, key in ((0.0, pre, "pre"), (2.3, lns, "lns"), (4.6, post, "post")):
-        _draw_column(ax, x0, items, NORM_LABELS[key], NORM_COLORS[key])
-    # Mix-LN: a stack of blocks, the first quarter Post-LN
+    """The block types side by side: where each norm sits (notebook 02). The spine is the residual
+    stream; boxes to its right are a branch that reads the stream and adds to it. A norm on the
+    spine (Post-LN) re-normalizes the stream; a norm in a branch (Pre-LN, LNS) only what the branch
+    reads."""
     from matplotlib.patches import Rectangle
 
-    n, n_post = 12, 3
+    norm_c, scale_c, sub_c = "#fde0c5", "#c6dbef", "#eeeeee"
+    scale = (r"$\times 1/\sqrt{\ell}$", scale_c)
+    subs = ("Attention", "SwiGLU")
+    columns = {"pre": [("branch", [("RMSNorm", norm_c), (sub, sub_c)]) for sub in subs],
+               "lns": [("branch", [("RMSNorm", norm_c), scale, (sub, sub_c)]) for sub in subs],
+               "post": [item for sub in subs
+                        for item in (("branch", [(sub, sub_c)]), ("norm", "RMSNorm", norm_c))]}
+    fig, ax = subplots(figsize=(10, 5.2))
+    for x0, (norm, items) in zip((0.0, 2.3, 4.6), columns.items()):
+        _draw_column(ax, x0, items, norm)
+    n, n_post = 12, 3  # Mix-LN: a stack of blocks, the first quarter Post-LN
     for i in range(n):
-        key = "post" if i < n_post else "pre"
-        ax.add_patch(Rectangle((7.0, 0.2 + i * 0.36), 0.9, 0.3, fc=NORM_COLORS[key], alpha=0.55,
+        ax.add_patch(Rectangle((7.0, 0.2 + i * 0.36), 0.9, 0.3,
+                               fc=NORM_COLORS["post" if i < n_post else "pre"], alpha=0.55,
                                ec="0.3"))
         ax.text(7.45, 0.35 + i * 0.36, f"block {i + 1}", ha="center", va="center", fontsize=7)
-    ax.text(8.05, 0.2 + n_post * 0.18, "Post-LN\n(first αL)", va="center", fontsize=8,
-            color=NORM_COLORS["post"])
-    ax.text(8.05, 0.2 + (n + n_post) * 0.18, "Pre-LN\n(the rest)", va="center", fontsize=8,
-            color=NORM_COLORS["pre"])
-    ax.text(7.45, -0.85, NORM_LABELS["mix"] + " (α = 1/4)", ha="center", va="center", fontsize=10,
+    for y, text, norm in ((0.2 + n_post * 0.18, "Post-LN\n(first αL)", "post"),
+                          (0.2 + (n + n_post) * 0.18, "Pre-LN\n(the rest)", "pre")):
+        ax.text(8.05, y, text, va="center", fontsize=8, color=NORM_COLORS[norm])
+    ax.text(7.45, -0.85, "Mix-LN (α = 1/4)", ha="center", va="center", fontsize=10,
             color=NORM_COLORS["mix"], fontweight="bold")
-    ax.set_xlim(-0.6, 9.0)
-    ax.set_ylim(-1.1, 5.6)
-    ax.set_aspect("equal")
+    ax.set(xlim=(-0.6, 9.0), ylim=(-1.1, 5.6), aspect="equal")
     ax.axis("off")
     return fig
 
 
+def _curve(c, key: str) -> np.ndarray:
+    """``mean`` or ``std`` of a ``theory.VarianceCurve`` or of its ``to_dict()``."""
+    return np.asarray(c[key] if isinstance(c, dict) else getattr(c, key), dtype=float)
+
+
 def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None,
                             log: bool = True) -> None:
-    """Measured residual variance (mean and seed band) against the prediction (dashed), one colour per norm."""
-    import numpy as np
-
+    """Measured residual variance (mean, seed band) against the prediction (dashed). Notebook 02."""
     for norm in norms or list(curves):
         mean, std = _curve(curves[norm], "mean"), _curve(curves[norm], "std")
-        depth = np.arange(len(mean))
-        c = NORM_COLORS.get(norm, "0.3")
-        ax.plot(depth, mean, color=c, lw=2, label=f"{NORM_LABELS.get(norm, norm)} measured")
+        depth, c = np.arange(len(mean)), NORM_COLORS.get(norm, "0.3")
+        ax.plot(depth, mean, color=c, lw=2, label=f"{_label(norm)} measured")
         ax.fill_between(depth, np.maximum(mean - std, mean * 0.05), mean + std, color=c, alpha=0.2,
                         lw=0)
         if norm in predictions:
             ax.plot(depth, np.asarray(predictions[norm]), color="k", ls="--", lw=1)
     ax.plot([], [], color="k", ls="--", lw=1, label="mean-field prediction")
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("block ℓ (0 = embeddings)")
-    ax.set_ylabel("residual variance")
+    _axes(ax, "block ℓ (0 = embeddings)", "residual variance", log=log)
 
 
 def plot_variance_vs_theory(curves: dict, predictions: dict, norms=None, title: str | None = None):
-    """Left: measured variance after every block vs prediction; right: measured / predicted - 1 (notebook 02)."""
-    import numpy as np
-
+    """Left: measured variance after every block vs the prediction; right: measured / predicted - 1.
+    Notebook 02."""
     fig, (ax, ax2) = subplots(1, 2, figsize=(12, 4.2))
     draw_variance_vs_theory(ax, curves, predictions, norms)
     ax.legend(fontsize=8, ncol=2, loc="lower right")
-    for norm in norms or list(curves):
-        if norm in predictions:
-            mean = _curve(curves[norm], "mean")
-            dev = mean[1:] / np.asarray(predictions[norm])[1:] - 1
-            ax2.plot(np.arange(1, len(mean)), 100 * dev, color=NORM_COLORS.get(norm, "0.3"),
-                     label=NORM_LABELS.get(norm, norm))
+    for norm in [n for n in norms or list(curves) if n in predictions]:
+        mean = _curve(curves[norm], "mean")
+        ax2.plot(np.arange(1, len(mean)), 100 * (mean[1:] / np.asarray(predictions[norm])[1:] - 1),
+                 color=NORM_COLORS.get(norm, "0.3"), label=_label(norm))
     ax2.axhspan(-10, 10, color="0.85", alpha=0.5, lw=0, label="±10%")
     ax2.axhline(0, color="k", lw=0.8)
-    ax2.set_xlabel("block ℓ")
-    ax2.set_ylabel("measured / predicted − 1  (%)")
-    ax2.legend(fontsize=8)
+    _axes(ax2, "block ℓ", "measured / predicted − 1  (%)", legend={"fontsize": 8})
     if title:
         fig.suptitle(title)
     return fig
@@ -310,204 +267,153 @@ def plot_variance_vs_theory(curves: dict, predictions: dict, norms=None, title: 
 
 def plot_recursions(series: dict, title: str | None = None, log: bool = True, ax=None,
                     xlabel: str = "step ℓ"):
-    """Labelled curves against depth: ``series[label] = (depth, values)`` or ``(depth, values, style_dict)``."""
+    """Labelled curves against depth: ``{label: (depth, values)}`` or ``(depth, values, style)``.
+    Notebook 02."""
     fig = None
     if ax is None:
         fig, ax = subplots()
-    for label, s in series.items():
-        depth, values, *style = s
+    for label, (depth, values, *style) in series.items():
         ax.plot(depth, values, label=label, **(style[0] if style else {}))
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("σ²")
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
+    _axes(ax, xlabel, "σ²", title, log, {"fontsize": 8})
     return fig
 
 
 def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: bool = True,
                       ax=None, reference=None):
-    """A per-block probe (Jacobian distance, gradient norm) per norm: mean over seeds, dots at probed blocks.
-
-    ``probes[norm]`` is a theory.BlockProbe or its to_dict(); ``reference`` = optional (blocks,
-    values, label).
-    """
-    import numpy as np
-
+    """A per-block probe per norm (``theory.BlockProbe`` or its dict): the mean over seeds, dots at
+    the probed blocks; ``reference``: optional ``(blocks, values, label)``. Notebook 02."""
     fig = None
     if ax is None:
         fig, ax = subplots()
     for norm, p in probes.items():
-        blocks = p["blocks"] if isinstance(p, dict) else p.blocks
-        vals = np.asarray(p["values"] if isinstance(p, dict) else p.values, dtype=float)
-        c = NORM_COLORS.get(norm, "0.3")
-        ax.plot(blocks, vals.mean(0), "o-", color=c, ms=3, label=NORM_LABELS.get(norm, norm))
+        p = p if isinstance(p, dict) else {"blocks": p.blocks, "values": p.values}
+        vals, c = np.asarray(p["values"], dtype=float), NORM_COLORS.get(norm, "0.3")
+        ax.plot(p["blocks"], vals.mean(0), "o-", color=c, ms=3, label=_label(norm))
         if len(vals) > 1:
-            ax.fill_between(blocks, vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
+            ax.fill_between(p["blocks"], vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
     if reference is not None:
         ax.plot(reference[0], reference[1], "k--", lw=1, label=reference[2])
     if log:
-        ax.set_yscale("log")
         ax.set_xscale("log")
-    ax.set_xlabel("block ℓ")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
+    _axes(ax, "block ℓ", ylabel, title, log, {"fontsize": 8})
     return fig
 
 
 def draw_variance_explorer(ax, data: dict) -> None:
     """One panel of notebook 02's explorer, from ``theory.explore_variance``'s dict."""
-    c = NORM_COLORS.get(data["norm"], "0.3")
-    depth = data["depth"]
+    c, depth = NORM_COLORS.get(data["norm"], "0.3"), data["depth"]
     if "measured" in data:
         ax.plot(depth, data["measured"], color=c, lw=2.2, label="measured at init (ρ = 0)")
     ax.plot(depth, data["mean_field"], "k--", lw=1, label="mean-field prediction")
-    ax.plot(depth, data["linear"], ":", color="0.4", lw=1.2, label="recursion, ρ = 0 (b² of a deep "
-                                                                   "block)")
+    ax.plot(depth, data["linear"], ":", color="0.4", lw=1.2,
+            label="recursion, ρ = 0 (b² of a deep block)")
     ax.plot(depth, data["rho_curve"], color=c, ls="-.", lw=1.4, label="recursion with ρ = "
                                                                       f"{data['rho']:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("block ℓ")
-    ax.set_ylabel("residual variance")
-    ax.legend(fontsize=7, loc="lower right")
+    _axes(ax, "block ℓ", "residual variance", log=True,
+          legend={"fontsize": 7, "loc": "lower right"})
 
 
-# =========================================================== notebook 05: LNS for your own HF model
-# Plot functions of notebook 05. They take per-layer lists and (step, loss) lists, never models.
+# ---------------------------------------------------------------- notebook 05: LNS for your model
 
 
 def plot_lns_residual_rms(rms_by_label: dict, title: str | None = None):
-    """Residual-stream RMS after each decoder layer (index 0 = embeddings), one line per label. Notebook 05.
-
-    Labels containing "LNS" are drawn in the LNS colour, the others in the Pre-LN colour.
-    """
+    """Residual-stream RMS after each decoder layer (0 = embeddings), one line per label; labels
+    with "LNS" in the LNS colour. Notebook 05."""
     fig, ax = subplots()
     for label, rms in rms_by_label.items():
-        color = NORM_COLORS["lns" if "LNS" in label else "pre"]
-        ax.plot(range(len(rms)), list(rms), marker="o", ms=3, color=color, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("after decoder layer ℓ (0 = embeddings)")
-    ax.set_ylabel("residual-stream RMS (first position excluded)")
-    if title:
-        ax.set_title(title)
-    ax.legend()
+        ax.plot(range(len(rms)), list(rms), marker="o", ms=3,
+                color=NORM_COLORS["lns" if "LNS" in label else "pre"], label=label)
+    _axes(ax, "after decoder layer ℓ (0 = embeddings)",
+          "residual-stream RMS (first position excluded)", title, True, {})
     return fig
 
 
 def plot_lns_trainer_curves(curves: dict, title: str | None = None,
                             plateau: float | None = UNIGRAM_NATS):
-    """Validation loss vs step for each norm (``{"pre": (steps, losses), "lns": ...}``). Notebook 05."""
+    """Validation loss against step for each norm (``{norm: (steps, losses)}``). Notebook 05."""
     fig, ax = subplots()
     for norm, (steps, losses) in curves.items():
-        ax.plot(steps, losses, marker="o", color=NORM_COLORS.get(norm, "gray"),
-                label=NORM_LABELS.get(norm, norm))
+        ax.plot(steps, losses, marker="o", color=NORM_COLORS.get(norm, "gray"), label=_label(norm))
     if plateau is not None:
         ax.axhline(plateau, color="gray", ls=":", lw=1, label="unigram plateau (≈3.3 nats)")
-    ax.set_xlabel("training step (Hugging Face Trainer)")
-    ax.set_ylabel("validation loss (nats / character)")
-    if title:
-        ax.set_title(title)
-    ax.legend()
+    _axes(ax, "training step (Hugging Face Trainer)", "validation loss (nats / character)", title,
+          legend={})
     return fig
 
 
-# ================================================================== notebooks 01 and 06: a real LLM
-# Plot functions of notebooks 01 (the curse in a real LLM) and 06 (exploiting it). They take the
-# plain dicts of ``analysis.layer_report`` / ``compress.compression_report`` (live or from the
-# results pack), never models.
+# ------------------------------------------------------------ notebooks 01 and 06: a real LLM
 
 
 def plot_residual_growth(rms: list, rms_with_first: list | None = None,
                          contrast: dict | None = None, title: str | None = None):
-    """Residual RMS after each layer (0 = embeddings), log axis; optional Post-LN contrast panel. Notebook 01.
-
-    ``contrast``: ``{"label": str, "rms": list}`` drawn on a linear axis beside it.
-    """
+    """Residual RMS after each layer (0 = embeddings), log axis; ``contrast`` (``{"label",
+    "rms"}``): a Post-LN model beside it on a linear axis. Notebook 01."""
     fig, axes = subplots(1, 2 if contrast else 1)
     ax = axes[0] if contrast else axes
-    ax.plot(range(len(rms)), rms, marker="o", ms=3, color=NORM_COLORS["pre"], label="ordinary "
-                                                                                    "tokens (position ≥ 1)")
+    ax.plot(range(len(rms)), rms, marker="o", ms=3, color=NORM_COLORS["pre"],
+            label="ordinary tokens (position ≥ 1)")
     if rms_with_first is not None:
         ax.plot(range(len(rms_with_first)), rms_with_first, ls="--", color="gray",
                 label="including position 0 (attention sink)")
-    ax.set_yscale("log")
-    ax.set_xlabel("after layer ℓ (0 = embeddings)")
-    ax.set_ylabel("residual-stream RMS")
-    ax.set_title(title or "Pre-LN: the residual stream grows with depth")
-    ax.legend()
+    _axes(ax, "after layer ℓ (0 = embeddings)", "residual-stream RMS",
+          title or "Pre-LN: the residual stream grows with depth", True, {})
     if contrast:
-        ax2 = axes[1]
-        ax2.plot(range(len(contrast["rms"])), contrast["rms"], marker="o",
-                 color=NORM_COLORS["post"])
-        ax2.set_ylim(0, max(contrast["rms"]) * 1.3)
-        ax2.set_xlabel("after layer ℓ (0 = embeddings)")
-        ax2.set_ylabel("hidden-state RMS (linear axis)")
-        ax2.set_title(contrast.get("label", "Post-LN contrast"))
+        axes[1].plot(range(len(contrast["rms"])), contrast["rms"], marker="o",
+                     color=NORM_COLORS["post"])
+        axes[1].set_ylim(0, max(contrast["rms"]) * 1.3)
+        _axes(axes[1], "after layer ℓ (0 = embeddings)", "hidden-state RMS (linear axis)",
+              contrast.get("label", "Post-LN contrast"))
     return fig
 
 
 def plot_block_heatmap(heat, title: str | None = None):
-    """Gromov et al.'s heatmap: angular distance d(h_l, h_{l+n}) by start layer l (x) and block size n (y). Notebook 01."""
-    import numpy as np
-
+    """Gromov et al.'s heatmap: angular distance d(h_l, h_{l+n}) by first layer l (x) and block
+    size n (y). Notebook 01."""
     h = np.asarray(heat, dtype=float)
     fig, ax = subplots()
     im = ax.imshow(h, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=np.nanmax(h),
                    extent=(-0.5, h.shape[1] - 0.5, 0.5, h.shape[0] + 0.5))
-    best = [int(np.nanargmin(row)) for row in h]
-    ax.plot(best, range(1, h.shape[0] + 1), "w.", ms=4, label="most similar block for each n")
-    ax.set_xlabel("first layer of the block, l")
-    ax.set_ylabel("block size n (layers)")
+    ax.plot([int(np.nanargmin(row)) for row in h], range(1, h.shape[0] + 1), "w.", ms=4,
+            label="most similar block for each n")
     ax.grid(False)
     fig.colorbar(im, ax=ax, label="angular distance d(h_l, h_{l+n})")
-    ax.set_title(title or "Which blocks of layers barely change the stream?")
-    ax.legend(loc="upper right", fontsize="small")
+    _axes(ax, "first layer of the block, l", "block size n (layers)",
+          title or "Which blocks of layers barely change the stream?",
+          legend={"loc": "upper right", "fontsize": "small"})
     return fig
 
 
 def plot_removal_cost(ratio: list, angular: list | None = None, reference: list | None = None,
                       layers: list | None = None, title: str | None = None):
-    """Perplexity ratio when each single layer is removed (log axis), beside the angular distance it is
-    often predicted from. ``reference``: the stored larger-sample ratios, drawn as a line. Notebook 01.
-    """
-    n_panels = 2 if angular is not None else 1
-    fig, axes = subplots(n_panels, 1, sharex=True)
-    ax = axes[0] if n_panels == 2 else axes
+    """Perplexity ratio when each single layer is removed (log axis), above the angular distance
+    it is often predicted from; ``reference``: the stored larger sample's ratios. Notebook 01."""
+    fig, axes = subplots(2 if angular is not None else 1, 1, sharex=True)
+    ax = axes[0] if angular is not None else axes
     xs = layers if layers is not None else list(range(len(ratio)))
     ax.bar(xs, [r - 1 for r in ratio], bottom=1, color=NORM_COLORS["pre"], alpha=0.8,
            label="measured live")
     if reference is not None:
-        ax.plot(range(len(reference)), reference, "k.-", lw=1, ms=4, label="stored run (4,096 "
-                                                                           "tokens)")
-    ax.set_yscale("log")
+        ax.plot(range(len(reference)), reference, "k.-", lw=1, ms=4,
+                label="stored run (4,096 tokens)")
     ax.axhline(1, color="gray", lw=0.8)
-    ax.set_ylabel("perplexity × when removed")
-    ax.set_title(title or "What each layer is worth: remove it and measure")
-    ax.legend()
-    if n_panels == 2:
+    xlabel = "" if angular is not None else "layer removed (0-based)"
+    _axes(ax, xlabel, "perplexity × when removed",
+          title or "What each layer is worth: remove it and measure", True, {})
+    if angular is not None:
         axes[1].bar(range(len(angular)), angular, color="#7f7f7f")
-        axes[1].set_ylabel("angular distance\ninput → output")
-        axes[1].set_xlabel("layer removed (0-based)")
-    else:
-        ax.set_xlabel("layer removed (0-based)")
+        _axes(axes[1], "layer removed (0-based)", "angular distance\ninput → output")
     return fig
 
 
 def plot_cost_vs_angular(angular: list, ratio: list, title: str | None = None):
-    """Scatter: does a layer's angular distance predict what removing it costs? Layers labelled. Notebook 01."""
+    """Does a layer's angular distance predict what removing it costs? Notebook 01."""
     fig, ax = subplots()
     ax.scatter(angular, ratio, color=NORM_COLORS["pre"], s=18)
     for i, (a, r) in enumerate(zip(angular, ratio)):
         ax.annotate(str(i), (a, r), fontsize=7, xytext=(2, 2), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("angular distance between the layer's input and output")
-    ax.set_ylabel("perplexity × when removed")
-    ax.set_title(title or "Angular distance predicts removal cost only roughly")
+    _axes(ax, "angular distance between the layer's input and output", "perplexity × when removed",
+          title or "Angular distance predicts removal cost only roughly", True)
     return fig
 
 
@@ -517,8 +423,8 @@ _RULE_STYLE = {"angular": ("#1f77b4", "o"), "block_influence": ("#9467bd", "s"),
 
 def plot_drop_curves(curves: dict, base_ppl: float, labels: dict | None = None,
                      stored: dict | None = None, title: str | None = None):
-    """Perplexity against layers dropped, one line per rule (``{rule: (ns, ppl)}``). ``stored``: the same from
-    the results pack, drawn faint. Notebook 06."""
+    """Perplexity against layers dropped, one line per rule (``{rule: (ns, ppl)}``); ``stored``: the
+    same from the results pack, drawn faint. Notebook 06."""
     fig, ax = subplots()
     for rule, (ns, ppl) in curves.items():
         color, marker = _RULE_STYLE.get(rule, ("gray", "."))
@@ -526,54 +432,44 @@ def plot_drop_curves(curves: dict, base_ppl: float, labels: dict | None = None,
         if stored and rule in stored:
             ax.plot(*stored[rule], color=color, alpha=0.35, lw=3)
     ax.axhline(base_ppl, color="gray", ls=":", label="full model")
-    ax.set_yscale("log")
-    ax.set_xlabel("layers removed, n (of 30)")
-    ax.set_ylabel("perplexity (Shakespeare, held-out)")
-    ax.set_title(title or "Which layers to drop? Rules compared" + (" (faint: stored run)" if stored else ""))
-    ax.legend(fontsize="small")
+    _axes(ax, "layers removed, n (of 30)", "perplexity (Shakespeare, held-out)",
+          title or "Which layers to drop? Rules compared" + (" (faint: stored)" if stored else ""),
+          True, {"fontsize": "small"})
     return fig
 
 
-def plot_sparsity(table: dict, live: dict | None = None, title: str | None = None):
-    """Left: perplexity per method at each sparsity (log axis; ``live``: another table drawn as black dots).
-    Right: OWL's per-layer sparsity. Notebook 06."""
-    import numpy as np
+LIVE_NOTE = "\n(bars: stored run; dots: this run)"
 
+
+def plot_sparsity(table: dict, live: dict | None = None, title: str | None = None):
+    """Left: perplexity per method at each sparsity (log axis; ``live``: another table, as black
+    dots). Right: OWL's per-layer sparsity. Notebook 06."""
     rows = table["rows"]
     sps = sorted({r["sparsity"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    names = {"owl": "OWL (Wanda, layer-wise)", "wanda": "Wanda (uniform)",
+             "magnitude": "magnitude (uniform)"}
     colors = {"magnitude": "#7f7f7f", "wanda": "#1f77b4", "owl": "#2ca02c"}
     fig, (ax, ax2) = subplots(1, 2)
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):
-        vals = [next((np.exp(r["loss"]) for r in rows if r["method"] == m and r["sparsity"] == s),
-                     np.nan) for s in sps]
-        ax.bar(np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width, vals, width,
-               color=colors.get(m, "gray"),
-               label={"owl": "OWL (Wanda, layer-wise)", "wanda": "Wanda (uniform)",
-                      "magnitude": "magnitude (uniform)"}.get(m, m))
+        x = np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width
+        ppl = {r["sparsity"]: np.exp(r["loss"]) for r in rows if r["method"] == m}
+        ax.bar(x, [ppl.get(s, np.nan) for s in sps], width, color=colors.get(m, "gray"),
+               label=names.get(m, m))
         if live is not None:
-            pts = [(i, np.exp(r["loss"])) for i, s in enumerate(sps) for r in live["rows"]
-                   if r["method"] == m and r["sparsity"] == s]
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(np.array(xs) + (k - (len(methods) - 1) / 2) * width, ys, "k.", ms=9,
-                        label="this run" if k == 0 else None)
+            got = {r["sparsity"]: np.exp(r["loss"]) for r in live["rows"] if r["method"] == m}
+            ax.plot(x, [got.get(s, np.nan) for s in sps], "k.", ms=9,
+                    label="this run" if k == 0 else None)
     ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":",
                label="dense" + (" (bars' run)" if live else ""))
     ax.set_xticks(range(len(sps)), [f"{s:.0%}" for s in sps])
-    ax.set_yscale("log")
-    ax.set_xlabel("unstructured sparsity of every block")
-    ax.set_ylabel("perplexity")
-    ax.legend(fontsize="small")
-    ax.set_title(title or ("Pruning weights: uniform vs layer-wise" + ("\n(bars: stored run; dots: "
-                                                                       "this run)" if live else "")))
-    for r in rows:
-        if r["method"] == "owl":
-            ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".",
-                     label=f"OWL at {r['sparsity']:.0%}")
-    ax2.set_xlabel("layer")
-    ax2.set_ylabel("sparsity given to the layer")
-    ax2.set_title("OWL: fewer zeros where outliers live")
-    ax2.legend(fontsize="small")
+    _axes(ax, "unstructured sparsity of every block", "perplexity",
+          title or "Pruning weights: uniform vs layer-wise" + (LIVE_NOTE if live else ""), True,
+          {"fontsize": "small"})
+    for r in [r for r in rows if r["method"] == "owl"]:
+        ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".",
+                 label=f"OWL at {r['sparsity']:.0%}")
+    _axes(ax2, "layer", "sparsity given to the layer", "OWL: fewer zeros where outliers live",
+          legend={"fontsize": "small"})
     return fig
