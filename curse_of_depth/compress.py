@@ -39,8 +39,7 @@ from torch import nn
 from .analysis import LayerStack, _check_idx, best_block, layer_stack, loss, residual_stream
 
 RULES = ("angular", "block_influence", "measured", "last")
-RULE_LABELS = {"angular": "angular distance (Gromov)", "block_influence": "Block Influence "
-                                                                          "(ShortGPT)",
+RULE_LABELS = {"angular": "angular distance (Gromov)", "block_influence": "Block Influence (ShortGPT)",
                "measured": "measured single-layer cost", "last": "last n before the final layer"}
 SPARSITY_METHODS = ("magnitude", "wanda", "owl")
 OWL_M = 5.0
@@ -278,10 +277,10 @@ def sparsify(model: nn.Module | LayerStack, method: str, sparsity: float,
 @contextlib.contextmanager
 def pruned(model: nn.Module | LayerStack, method: str, sparsity: float,
            calib: torch.Tensor | None = None, **kw) -> Iterator[SparsityReport]:
-    """``with pruned(model, "owl", 0.7, calib) as report:`` evaluate, and the dense weights come back on exit."""
+    """``with pruned(model, "owl", 0.7, calib) as report:`` evaluate; the dense weights return on exit."""
     st = layer_stack(model)
-    backup = [{n: lin.weight.detach().clone() for n,
-               lin in block_linears(layer).items()} for layer in st.layers]
+    backup = [{n: lin.weight.detach().clone() for n, lin in block_linears(layer).items()}
+              for layer in st.layers]
     try:
         yield sparsify(st, method, sparsity, calib, **kw)
     finally:
@@ -316,37 +315,17 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
     return {"dense_loss": dense, "rows": rows}
 
 
-def winner(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> str:
-    """Which of two methods reached the lower perplexity at ``sparsity`` (``a``, ``b`` or ``"tie"``)."""
+def _two_losses(table: dict, sparsity: float, a: str, b: str) -> tuple[float, float]:
     got = {r["method"]: r["loss"] for r in table["rows"] if abs(r["sparsity"] - sparsity) < 1e-9}
     if a not in got or b not in got:
         raise ValueError(f"the table has no {a!r} and {b!r} rows at sparsity {sparsity}")
-    if got[a] == got[b]:
-        return "tie"
-    return a if got[a] < got[b] else b
+    return got[a], got[b]
 
 
-def compression_report(model: nn.Module | LayerStack, eval_idx: torch.Tensor,
-                       calib_idx: torch.Tensor, rankings: dict,
-                       ns: Sequence[int] = (1, 2, 3, 4, 6, 8),
-                       sparsities: Sequence[float] = (0.5, 0.7), rules: Sequence[str] = RULES,
-                       methods: Sequence[str] = SPARSITY_METHODS, progress: bool = True) -> dict:
-    """Layer-drop curves and the sparsity table of notebook 06, as JSON-friendly data.
-
-    ``rankings``: a ``analysis.layer_report`` computed on *calibration* text (its ``dist``,
-    ``block_influence`` and ``removal.delta`` choose the layers); ``eval_idx`` is separate text.
-    """
-    st = layer_stack(model)
-    hs = residual_stream(st, eval_idx)
-    drops = layer_drop_curves(st, eval_idx, ns, dist=torch.tensor(rankings["dist"]),
-                              influence=rankings["block_influence"],
-                              cost=rankings["removal"]["delta"], rules=rules, hidden=hs,
-                              progress=progress)
-    del hs
-    table = sparsity_table(st, eval_idx, calib_idx, sparsities, methods,
-                           progress=progress) if sparsities else None
-    return {"eval_tokens": int(eval_idx.numel()), "calib_tokens": int(calib_idx.numel()),
-            "drops": drops, "sparsity": table, "owl": {"M": OWL_M, "lambda": OWL_LAMBDA}}
+def winner(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> str:
+    """Which of two methods reached the lower perplexity at ``sparsity``: ``a``, ``b`` or "tie"."""
+    la, lb = _two_losses(table, sparsity, a, b)
+    return "tie" if la == lb else (a if la < lb else b)
 
 
 def rule_ppl(result: dict, rule: str, n: int) -> float:
@@ -358,14 +337,12 @@ def rule_ppl(result: dict, rule: str, n: int) -> float:
 
 
 def measured_beats_last(result: dict, ns: Sequence[int] = (2, 4)) -> bool:
-    """Notebook 06's claim: dropping the ``n`` cheapest layers by measured cost costs less perplexity than
-    dropping the last ``n`` (before the final layer), for every ``n`` in ``ns``."""
+    """Notebook 06's claim: dropping the ``n`` layers cheapest by measured cost costs less perplexity
+    than dropping the last ``n`` (before the final layer), for every ``n`` in ``ns``."""
     return all(rule_ppl(result, "measured", n) < rule_ppl(result, "last", n) for n in ns)
 
 
 def ppl_ratio(table: dict, sparsity: float, a: str = "owl", b: str = "wanda") -> float:
     """Perplexity ratio between the worse and the better of two methods at ``sparsity`` (>= 1)."""
-    got = {r["method"]: r["loss"] for r in table["rows"] if abs(r["sparsity"] - sparsity) < 1e-9}
-    if a not in got or b not in got:
-        raise ValueError(f"the table has no {a!r} and {b!r} rows at sparsity {sparsity}")
-    return math.exp(abs(got[a] - got[b]))
+    la, lb = _two_losses(table, sparsity, a, b)
+    return math.exp(abs(la - lb))
