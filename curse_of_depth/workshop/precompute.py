@@ -44,11 +44,15 @@ def compression_report(model: torch.nn.Module, eval_idx: torch.Tensor,
                                        cost=rankings["removal"]["delta"], rules=rules, hidden=hs,
                                        progress=progress)
     del hs
-    table = (compress.sparsity_table(st, eval_idx, calib_idx, sparsities, methods, progress=progress)
-             if sparsities else None)
+    table = (compress.sparsity_table(st, eval_idx, calib_idx, sparsities, methods,
+                                     progress=progress) if sparsities else None)
     return {"eval_tokens": int(eval_idx.numel()), "calib_tokens": int(calib_idx.numel()),
             "drops": drops, "sparsity": table,
             "owl": {"M": compress.OWL_M, "lambda": compress.OWL_LAMBDA}}
+
+
+def argv_list(args) -> list[str]:
+    return ["--only", args.only] if args.only else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", choices=["layers", "compress"], default=None)
     args = ap.parse_args(argv)
     model, tok = load_pretrained(dtype=torch.float32)
-    cmd = "python -m curse_of_depth.workshop.precompute" + (f" --only {args.only}" if args.only else "")
+    cmd = " ".join(["python -m curse_of_depth.workshop.precompute", *argv_list(args)])
 
     def save(name: str, data: dict, t0: float) -> None:
         prov = results.provenance(wall_s=time.time() - t0, command=cmd, model=MODEL,
