@@ -23,11 +23,9 @@ STATUSES = ("OK", "WARN", "FAIL")
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of one checked condition: a claim's condition (``theory.check_*``, notebook 02) or one
-    line of the environment doctor (notebook 00). ``value`` is the number a claim rests on.
-
-    A named check that fails (a doctor line) must say how to fix it.
-    """
+    """The outcome of one checked condition: a claim's (``theory.check_*``, notebook 02; ``value``
+    is the number it rests on) or a line of the environment doctor (notebook 00), whose FAILs name a
+    fix."""
 
     name: str
     status: str  # one of STATUSES
@@ -55,10 +53,8 @@ class Check:
 
 
 def val_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, validation losses) of a stored run (``RunResult.to_dict()``) or of any mapping with those keys.
-
-    Accepts ``{"val_steps": [...], "val_loss": [...]}`` and ``{"val": [[step, loss], ...]}``.
-    """
+    """(steps, validation losses) of a stored run: ``{"val_steps": [...], "val_loss": [...]}`` (as
+    ``RunResult.to_dict()`` writes it) or ``{"val": [[step, loss], ...]}``."""
     if "val_steps" in run and "val_loss" in run:
         steps, losses = run["val_steps"], run["val_loss"]
     elif "val" in run:
@@ -79,7 +75,8 @@ def val_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Band:
-    """One norm's validation curve over seeds: ``losses[i, j]`` is seed ``seeds[i]`` at ``steps[j]``."""
+    """One norm's validation curve over seeds: ``losses[i, j]`` is seed ``seeds[i]`` at step ``j``.
+    """
 
     norm: str
     steps: np.ndarray
@@ -152,7 +149,7 @@ def _seed_of(run: dict, default: int) -> int:
 
 
 def bands_from_data(data: dict) -> dict[str, Band]:
-    """All bands of a stored ``bands_<tag>`` result's ``data`` (``{"runs": {norm: [run, ...]}}``)."""
+    """The bands of a stored ``bands_<tag>`` result's data (``{"runs": {norm: [run, ...]}}``)."""
     if "runs" not in data:
         raise ValueError(f"not a bands result: no 'runs' key (keys: {sorted(data)})")
     return {norm: band_from_runs(norm, runs) for norm, runs in data["runs"].items() if runs}
@@ -172,14 +169,13 @@ def divergence_statement(label: str, band: Band) -> str:
 
 @dataclass
 class PairedGap:
-    """``b - a`` (final validation loss), paired by seed: runs with one seed share the init draw and the data order.
+    """``b - a`` of the final validation loss, paired by seed (runs with one seed share the init
+    draw and the data order). Notebook 03.
 
-    Every verdict reads the per-seed differences, never the two arms' own spreads: the seed-to-seed
-    spread that both arms share cancels in a difference. ``p`` is the two-sided paired t-test on the
-    differences (``scipy.stats.ttest_rel``). With 3-5 seeds it is the test that can detect a
-    consistent gap: an exact sign test cannot reach p < 0.05 with fewer than 6 seeds (its smallest
-    two-sided p is 2 / 2^n: 0.25 at n = 3, 0.0625 at n = 5), so ``p_sign`` is reported beside it, as
-    context, not as the verdict.
+    Verdicts read the per-seed differences, never the arms' own spreads: the seed-to-seed spread
+    both arms share cancels in a difference. ``p`` is the two-sided paired t-test. An exact sign
+    test cannot reach p < 0.05 below 6 seeds (its smallest p is 2 / 2^n), so ``p_sign`` is context
+    only.
     """
 
     a: str
@@ -217,7 +213,7 @@ class PairedGap:
 
     @property
     def t(self) -> float:
-        """The paired t statistic, mean / (sd / sqrt(n)) (infinite when every seed moved by the same amount)."""
+        """mean / (sd / sqrt(n)); infinite when every seed moved by the same amount."""
         if self.n < 2:
             return math.nan
         if self.sd == 0:
@@ -237,7 +233,7 @@ class PairedGap:
 
     @property
     def p_sign(self) -> float:
-        """Exact two-sided sign test on the seeds that differ (context: needs >= 6 seeds to reach 0.05)."""
+        """Exact two-sided sign test on the seeds that differ (context: needs 6 seeds for 0.05)."""
         from scipy.stats import binomtest
 
         k, m = self.b_better, self.b_better + self.a_better
@@ -245,7 +241,7 @@ class PairedGap:
 
     @property
     def winner(self) -> str | None:
-        """``a`` or ``b`` when the paired t-test rejects "no difference" at ``alpha``, ``None`` otherwise."""
+        """``a`` or ``b`` when the paired t-test rejects "no difference" at ``alpha``, else None."""
         if self.n < 2 or not self.p < self.alpha:
             return None
         return self.b if self.mean < 0 else self.a
@@ -267,9 +263,9 @@ class PairedGap:
 
 def paired(a: str, b: str, loss_a: dict[int, float], loss_b: dict[int, float],
            alpha: float = ALPHA) -> PairedGap:
-    """``PairedGap`` of arm ``b`` against arm ``a`` from ``{seed: final loss}``; seeds where either is not finite
-    (a diverged run) are left out. Notebooks 03, 04 and 07."""
-    seeds = sorted(s for s in loss_a if s in loss_b and np.isfinite(loss_a[s]) and np.isfinite(loss_b[s]))
+    """``PairedGap`` of arm ``b`` against arm ``a`` from ``{seed: final loss}``; a seed where either
+    is not finite (a diverged run) is left out. Notebooks 03, 04 and 07."""
+    seeds = sorted(s for s in loss_a if s in loss_b and np.isfinite([loss_a[s], loss_b[s]]).all())
     if not seeds:
         raise ValueError(f"{a!r} and {b!r} share no seed with a finite loss; a paired comparison "
                          "needs common seeds")
@@ -287,17 +283,19 @@ def paired_gap(band_a: Band, band_b: Band, alpha: float = ALPHA) -> PairedGap:
 
 
 def gap_statement(label: str, gap: PairedGap) -> str:
-    """The verdict line for a paired gap: seeds, how many favour each side, the test and its outcome.
-
-    Only counts and the test's decision appear, never a float, so the line is the same wherever it
-    is printed.
-    """
+    """The verdict line for a paired gap: seeds, how many favour each side, the test's outcome. No
+    floats appear, so the line is the same wherever it is printed."""
     a, b = NORM_LABELS.get(gap.a, gap.a), NORM_LABELS.get(gap.b, gap.b)
     counts = f"{gap.n} paired seeds: {gap.b_better} favour {b}, {gap.a_better} favour {a}"
     if gap.winner is None:
-        return f"{label}: no clear difference between {a} and {b} ({counts}; paired t-test p >= {gap.alpha:g})"
+        return f"{label}: no clear difference between {a} and {b} ({counts}; {_test(gap, '>=')})"
     win, lose = (b, a) if gap.winner == gap.b else (a, b)
-    return f"{label}: {win} reaches a lower validation loss than {lose} ({counts}; paired t-test p < {gap.alpha:g})"
+    return (f"{label}: {win} reaches a lower validation loss than {lose} "
+            f"({counts}; {_test(gap, '<')})")
+
+
+def _test(gap: PairedGap, relation: str) -> str:
+    return f"paired t-test p {relation} {gap.alpha:g}"
 
 
 # ---------------------------------------------------------------------------- where a live run sits
@@ -333,7 +331,8 @@ class BandPosition:
 
     @property
     def side(self) -> str:
-        """'inside', 'above' (worse than every seed) or 'below' (better than every seed), at the end."""
+        """'inside', 'above' (worse than every seed) or 'below' (better than every seed), at the
+        end."""
         if self.inside_final:
             return "inside"
         return "above" if self.live[-1] > self.hi[-1] else "below"
@@ -342,9 +341,10 @@ class BandPosition:
 def band_position(steps: Sequence[float], losses: Sequence[float], band: Band,
                   seed: int | None = None, widen_sd: float = 1.0, tolerance: float = 0.0,
                   at: str = "band") -> BandPosition:
-    """Compare a live curve with ``band`` at every step the band was evaluated at (``at="band"``), or only at the
-    live run's own evaluation steps (``at="live"``: a live run that evaluates every 20 steps against a band stored
-    every 10; each live step must be a band step, and the band's last step must be among them).
+    """Compare a live curve with ``band`` at every step the band was evaluated at (``at="band"``),
+    or only at the live run's own evaluation steps (``at="live"``: a live run that evaluates every
+    20 steps against a band stored every 10; each live step must be a band step, and the band's last
+    step must be among them).
 
     The edges are the best and worst seed, widened by ``widen_sd`` seed standard deviations plus
     ``tolerance`` nats on each side. Why widen: the live run repeats one of the band's seeds on
@@ -385,7 +385,8 @@ def band_position(steps: Sequence[float], losses: Sequence[float], band: Band,
 
 
 def band_statement(pos: BandPosition) -> str:
-    """The verdict line for a live run against its band (no numbers: identical in every run mode)."""
+    """The verdict line for a live run against its band (no numbers: identical in every run mode).
+    """
     name = NORM_LABELS.get(pos.norm, pos.norm)
     where = {"inside": "inside", "above": "above (worse than)",
              "below": "below (better than)"}[pos.side]
@@ -411,7 +412,8 @@ def variance_growth(variance_per_block: Sequence[float]) -> float:
 
 
 def grows_more(variance_a: Sequence[float], variance_b: Sequence[float]) -> bool:
-    """True when ``a``'s variance grows from block 1 to the last block by a larger factor than ``b``'s."""
+    """True when ``a``'s variance grows from block 1 to the last block by a larger factor than
+    ``b``'s."""
     return variance_growth(variance_a) > variance_growth(variance_b)
 
 
@@ -437,7 +439,8 @@ def deep_half_share(skip_delta: Sequence[float]) -> float:
 
 
 def lazy_half_statement(label: str, skip_pre: Sequence[float], skip_lns: Sequence[float]) -> str:
-    """Which model's deep half is the lazier one, as measured (a verdict line: no floats). Notebook 04.
+    """Which model's deep half is the lazier one, as measured (a verdict line: no floats). Notebook
+    04.
 
     Compares ``deep_half_share`` of the two skip-one-block profiles: the model whose deep half
     carries the smaller share of the loss increase is the one whose deep blocks are closer to the
@@ -450,7 +453,8 @@ def lazy_half_statement(label: str, skip_pre: Sequence[float], skip_lns: Sequenc
 
 
 def embedding_share(variance_with_embedding: Sequence[float]) -> float:
-    """The embedding's variance as a fraction of the final residual stream's (``variance[0] / variance[-1]``).
+    """The embedding's variance as a fraction of the final residual stream's (``variance[0] /
+    variance[-1]``).
 
     At initialization a deep Pre-LN stack's output is almost all random-block noise (a tiny share);
     LNS damps the deep blocks, so the tokens' own signal keeps a larger share. Notebook 03.
