@@ -21,7 +21,6 @@ import io
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -35,7 +34,6 @@ from . import _files
 from .data import load_corpus
 from .model import CausalLM, ModelConfig, build_model
 
-RUN_FORMAT = 1  # bump when a cached run would no longer mean the same thing (train-or-load key)
 CHECKPOINT_FORMAT = "curse_of_depth/checkpoint/1"
 STATE_FORMAT = "curse_of_depth/training-state/2"
 DTYPES = ("auto", "fp32", "bf16")
@@ -607,54 +605,7 @@ def load_checkpoint(path: str | os.PathLike,
     return model.to(device).eval(), result
 
 
-def run_key(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus_fingerprint: str) -> str:
-    """The train-or-load cache key: both configs, the corpus and the code format. Notebook 03."""
-    return _files.config_key({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
-                              "corpus": corpus_fingerprint,
-                       "format": RUN_FORMAT})
-
-
-def runs_dir() -> Path:
-    """Where ``train_or_load`` keeps finished runs: ``<data_dir>/runs``. Notebook 03."""
-    return _files.data_dir() / "runs"
-
-
-def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = True, corpus=None,
-                  progress: bool = True, callback=None,
-                  folder: str | os.PathLike | None = None) -> RunResult:
-    """The stored run of these configs, corpus and code format when it is intact; else train now.
-
-    Interrupted runs are returned but not cached. ``result.from_cache`` says which happened.
-    Notebooks 03 and 04.
-    """
-    corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
-    _check_inputs(model_cfg, train_cfg, corpus)
-    key = run_key(model_cfg, train_cfg, corpus.fingerprint)
-    run_folder = Path(folder) if folder else runs_dir() / key
-    ckpt, meta_path = run_folder / "model.safetensors", run_folder / "run.json"
-    if cache and meta_path.exists() and ckpt.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("checkpoint_sha256") == _files.sha256_file(ckpt):
-                model, _ = load_checkpoint(ckpt)
-                result = RunResult.from_dict(meta["result"])
-                if result.model_config == model_cfg and result.train_config == train_cfg:
-                    result.model, result.from_cache = model.train(), True
-                    return result
-        except (ValueError, KeyError, OSError, json.JSONDecodeError, RuntimeError) as exc:
-            print(f"cached run in {run_folder} is unreadable ({exc}); training again",
-                  file=sys.stderr)
-    result = train(model_cfg, train_cfg, corpus=corpus, progress=progress, callback=callback)
-    if cache and not result.interrupted:
-        model = result.model.cpu()
-        save_checkpoint(model, ckpt, result)
-        meta = {"checkpoint_sha256": _files.sha256_file(ckpt), "result": result.to_dict()}
-        _files.atomic_write_json(meta_path, meta)
-    return result
-
-
-
-__all__ = ["TrainConfig", "RunResult", "train", "train_or_load", "save_checkpoint",
+__all__ = ["TrainConfig", "RunResult", "train", "save_checkpoint",
            "load_checkpoint", "lr_at", "evaluate", "make_optimizer", "data_generator"]
 
 if __name__ == "__main__":  # python -m curse_of_depth.train: the command line is workshop tooling

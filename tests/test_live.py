@@ -295,7 +295,8 @@ def tiny_corpus():
 
 
 def test_train_live_retrains_and_leaves_the_run_for_train_or_load(tmp_path, monkeypatch):
-    from curse_of_depth.train import TrainConfig, train_or_load
+    from curse_of_depth.train import TrainConfig
+    from curse_of_depth.workshop.live import train_or_load
 
     monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
     corpus = tiny_corpus()

@@ -17,9 +17,9 @@ from curse_of_depth.train import (
     make_optimizer,
     save_checkpoint,
     train,
-    train_or_load,
 )
 from curse_of_depth.workshop import train_cli
+from curse_of_depth.workshop.live import train_or_load
 
 VOCAB = "abcdefghijklmnop"
 

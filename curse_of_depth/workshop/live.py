@@ -8,17 +8,25 @@ verdict lines themselves are ``curse_of_depth.stats``.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 
 from .. import analysis, plots
+from .. import train as trainer
+from .._files import atomic_write_json, config_key, data_dir, sha256_file
 from ..data import load_corpus
 from ..model import NORM_LABELS, ModelConfig
 from ..stats import Band, bands_from_data
-from ..train import TrainConfig, run_key, runs_dir, train_or_load
+from ..train import RunResult, TrainConfig
 from . import results, runtime
+
+RUN_FORMAT = 1  # bump when a cached run would no longer mean the same thing (train-or-load key)
 
 
 def load_bands(tag: str) -> tuple[dict[str, Band], dict]:
@@ -215,8 +223,58 @@ class LiveSession:
         return {norm: (r.val_steps, r.val_loss) for norm, r in self.runs.items()}
 
 
+# ----------------------------------------------------------------------------- train or load
+
+
+def run_key(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus_fingerprint: str) -> str:
+    """The train-or-load cache key: both configs, the corpus and the code format. Notebook 03."""
+    return config_key({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
+                              "corpus": corpus_fingerprint,
+                       "format": RUN_FORMAT})
+
+
+def runs_dir() -> Path:
+    """Where ``train_or_load`` keeps finished runs: ``<data_dir>/runs``."""
+    return data_dir() / "runs"
+
+
+def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, cache: bool = True, corpus=None,
+                  progress: bool = True, callback=None,
+                  folder: str | os.PathLike | None = None) -> RunResult:
+    """The stored run of these configs, corpus and code format when it is intact; else train now.
+
+    Interrupted runs are returned but not cached. ``result.from_cache`` says which happened.
+    Notebooks 03 and 04.
+    """
+    corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
+    trainer._check_inputs(model_cfg, train_cfg, corpus)
+    key = run_key(model_cfg, train_cfg, corpus.fingerprint)
+    run_folder = Path(folder) if folder else runs_dir() / key
+    ckpt, meta_path = run_folder / "model.safetensors", run_folder / "run.json"
+    if cache and meta_path.exists() and ckpt.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("checkpoint_sha256") == sha256_file(ckpt):
+                model, _ = trainer.load_checkpoint(ckpt)
+                result = RunResult.from_dict(meta["result"])
+                if result.model_config == model_cfg and result.train_config == train_cfg:
+                    result.model, result.from_cache = model.train(), True
+                    return result
+        except (ValueError, KeyError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+            print(f"cached run in {run_folder} is unreadable ({exc}); training again",
+                  file=sys.stderr)
+    result = trainer.train(model_cfg, train_cfg, corpus=corpus, progress=progress,
+                           callback=callback)
+    if cache and not result.interrupted:
+        model = result.model.cpu()
+        trainer.save_checkpoint(model, ckpt, result)
+        meta = {"checkpoint_sha256": sha256_file(ckpt), "result": result.to_dict()}
+        atomic_write_json(meta_path, meta)
+    return result
+
+
 def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool = True):
-    """Train now (never load), and leave the run in the ``train_or_load`` cache so notebook 04 reuses it.
+    """Train now (never load), and leave the run in the ``train_or_load`` cache for notebook 04.
 
     Notebook 03 trains in front of the room even when an earlier run is cached; notebook 04 then
     loads exactly this run with ``train_or_load(model_cfg, train_cfg)`` instead of training again.
