@@ -391,34 +391,9 @@ def load_shakespeare(rebuild: bool = False, verbose: bool = True) -> Corpus:
 register_corpus("shakespeare", load_shakespeare)
 
 
-def cache_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+if __name__ == "__main__":  # python -m curse_of_depth.data prepare: the command line is workshop tooling
+    from curse_of_depth.workshop.corpora import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.data",
-                                     description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    prep = sub.add_parser("prepare", help="fetch, verify and cache a corpus (default: shakespeare)")
-    prep.add_argument("name", nargs="?", default="shakespeare", choices=corpora())
-    prep.add_argument("--rebuild", action="store_true",
-                      help="rebuild the cache even if it is valid")
-    args = parser.parse_args(argv)
-    try:
-        kwargs = {"rebuild": True} if args.rebuild else {}
-        corpus = _LOADERS[args.name](**kwargs)
-    except CorpusUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    folder = shakespeare_dir() if args.name == "shakespeare" else data_dir()
-    print(corpus.summary())
-    print(f"cache: {folder} ({cache_size(folder) / 1e6:.1f} MB)")
-    return 0
-
-
-if __name__ == "__main__":
     raise SystemExit(main())
 
 

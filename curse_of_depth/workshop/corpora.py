@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import data
 from .._files import atomic_save_safetensors, atomic_write_json, data_dir, sha256_bytes, sha256_file
 from ..data import SEPARATOR, CharTokenizer, Corpus, CorpusUnavailable, load_corpus, register_corpus
 
@@ -355,3 +356,31 @@ register_corpus("shakespeare-bpe", load_shakespeare_bpe)
 
 __all__ = ["CompactBPE", "clean_gcide", "gcide_source", "load_gcide", "load_gcide_bpe",
            "load_shakespeare_bpe", "split_entries"]
+
+
+def cache_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m curse_of_depth.data prepare [name] [--rebuild]`` (the Makefile's ``corpus``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.data",
+                                     description="fetch, verify and cache a corpus")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    prep = sub.add_parser("prepare", help="fetch, verify and cache a corpus (default: shakespeare)")
+    prep.add_argument("name", nargs="?", default="shakespeare", choices=data.corpora())
+    prep.add_argument("--rebuild", action="store_true",
+                      help="rebuild the cache even if it is valid")
+    args = parser.parse_args(argv)
+    try:
+        kwargs = {"rebuild": True} if args.rebuild else {}
+        corpus = data._LOADERS[args.name](**kwargs)
+    except data.CorpusUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    folder = data.shakespeare_dir() if args.name == "shakespeare" else data_dir()
+    print(corpus.summary())
+    print(f"cache: {folder} ({cache_size(folder) / 1e6:.1f} MB)")
+    return 0
