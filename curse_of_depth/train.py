@@ -166,34 +166,26 @@ class RunResult:
         return [v for _, v in self.val_curve]
 
     def to_dict(self) -> dict:
-        """JSON-ready; non-finite losses become null (strict JSON has no NaN)."""
-        return {
-            "model_config": self.model_config.to_dict(),
-            "train_config": self.train_config.to_dict(),
-            "train_steps": [s for s, _ in self.train_curve],
-            "train_loss": [_finite_or_none(v) for _, v in self.train_curve],
-            "val_steps": self.val_steps, "val_loss": [_finite_or_none(v) for v in self.val_loss],
-            "final_val": _finite_or_none(self.final_val), "wall_s": self.wall_s,
-            "tokens_per_s": self.tokens_per_s, "first_step_s": self.first_step_s,
-            "diverged": self.diverged, "interrupted": self.interrupted,
-            "steps_done": self.steps_done, "stop_reason": self.stop_reason,
-            "diverged_reason": self.diverged_reason, "tokens_seen": self.tokens_seen,
-            "n_params": self.n_params, "world_size": self.world_size, "device": self.device,
-            "corpus": self.corpus,
-        }
+        """JSON-ready: curves as steps and losses, non-finite losses as null (JSON has no NaN)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        d.update(model_config=self.model_config.to_dict(), train_config=self.train_config.to_dict(),
+                 final_val=_finite_or_none(self.final_val))
+        for curve in ("train", "val"):
+            points = d.pop(f"{curve}_curve")
+            d[f"{curve}_steps"] = [s for s, _ in points]
+            d[f"{curve}_loss"] = [_finite_or_none(v) for _, v in points]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RunResult:
-        d = dict(d)
-        train = zip(d.pop("train_steps", []), map(_none_to_nan, d.pop("train_loss", [])))
-        val = zip(d.pop("val_steps", []), map(_none_to_nan, d.pop("val_loss", [])))
-        known = {f.name for f in fields(cls)} - {"model", "from_cache", "train_curve", "val_curve"}
-        kwargs = {k: v for k, v in d.items() if k in known}
-        kwargs["model_config"] = ModelConfig.from_dict(d["model_config"])
-        kwargs["train_config"] = TrainConfig.from_dict(d["train_config"])
-        kwargs["final_val"] = _none_to_nan(d.get("final_val"))
-        return cls(train_curve=[(int(s), v) for s, v in train],
-                   val_curve=[(int(s), v) for s, v in val], **kwargs)
+        kw = {f.name: d[f.name] for f in fields(cls) if f.compare and f.name in d}
+        kw.update(model_config=ModelConfig.from_dict(d["model_config"]),
+                  train_config=TrainConfig.from_dict(d["train_config"]))
+        kw["final_val"] = _none_to_nan(d.get("final_val"))
+        for curve in ("train", "val"):
+            points = zip(d.get(f"{curve}_steps", []), d.get(f"{curve}_loss", []))
+            kw[f"{curve}_curve"] = [(int(s), _none_to_nan(v)) for s, v in points]
+        return cls(**kw)
 
     def save_json(self, path: str | os.PathLike, provenance: dict | None = None) -> Path:
         """Write ``to_dict()`` (plus ``provenance`` when given) atomically."""
@@ -342,18 +334,15 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None, progress:
           resume: bool = False, compile: bool | None = None) -> RunResult:
     """Train a fresh model (or ``model``); return the ``RunResult``, with ``.model``. Notebook 03.
 
-    Stops at ``max_steps`` or ``max_seconds``, whichever comes first. ``callback(step, model,
-    result)`` runs at every validation point (step 0 included when ``eval_at_start``), on the model
-    in eval mode; a truthy return stops the run. ``state_dir`` + ``checkpoint_every`` write a
-    resumable training state every N steps; ``resume=True`` continues from it. ``compile`` runs the
-    steps through ``torch.compile`` (default: on a CUDA GPU only); evaluation and callbacks use the
-    plain model.
+    ``callback(step, model, result)`` runs at every validation point on the model in eval mode; a
+    truthy return stops the run. ``state_dir`` + ``checkpoint_every`` write a resumable state every
+    N steps, ``resume=True`` continues from it. ``compile`` (default: on a CUDA GPU only) runs the
+    steps through ``torch.compile``; evaluation and callbacks use the plain model.
     """
     run = _start(model_cfg, train_cfg, corpus, model, state_dir, checkpoint_every, resume, compile)
-    run.bar = tqdm(total=train_cfg.max_steps, initial=run.step,
-                   disable=not progress or run.rank != 0, leave=True, desc=f"{model_cfg.norm} "
-                                                                           f"L{model_cfg.n_layers} "
-                                                                           f"d{model_cfg.d_model}")
+    desc = f"{model_cfg.norm} L{model_cfg.n_layers} d{model_cfg.d_model}"
+    run.bar = tqdm(total=train_cfg.max_steps, initial=run.step, desc=desc,
+                   disable=not progress or run.rank != 0)
     stop = ""
     try:
         if run.step == 0 and train_cfg.eval_at_start:
@@ -384,8 +373,7 @@ def _start(model_cfg, cfg, corpus, model, state_dir, checkpoint_every, resume, c
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0 = never), got {checkpoint_every}")
     if (checkpoint_every or resume) and state_dir is None:
-        raise ValueError("checkpoint_every and resume need state_dir=<folder for the training "
-                         "state>")
+        raise ValueError("checkpoint_every and resume need state_dir=<a folder for the state>")
     if model is not None and model.cfg != model_cfg:
         raise ValueError("model.cfg differs from model_cfg; pass model_cfg=model.cfg")
     rank, world = _dist()
@@ -393,8 +381,7 @@ def _start(model_cfg, cfg, corpus, model, state_dir, checkpoint_every, resume, c
     model = (build_model(model_cfg, seed=cfg.seed) if model is None else model).to(device).train()
     result = RunResult(model_cfg, cfg, n_params=model.num_params(), world_size=world,
                        device=str(device), corpus=corpus.fingerprint)
-    val = corpus.fixed_batches("val", cfg.eval_batches, cfg.eval_batch_size, cfg.seq_len,
-                               seed=cfg.seed)
+    val = corpus.fixed_batches("val", cfg.eval_batches, cfg.eval_batch_size, cfg.seq_len, cfg.seed)
     run = _Run(model, model, make_optimizer(model, cfg), data_generator(cfg.seed, rank), corpus,
                cfg, device, _autocast(device, cfg), result, val, rank, world)
     if resume:
