@@ -1,10 +1,10 @@
 """Seed bands, paired gaps, and the checks and verdict lines of notebooks 02-04 and 07.
 
 A *band* is one norm's validation curve over several seeds of one configuration (trained on a GPU,
-stored in the results pack as ``bands_<tag>``). A live run with seed 0 shares its init and data
-order with the band's seed-0 run, so it should land inside the band. Notebook 03 explains the band,
-the paired gap between two norms and the verdict lines; notebook 07 reads the scale map's gaps with
-the same ``PairedGap``. Each condition is a plain function of numbers, so a test can flip its input.
+stored in the results pack as ``bands_<tag>``; ``workshop.live`` places a live run in it). Notebook 03
+explains the band, the paired gap between two norms and the verdict lines; notebook 07 reads the
+scale map's gaps with the same ``PairedGap``. Each condition is a plain function of numbers, so a
+test can flip its input.
 """
 
 from __future__ import annotations
@@ -296,102 +296,6 @@ def gap_statement(label: str, gap: PairedGap) -> str:
 
 def _test(gap: PairedGap, relation: str) -> str:
     return f"paired t-test p {relation} {gap.alpha:g}"
-
-
-# ---------------------------------------------------------------------------- where a live run sits
-
-
-@dataclass
-class BandPosition:
-    """Where a live validation curve sits relative to a band (compared at the band's steps).
-
-    The band's edges are its best and worst seed, widened on each side by ``margin`` (see
-    ``band_position``).
-    """
-
-    norm: str
-    steps: np.ndarray
-    live: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    margin: np.ndarray
-    matched: np.ndarray | None  # the band's run with the live run's seed, if stored
-
-    @property
-    def inside(self) -> np.ndarray:
-        return (self.live >= self.lo - self.margin) & (self.live <= self.hi + self.margin)
-
-    @property
-    def inside_final(self) -> bool:
-        return bool(self.inside[-1])
-
-    @property
-    def fraction_inside(self) -> float:
-        return float(self.inside.mean())
-
-    @property
-    def side(self) -> str:
-        """'inside', 'above' (worse than every seed) or 'below' (better than every seed), at the
-        end."""
-        if self.inside_final:
-            return "inside"
-        return "above" if self.live[-1] > self.hi[-1] else "below"
-
-
-def band_position(steps: Sequence[float], losses: Sequence[float], band: Band,
-                  seed: int | None = None, widen_sd: float = 1.0, tolerance: float = 0.0,
-                  at: str = "band") -> BandPosition:
-    """Compare a live curve with ``band`` at every step the band was evaluated at (``at="band"``),
-    or only at the live run's own evaluation steps (``at="live"``: a live run that evaluates every
-    20 steps against a band stored every 10; each live step must be a band step, and the band's last
-    step must be among them).
-
-    The edges are the best and worst seed, widened by ``widen_sd`` seed standard deviations plus
-    ``tolerance`` nats on each side. Why widen: the live run repeats one of the band's seeds on
-    other hardware (fp32 CPU vs bf16 GPU), so it differs from that seed's stored run by rounding;
-    when that seed is the band's best or worst, a bare min-max test would call a faithful repeat
-    "outside". The live run must have been evaluated at the band's steps (same schedule and
-    ``eval_every``). Notebook 03.
-    """
-    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
-    if steps.shape != losses.shape or steps.size == 0:
-        raise ValueError("live steps and losses must be non-empty sequences of equal length")
-    if tolerance < 0 or widen_sd < 0:
-        raise ValueError(f"tolerance and widen_sd must be >= 0, got {tolerance}, {widen_sd}")
-    if at not in ("band", "live"):
-        raise ValueError(f"at must be 'band' or 'live', got {at!r}")
-    index = {float(s): i for i, s in enumerate(steps)}
-    band_index = {float(s): j for j, s in enumerate(band.steps)}
-    if at == "band":
-        missing = [int(s) for s in band.steps if float(s) not in index]
-        if missing:
-            raise ValueError(f"the live run has no evaluation at steps {missing[:5]} of the band; "
-                             "train it with the band's configuration (same steps and eval_every), "
-                             "or compare at='live'")
-        cols = list(range(band.steps.size))
-    else:
-        foreign = [int(s) for s in steps if float(s) not in band_index]
-        if foreign or float(band.steps[-1]) not in index:
-            raise ValueError("with at='live' every live step must be a band step and the band's "
-                             f"last step {int(band.steps[-1])} must be one (not band steps: "
-                             f"{foreign[:5]}); evaluate the live run every k x the band's "
-                             "eval_every (live_configs(..., eval_every=...))")
-        cols = sorted(band_index[float(s)] for s in steps)
-    live = np.array([losses[index[float(band.steps[j])]] for j in cols])
-    matched = band.seed_curve(seed)[cols] if seed is not None and seed in band.seeds else None
-    margin = tolerance + widen_sd * np.nan_to_num(band.sd[cols])
-    return BandPosition(band.norm, band.steps[cols].copy(), live, band.lo[cols].copy(),
-                        band.hi[cols].copy(), margin, matched)
-
-
-def band_statement(pos: BandPosition) -> str:
-    """The verdict line for a live run against its band (no numbers: identical in every run mode).
-    """
-    name = NORM_LABELS.get(pos.norm, pos.norm)
-    where = {"inside": "inside", "above": "above (worse than)",
-             "below": "below (better than)"}[pos.side]
-    return (f"live {name} run ends {where} the precomputed seed band of its configuration "
-            "(best to worst seed, widened by one seed-sd)")
 
 
 # ----------------------------------------------------------------------- variance growth with depth

@@ -12,8 +12,6 @@ from curse_of_depth.model import ModelConfig, build_model
 from curse_of_depth.stats import (
     Band,
     band_from_runs,
-    band_position,
-    band_statement,
     bands_from_data,
     count_cheap_blocks,
     deep_half_share,
@@ -29,6 +27,8 @@ from curse_of_depth.stats import (
 from curse_of_depth.workshop.live import (
     LivePlot,
     Snapshots,
+    band_position,
+    band_statement,
     chain,
     config_label,
     live_configs,

@@ -13,8 +13,10 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import analysis, plots
@@ -30,16 +32,114 @@ RUN_FORMAT = 1  # bump when a cached run would no longer mean the same thing (tr
 
 
 def load_bands(tag: str) -> tuple[dict[str, Band], dict]:
-    """The bands of ``bands_<tag>`` from the results pack, and the whole stored record (provenance, configs)."""
+    """The bands of ``bands_<tag>`` from the results pack, and the whole stored record (provenance,
+    configs)."""
     record = results.load(f"bands_{tag}")
     return bands_from_data(record["data"]), record
 
 
 def config_label(record: dict) -> str:
-    """A short name of a bands record's configuration, e.g. "width 64, 24 blocks, 80-step schedule"."""
+    """A short name of a bands record's configuration, e.g. "width 64, 24 blocks, 80-step schedule".
+    """
     data = record.get("data", record)
     m, t = data["model"], data["train"]
     return f"width {m['d_model']}, {m['n_layers']} blocks, {t['max_steps']}-step schedule"
+
+
+# ---------------------------------------------------------------- where a live run sits in its band
+
+
+@dataclass
+class BandPosition:
+    """Where a live validation curve sits relative to a band (compared at the band's steps).
+
+    The band's edges are its best and worst seed, widened on each side by ``margin`` (see
+    ``band_position``).
+    """
+
+    norm: str
+    steps: np.ndarray
+    live: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    margin: np.ndarray
+    matched: np.ndarray | None  # the band's run with the live run's seed, if stored
+
+    @property
+    def inside(self) -> np.ndarray:
+        return (self.live >= self.lo - self.margin) & (self.live <= self.hi + self.margin)
+
+    @property
+    def inside_final(self) -> bool:
+        return bool(self.inside[-1])
+
+    @property
+    def fraction_inside(self) -> float:
+        return float(self.inside.mean())
+
+    @property
+    def side(self) -> str:
+        """'inside', 'above' (worse than every seed) or 'below' (better than every seed), at the
+        end."""
+        if self.inside_final:
+            return "inside"
+        return "above" if self.live[-1] > self.hi[-1] else "below"
+
+
+def band_position(steps: Sequence[float], losses: Sequence[float], band: Band,
+                  seed: int | None = None, widen_sd: float = 1.0, tolerance: float = 0.0,
+                  at: str = "band") -> BandPosition:
+    """Compare a live curve with ``band`` at every step the band was evaluated at (``at="band"``),
+    or only at the live run's own evaluation steps (``at="live"``: a live run that evaluates every
+    20 steps against a band stored every 10; each live step must be a band step, and the band's last
+    step must be among them).
+
+    The edges are the best and worst seed, widened by ``widen_sd`` seed standard deviations plus
+    ``tolerance`` nats on each side. Why widen: the live run repeats one of the band's seeds on
+    other hardware (fp32 CPU vs bf16 GPU), so it differs from that seed's stored run by rounding;
+    when that seed is the band's best or worst, a bare min-max test would call a faithful repeat
+    "outside". The live run must have been evaluated at the band's steps (same schedule and
+    ``eval_every``). Notebook 03.
+    """
+    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+    if steps.shape != losses.shape or steps.size == 0:
+        raise ValueError("live steps and losses must be non-empty sequences of equal length")
+    if tolerance < 0 or widen_sd < 0:
+        raise ValueError(f"tolerance and widen_sd must be >= 0, got {tolerance}, {widen_sd}")
+    if at not in ("band", "live"):
+        raise ValueError(f"at must be 'band' or 'live', got {at!r}")
+    index = {float(s): i for i, s in enumerate(steps)}
+    band_index = {float(s): j for j, s in enumerate(band.steps)}
+    if at == "band":
+        missing = [int(s) for s in band.steps if float(s) not in index]
+        if missing:
+            raise ValueError(f"the live run has no evaluation at steps {missing[:5]} of the band; "
+                             "train it with the band's configuration (same steps and eval_every), "
+                             "or compare at='live'")
+        cols = list(range(band.steps.size))
+    else:
+        foreign = [int(s) for s in steps if float(s) not in band_index]
+        if foreign or float(band.steps[-1]) not in index:
+            raise ValueError("with at='live' every live step must be a band step and the band's "
+                             f"last step {int(band.steps[-1])} must be one (not band steps: "
+                             f"{foreign[:5]}); evaluate the live run every k x the band's "
+                             "eval_every (live_configs(..., eval_every=...))")
+        cols = sorted(band_index[float(s)] for s in steps)
+    live = np.array([losses[index[float(band.steps[j])]] for j in cols])
+    matched = band.seed_curve(seed)[cols] if seed is not None and seed in band.seeds else None
+    margin = tolerance + widen_sd * np.nan_to_num(band.sd[cols])
+    return BandPosition(band.norm, band.steps[cols].copy(), live, band.lo[cols].copy(),
+                        band.hi[cols].copy(), margin, matched)
+
+
+def band_statement(pos: BandPosition) -> str:
+    """The verdict line for a live run against its band (no numbers: identical in every run mode).
+    """
+    name = NORM_LABELS.get(pos.norm, pos.norm)
+    where = {"inside": "inside", "above": "above (worse than)",
+             "below": "below (better than)"}[pos.side]
+    return (f"live {name} run ends {where} the precomputed seed band of its configuration "
+            "(best to worst seed, widened by one seed-sd)")
 
 
 # ------------------------------------------------------------------------ snapshots during training
@@ -76,7 +176,8 @@ class Snapshots:
 
 
 def chain(*callbacks):
-    """One ``train`` callback that calls each of ``callbacks`` in turn; stops the run if any asks to."""
+    """One ``train`` callback that calls each of ``callbacks`` in turn; stops the run if any asks
+    to."""
     fns = [cb for cb in callbacks if cb is not None]
 
     def run_all(step, model, result):
@@ -89,7 +190,8 @@ def chain(*callbacks):
 
 
 def variance_after_blocks(idx: torch.Tensor):
-    """A ``Snapshots`` measure: the residual-stream variance after each block (embedding left out) on ``idx``."""
+    """A ``Snapshots`` measure: the residual-stream variance after each block (embedding left out)
+    on ``idx``."""
     def measure(model) -> list[float]:
         return analysis.variance_per_layer(analysis.residual_stream(model, idx)).tolist()[1:]
 
@@ -131,7 +233,8 @@ def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None,
 
 
 class LivePlot:
-    """A ``train`` callback that redraws every run's validation curve so far, over ``bands`` when given.
+    """A ``train`` callback that redraws every run's validation curve so far, over ``bands`` when
+    given.
 
     Pass one instance to several runs (each run's norm is read from its config): they share one
     figure, updated in place while a person watches (``runtime.frontend_attached``); otherwise it
@@ -187,7 +290,8 @@ class LivePlot:
 
 
 class LiveSession:
-    """Notebook 03's live runs: each norm trained with the band's configuration, over one shared live plot.
+    """Notebook 03's live runs: each norm trained with the band's configuration, over one shared
+    live plot.
 
     ``run(norm)`` trains one norm now (``train_live``: never loaded, left in the cache for notebook
     04), records the residual variance after every block at each validation point, and redraws the
@@ -287,7 +391,8 @@ def train_live(model_cfg, train_cfg, corpus=None, callback=None, progress: bool 
 
 def live_configs(record: dict, vocab_size: int, norms: Sequence[str], seed: int = 0,
                  eval_every: int | None = None):
-    """The (ModelConfig, TrainConfig) of a live run for each norm, copied from a stored band's configs.
+    """The (ModelConfig, TrainConfig) of a live run for each norm, copied from a stored band's
+    configs.
 
     Device and precision are left to this machine (fp32 on CPU), everything else (shape, schedule,
     seed, evaluation batches) is the band's, so the live curve is comparable point by point.
