@@ -85,6 +85,7 @@ ALLOW: dict[str, dict[str, str]] = {
         "0.75 @ rank correlation": "see notebook 01 (its printed rank correlation between angular distance and cost)",
     },
     "07": {
+        "64 @ width": "see notebook 03 (the width of the models it trains)",
         "768": "the paper's LLaMA-250M and up are 768+ wide (its configs)",
         "2.6 B": "the paper's LLaMA-130M run: 20,000 steps x 512 sequences x 256 token slots = 2.6B",
         "1913 @ Webster": "the dictionary's edition (Webster 1913), not a quantity",
@@ -94,6 +95,5 @@ ALLOW: dict[str, dict[str, str]] = {
         "0.1 s @ samples it every": "the sampling interval of scripts/time_notebooks.py (its constant)",
         "3× @ notebook time for talking": "advice to the instructor, not a measurement",
         "4 @ JupyterLab 4": "a software version (JupyterLab 4)",
-        "7 @ Notebook 7": "a software version (Notebook 7)",
     },
 }

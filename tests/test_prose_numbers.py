@@ -31,7 +31,8 @@ Where a number may be found (Source). For a notebook: what its screen shows, i.e
 text results, markdown and HTML tables; not figure or widget reprs) and the numeric literals of its code (the
 configuration on screen; comments excluded); the results-pack files it uses (named in its code or outputs, plus
 PACK_EXTRA), every numeric leaf but the training curves (train_*/val_*: prose quotes their summaries, which the
-notebooks print), losses also as exp() (perplexity, perplexity ratio); for its first cell (the header's "about 61 s")
+notebooks print), losses also as exp() (perplexity, perplexity ratio), and apart the distinct values of its
+configuration (CONFIG_KEYS: "width 64", "10% warmup"); for its first cell (the header's "about 61 s")
 its rows of benchmarks/results/notebook_times.json and notebook_memory.json (budgets.REFERENCE_SECONDS is copied from
 the former). For INSTRUCTORS.md: a paragraph opening with **NN (What to say at each main figure), or text after a
 line <!-- numbers: NN -->, is checked against notebook NN and its benchmark rows; everything else against every
@@ -87,6 +88,7 @@ PACK_EXTRA: dict[str, tuple[str, ...]] = {
     "04": ("bands_d64_L24_s80", "bands_d64_L24_s480"),  # the live runs copy s80; the shipped checkpoints are s480's
 }
 PACK_SKIP_KEYS = {"train_loss", "train_steps", "val_loss", "val_steps"}  # curves: prose quotes their summaries
+CONFIG_KEYS = {"train", "train_config", "model", "model_config", "point", "job", "grid", "owl"}  # settings, not results
 EXP_KEYS = re.compile(r"loss|delta|^final$")  # leaves in nats: exp() is a perplexity or a perplexity ratio
 SECONDS_KEYS = re.compile(r"(^|_)(s|seconds|wall_s)$")
 MB_KEYS = re.compile(r"_mb$")
@@ -401,6 +403,7 @@ class Printed:
     unit: str  # "", "%", "x", "time", "mem"
     decimal: bool  # written with a decimal point: a measurement rather than a count or an index
     typed: float | None = None  # a time in seconds, a memory size in MB
+    shown_unit: str = ""  # "s", "min", "GB" as printed
     glued: bool = False  # part of a name (H200, cu130, L24): counts, but is never suggested as "nearest"
 
 
@@ -427,7 +430,8 @@ def _numbers_in(line: str) -> list[Printed]:
         elif unit and unit.group("mag"):
             v *= _MAG[unit.group("mag")]
         glued = not factor and (prev.isalpha() or prev == "_")
-        out.append(Printed(v, kind, "." in m.group(0), typed, glued))
+        out.append(Printed(v, kind, "." in m.group(0), typed=typed, glued=glued,
+                           shown_unit=unit.group("dim") if typed is not None else ""))
     return out
 
 
@@ -478,7 +482,7 @@ class Source:
         self._cols: dict[str, tuple[list[float], list[str]]] = {
             col: ([], []) for col in ("values", "percents", "ratios", "time", "mem")}
         self.text = ""
-        self.printed: list[tuple[float, str, str]] = []  # (value, where, "time"/"mem" + typed value, or "")
+        self.printed: list[tuple[float, str, str, str]] = []  # (value to compare, as shown, where, dim or "")
         self._frozen = False
 
     def add(self, value: float, origin: str, col: str = "values"):
@@ -501,9 +505,9 @@ class Source:
                 elif p.typed is not None:
                     self.add(p.typed, where, p.unit)
                 if not p.glued:
-                    self.printed.append((abs(p.value), where, ""))
+                    self.printed.append((abs(p.value), f"{p.value:g}", where, ""))
                     if p.typed is not None:
-                        self.printed.append((abs(p.typed), where, p.unit))
+                        self.printed.append((abs(p.typed), f"{p.value:g} {p.shown_unit}", where, p.unit))
             if self.trusted:  # ratios of measured values (not of counts and indices)
                 nz = [abs(p.value) for p in nums if p.value and p.decimal and not p.unit]
                 for a in range(len(nz)):
@@ -560,14 +564,14 @@ class Source:
         inside = bisect.bisect_right(vals, hi) - bisect.bisect_left(vals, lo)  # the candidates themselves
         return (around - inside) * math.log(hi / lo) / math.log(4)
 
-    def nearest(self, x: float, k: int = 3, dim: str = "") -> list[tuple[float, str]]:
-        """The k printed values closest to x (by ratio), with where they were printed; times/sizes for a dim."""
+    def nearest(self, x: float, k: int = 3, dim: str = "") -> list[tuple[float, str, str]]:
+        """The k printed values closest to x (by ratio): (value, as shown, where); times or sizes for a dim."""
         out, seen = [], set()
-        mine = [(v, where) for v, where, d in self.printed if d == dim]
-        for v, where in sorted(mine, key=lambda p: _log_distance(p[0], x)):
+        mine = [(v, shown, where) for v, shown, where, d in self.printed if d == dim]
+        for v, shown, where in sorted(mine, key=lambda p: _log_distance(p[0], x)):
             if v not in seen:
                 seen.add(v)
-                out.append((v, where))
+                out.append((v, shown, where))
             if len(out) == k:
                 break
         return out
@@ -601,10 +605,35 @@ def pack_for(doc: str, book: dict) -> list[str]:
 
 
 @cache
-def pack_source(name: str) -> Source:
+def pack_sources(name: str) -> tuple[Source, Source]:
+    return json_sources(name, _load_json(REPO / "data" / "results" / f"{name}.json"))
+
+
+def json_sources(name: str, data) -> tuple[Source, Source]:
+    """A results-pack file as two sources: all its leaves, and the distinct values of its configuration.
+
+    The configuration (leaves under CONFIG_KEYS: lr, widths, depths, warmup fraction...) is a few dozen distinct
+    values, small enough to confirm "width 64" or "10% warmup", which the whole file, dense with measurements, cannot.
+    """
     src = Source(f"{name}.json", trusted=False)
-    src.add_leaves(_load_json(REPO / "data" / "results" / f"{name}.json"))
-    return src.freeze()
+    src.add_leaves(data)
+    config = Source(f"{name}.json (configuration)", trusted=False)
+    seen = set()
+
+    def walk(obj, path: tuple[str, ...]):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, (*path, k))
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v, path)
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and CONFIG_KEYS & set(path) \
+                and obj not in seen:
+            seen.add(obj)
+            config.add(obj, f"{name}.json:{'.'.join(path)}")
+
+    walk(data, ())
+    return src.freeze(), config.freeze()
 
 
 @cache
@@ -633,10 +662,10 @@ def sources_for(doc: str) -> tuple[Source, ...]:
     """Where a number of `doc` may be found: a notebook's own screen (trusted), its pack files and benchmark rows;
     for INSTRUCTORS.md outside a scoped paragraph: every notebook, pack file and benchmark, none trusted."""
     if doc == INSTRUCTORS:
-        return (*(_screen(p.name[:2], False) for p in notebook_paths()), *(pack_source(n) for n in pack_names()),
-                bench_source(None))
+        return (*(_screen(p.name[:2], False) for p in notebook_paths()),
+                *(src for n in pack_names() for src in pack_sources(n)), bench_source(None))
     _, book = load_notebook(doc)
-    return (_screen(doc, True), *(pack_source(n) for n in pack_for(doc, book)))
+    return (_screen(doc, True), *(src for n in pack_for(doc, book) for src in pack_sources(n)))
 
 
 def _scoped_sources(claim: Claim) -> tuple[Source, ...]:
@@ -717,7 +746,7 @@ def allow_entry(claim: Claim, num: Number | None = None,
 class Mismatch:
     claim: Claim
     number: Number
-    nearest: list[tuple[float, str]]  # printed values closest to it, with where
+    nearest: list[tuple[float, str, str]]  # printed values closest to it: (value, as shown, where)
     where: str = "what the notebook shows"
 
     def allow_key(self) -> str:
@@ -728,7 +757,7 @@ class Mismatch:
         return f"{c.text if len(c.text) < 20 else self.number.text}" + (f" @ {words}" if words else "")
 
     def nearest_text(self) -> str:
-        return "; ".join(f"{v:g} ({where})" for v, where in self.nearest) or "—"
+        return "; ".join(f"{shown} ({where})" for _, shown, where in self.nearest) or "—"
 
     def message(self, name: str) -> str:
         c, n = self.claim, self.number
@@ -743,7 +772,7 @@ class Mismatch:
             f"tests/prose_numbers_allow.py"])
 
 
-def _nearest(srcs: Iterable[Source], num: Number) -> list[tuple[float, str]]:
+def _nearest(srcs: Iterable[Source], num: Number) -> list[tuple[float, str, str]]:
     """The printed values closest to what `num` may stand for (15% is compared with 15 and with x1.15)."""
     srcs = list(srcs)
     screens = [s for s in srcs if s.trusted] or [s for s in srcs if s.printed]
@@ -751,8 +780,8 @@ def _nearest(srcs: Iterable[Source], num: Number) -> list[tuple[float, str]]:
     centers = [x * num.mult * num.scale] if num.dim else {"percent": [x, 1 + x / 100, x / 100]}.get(num.kind, [x])
     scored = {}
     for c in centers:
-        for v, where in (p for s in screens for p in s.nearest(c, dim=num.dim)):
-            scored[(v, where)] = min(scored.get((v, where), math.inf), _log_distance(v, c))
+        for item in (p for s in screens for p in s.nearest(c, dim=num.dim)):
+            scored[item] = min(scored.get(item, math.inf), _log_distance(item[0], c))
     return sorted(scored, key=scored.get)[:3]
 
 
@@ -930,8 +959,7 @@ def _check(markdown: str, *outputs: str, code: str = "print()", pack=None, allow
     book = _book(markdown, *outputs, code=code)
     srcs = [notebook_source(book, "99_synthetic.ipynb")]
     if pack is not None:
-        srcs.append(Source("pack.json", trusted=False))
-        srcs[-1].add_leaves(pack)
+        srcs += json_sources("pack", pack)
     claims = extract_numbers(markdown, "99", "cell 0")
     bad, _ = check_claims(claims, sources=lambda c: srcs, allow=allow or {}, refer=refer or sources_for)
     return [m.number.text for m in bad]
@@ -976,6 +1004,15 @@ def test_the_pack_confirms_only_numbers_too_specific_to_match_by_chance():
     src = Source("pack.json", trusted=False)
     src.add_leaves(pack)
     assert src.chance(0.045, 0.055) > 1 > CHANCE > src.chance(2.4565, 2.4575)
+
+
+def test_the_pack_configuration_confirms_settings():
+    haystack = [0.001 * i for i in range(1, 1000)]
+    pack = {"runs": [{"train_config": {"lr": 0.003, "warmup_frac": 0.1, "eval_every": 10}, "skip_delta": haystack,
+                      "model_config": {"d_model": 64, "n_layers": 24}}]}
+    assert _check("Width 64, 24 blocks, lr 3e-3, 10% warmup, validated every 10 steps.", pack=pack) == []
+    assert _check("The skip costs 0.2 nats.", pack=pack) == ["0.2"]  # among results only: too coarse to confirm
+    assert _check("Width 96.", pack=pack) == ["96"]
 
 
 def test_percent_and_factor_need_their_own_kind_on_screen():
