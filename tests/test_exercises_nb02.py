@@ -1,4 +1,4 @@
-"""Every checker recognizes the correct answer, a blank cell, an error, and each classic mistake by name."""
+"""Notebook 02's checkers recognize the correct answer, a blank cell, an error, and each classic mistake by name."""
 
 import math
 
