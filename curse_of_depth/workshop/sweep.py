@@ -1,4 +1,5 @@
-"""The scale map: where (if anywhere) LayerNorm Scaling starts to beat Pre-LN, and the precomputed bands.
+"""The scale map: where (if anywhere) LayerNorm Scaling starts to beat Pre-LN, and the precomputed
+bands.
 
 Explained in notebook 07 (the scale map); the bands feed notebooks 03 and 04.
 
@@ -50,7 +51,8 @@ EVAL_SEED = 12_345  # the map's final evaluation batches: the same for every see
 
 @dataclass(frozen=True)
 class Recipe:
-    """The optimizer settings a run uses besides its learning rate (warmup 10%, cosine to 0.1 in all)."""
+    """The optimizer settings a run uses besides its learning rate (warmup 10%, cosine to 0.1 in
+    all)."""
 
     name: str
     weight_decay: float
@@ -65,9 +67,9 @@ class Recipe:
 
 
 RECIPES = {
-    # the kit's default, as most LLM codebases train today (nanoGPT, LLaMA): AdamW, decay 0.1, beta2 0.95, clip 1
+    # the kit's default, as most LLM codebases train today (nanoGPT, LLaMA)
     "kit": Recipe("kit", 0.1, (0.9, 0.95), 1.0),
-    # the paper's scripts (lmsdss/LayerNorm-Scaling run_130m.sh and siblings): Adam, no decay, default betas, no clip
+    # the paper's scripts (lmsdss/LayerNorm-Scaling run_130m.sh and siblings)
     "paper": Recipe("paper", 0.0, (0.9, 0.999), 0.0),
     # the paper's recipe with gradient clipping alone added: separates the parts of the recipe
     "paper+clip": Recipe("paper+clip", 0.0, (0.9, 0.999), 1.0),
@@ -94,7 +96,8 @@ class Arm:
 
 @dataclass(frozen=True)
 class Point:
-    """One regime of the map. ``tokens`` is the whole schedule's training tokens (steps = tokens / batch tokens)."""
+    """One regime of the map. ``tokens`` is the whole schedule's training tokens (steps = tokens /
+    batch tokens)."""
 
     corpus: str
     d_model: int
@@ -150,7 +153,8 @@ def _tokens_label(tokens: int) -> str:
 
 
 def train_config(point: Point, arm: Arm, seed: int):
-    """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run). Notebook 07."""
+    """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run).
+    Notebook 07."""
     from ..train import TrainConfig
 
     r = RECIPES[arm.recipe]
@@ -177,7 +181,8 @@ M = 1_000_000
 
 
 def map_grid() -> list[Point]:
-    """The scale map's points, most informative first (a budget-limited call runs a prefix of this list). Notebook 07."""
+    """The scale map's points, most informative first (a budget-limited call runs a prefix of this
+    list). Notebook 07."""
     g = "gcide"
     pts = [Point(g, 128, L, 8 * M, THREE_ARMS) for L in (12, 24, 48,
                                                          96)]  # depth, short schedule (244 steps)
@@ -204,8 +209,9 @@ def tiny_grid() -> list[Point]:
 
 
 def recipe_grid() -> list[Point]:
-    """The recipe map: Pre-LN, LNS and Peri-LN under the paper's and the kit's optimizer recipe, three learning
-    rates each, at depth 24 and 48 (32M characters), then depth 12 and 96. Notebook 07.
+    """The recipe map: Pre-LN, LNS and Peri-LN under the paper's and the kit's optimizer recipe,
+    three learning rates each, at depth 24 and 48 (32M characters), then depth 12 and 96. Notebook
+    07.
 
     Listed as *cells* (depth x recipe x lr, every norm and seed) in the order they decide the
     headline, so a budget-limited call leaves complete cells: the shared lr 3e-3 first (with the
@@ -272,9 +278,9 @@ def jobs_for(points: Iterable[Point]) -> list[Job]:
 
 
 def skip_costs(model, batches, device, autocast) -> tuple[float, list[float]]:
-    """(base loss, loss increase when each block alone is skipped), averaged over ``batches``: the mean of
-    ``analysis.layer_removal_scan`` over the batches. Every block: the curse metric compares deep with
-    shallow ones. Notebook 07."""
+    """(base loss, loss increase when each block alone is skipped), averaged over ``batches``: the
+    mean of ``analysis.layer_removal_scan`` over the batches. Every block: the curse metric compares
+    deep with shallow ones. Notebook 07."""
     import torch
 
     from ..analysis import layer_removal_scan
@@ -295,7 +301,8 @@ def deep_third(n_layers: int) -> list[int]:
 
 
 def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
-    """Train one run with the package trainer, measure it, write ``out`` (JSON). Notebook 07 (worker processes)."""
+    """Train one run with the package trainer, measure it, write ``out`` (JSON). Notebook 07 (worker
+    processes)."""
     import contextlib
 
     import torch
@@ -354,7 +361,8 @@ class RunnerReport:
 
 
 def memory_gb(job: Job) -> float:
-    """A generous estimate of one run's GPU memory: ~60 bytes per token, block and unit of width, logits, 2 GB. Notebook 07."""
+    """A generous estimate of one run's GPU memory: ~60 bytes per token, block and unit of width,
+    logits, 2 GB. Notebook 07."""
     p = job.point
     vocab = 50_000 if p.tokenizer == "bpe" else 256
     return 2.0 + p.batch_tokens * (p.n_layers * p.d_model * 60 + vocab * 12) / 1e9
@@ -363,7 +371,8 @@ def memory_gb(job: Job) -> float:
 def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_device: int = 1,
              deadline_s: float | None = None, estimate_s=None, log=print,
              device_gb: float = 120.0) -> RunnerReport:
-    """Run ``jobs`` as worker processes, ``per_device`` at a time on each GPU (or on the CPU when ``gpus`` is empty).
+    """Run ``jobs`` as worker processes, ``per_device`` at a time on each GPU (or on the CPU when
+    ``gpus`` is empty).
 
     A job starts on a device only while the estimated memory of its runs (``memory_gb``) stays under
     ``device_gb``. A job starts only if ``estimate_s(job)`` fits before the deadline; jobs still
@@ -435,7 +444,8 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
 
 def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7,
                          overhead_s: float = 45.0):
-    """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``). Notebook 07."""
+    """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per
+    run}``). Notebook 07."""
     rates = dict(rates or {})
     overhead_s = rates.pop("overhead_s", overhead_s)
 
@@ -453,14 +463,21 @@ def load_records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
 
 
+def _mean(values) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
 def final_loss(record: dict) -> float:
-    """The run's final validation loss on the map's common evaluation batches (nan if it diverged). Notebook 07."""
+    """The run's final validation loss on the map's common evaluation batches (nan if it diverged).
+    Notebook 07."""
     v = record.get("final_eval")
     return float("nan") if v is None or record.get("diverged") else float(v)
 
 
 def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
-    """``{point key: {arm key: {seed: record}}}``; a repeated run keeps the last record. Notebook 07."""
+    """``{point key: {arm key: {seed: record}}}``; a repeated run keeps the last record. Notebook
+    07."""
     table: dict[str, dict[str, dict[int, dict]]] = {}
     for r in records:
         table.setdefault(r["point"], {}).setdefault(r["arm"], {})[int(r["seed"])] = r
@@ -468,8 +485,8 @@ def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
 
 
 def gap(a: dict[int, dict], b: dict[int, dict]) -> dict | None:
-    """``stats.paired`` of two arms' runs (b - a over the seeds both finished without diverging), as a dict;
-    None with fewer than 2 such seeds. Notebook 07."""
+    """``stats.paired`` of two arms' runs (b - a over the seeds both finished without diverging), as
+    a dict; None with fewer than 2 such seeds. Notebook 07."""
     la, lb = ({s: final_loss(r) for s, r in runs.items()} for runs in (a, b))
     if sum(1 for s in la if s in lb and math.isfinite(la[s]) and math.isfinite(lb[s])) < 2:
         return None
@@ -481,13 +498,15 @@ def _norm_of(runs: dict[int, dict]) -> str:
 
 
 def deep_skip_deltas(record: dict) -> list[float]:
-    """The skip costs of the deepest third's blocks (records hold them for every block, or for the deep third only)."""
+    """The skip costs of the deepest third's blocks (records hold them for every block, or for the
+    deep third only)."""
     deep = set(deep_third(max(record["skip_layers"])))  # both lists end with the last block
     return [d for layer, d in zip(record["skip_layers"], record["skip_delta"]) if layer in deep]
 
 
 def redundancy(runs: dict[int, dict]) -> dict | None:
-    """Skip-one-block cost of the deepest third, over seeds: mean Δ, smallest Δ, share of blocks below SKIP_CHEAP. Notebook 07."""
+    """Skip-one-block cost of the deepest third, over seeds: mean Δ, smallest Δ, share of blocks
+    below SKIP_CHEAP. Notebook 07."""
     deltas = [np.asarray(deep_skip_deltas(r)) for r in runs.values() if r.get("skip_delta")]
     if not deltas:
         return None
@@ -500,7 +519,8 @@ def redundancy(runs: dict[int, dict]) -> dict | None:
 
 
 def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
-    """One row per point: arms (mean, sd, n), the LNS - Pre-LN gaps (same lr, own lr), redundancy, completeness. Notebook 07."""
+    """One row per point: arms (mean, sd, n), the LNS - Pre-LN gaps (same lr, own lr), redundancy,
+    completeness. Notebook 07."""
     table = arm_table(records)
     rows = []
     for p in points:
@@ -510,12 +530,11 @@ def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
             runs = arms.get(a.key, {})
             losses = np.array([final_loss(r) for r in runs.values()])
             ok = losses[np.isfinite(losses)]
+            speed = _mean(r["run"]["tokens_per_s"] for r in runs.values())
             row["arms"][a.key] = {"n": len(runs), "diverged": int((~np.isfinite(losses)).sum()),
                                   "mean": float(ok.mean()) if ok.size else None,
                                   "sd": float(ok.std(ddof=1)) if ok.size > 1 else None,
-                                  "tokens_per_s": float(np.mean([r["run"]["tokens_per_s"] for r in runs.values()]))
-                                  if runs else None,
-                                  "redundancy": redundancy(runs)}
+                                  "tokens_per_s": speed, "redundancy": redundancy(runs)}
         pre = arms.get(PRE.key, {})
         row["gap_same_lr"] = gap(pre, arms.get(LNS.key, {})) if LNS in p.arms else None
         row["gap_own_lr"] = gap(pre, arms.get(LNS_HI.key, {})) if LNS_HI in p.arms else None
@@ -524,7 +543,8 @@ def summarize(points: Sequence[Point], records: Iterable[dict]) -> list[dict]:
 
 
 def is_complete(point: Point, arms: dict[str, dict[int, dict]], min_seeds: int = MIN_SEEDS) -> bool:
-    """Every arm has finished the same >= ``min_seeds`` seeds (a diverged run counts as finished: it is a result). Notebook 07."""
+    """Every arm has finished the same >= ``min_seeds`` seeds (a diverged run counts as finished: it
+    is a result). Notebook 07."""
     seed_sets = [set(arms.get(a.key, {})) & set(point.seeds) for a in point.arms]
     common = set.intersection(*seed_sets) if seed_sets else set()
     return len(common) >= min(min_seeds, len(point.seeds))
@@ -547,30 +567,33 @@ def missing(points: Sequence[Point], records: Iterable[dict],
 
 
 def map_verdict(row: dict, which: str = "gap_same_lr", label: str = "") -> str:
-    """``stats.gap_statement`` of one point's gap (no floats: the same line in every run). Notebook 07."""
+    """``stats.gap_statement`` of one point's gap (no floats: the same line in every run). Notebook
+    07."""
     key = row["point"]["key"] + label
-    return gap_statement(key,
-                         PairedGap.from_dict(row[which])) if row.get(which) else f"{key}: no paired result"
+    if not row.get(which):
+        return f"{key}: no paired result"
+    return gap_statement(key, PairedGap.from_dict(row[which]))
 
 
 def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, list[str]]:
-    """Re-derive completeness from the stored raw runs: (every point the summary lists as complete really has
-    ``min_seeds`` paired seeds in every arm, the points so listed). Notebook 07's first claim."""
+    """Re-derive completeness from the stored raw runs: (every point the summary lists as complete
+    really has ``min_seeds`` paired seeds in every arm, the points so listed). Notebook 07's first
+    claim."""
     points = {p.key: p for p in grid(data["grid"])}
     listed = [r["point"]["key"] for r in data["summary"] if r["complete"]]
     table = arm_table(data["runs"])
-    ok = bool(listed) and all(k in points and is_complete(points[k], table.get(k, {}),
-                                                          min_seeds) for k in listed)
+    ok = bool(listed) and all(k in points and is_complete(points[k], table.get(k, {}), min_seeds)
+                              for k in listed)
     # every counted run must hold a finite loss or be marked diverged, and its skip costs
-    for key in listed:
-        for runs in table.get(key, {}).values():
-            for r in runs.values():
-                ok = ok and (r.get("diverged") or (math.isfinite(final_loss(r)) and len(r.get("skip_delta", [])) > 0))
-    return ok, listed
+    counted = [r for key in listed for runs in table.get(key, {}).values() for r in runs.values()]
+    measured = all(r.get("diverged") or (math.isfinite(final_loss(r)) and r.get("skip_delta"))
+                   for r in counted)
+    return ok and measured, listed
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip costs. Notebook 07."""
+    """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip
+    costs. Notebook 07."""
     lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} "
              f"{'p':>5s} {'LNS@1e-2 - Pre':>17s} {'skip Pre':>9s} {'skip LNS':>9s}"]
     for r in rows:
@@ -590,11 +613,13 @@ def format_table(rows: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------------- the map's figure
 
 def _map_series(rows: list[dict], corpus: str, d_model: int, gap_key: str) -> dict:
-    """{tokens: [(depth, gap row, Pre-LN redundancy, LNS redundancy), ...]} of one corpus and width."""
+    """{tokens: [(depth, gap row, Pre-LN redundancy, LNS redundancy), ...]} of one corpus and width.
+    """
     series: dict = {}
     for r in rows:
         p = r["point"]
-        if not r.get("complete") or p["corpus"] != corpus or p["d_model"] != d_model or r.get(gap_key) is None:
+        wanted = (p["corpus"], p["d_model"]) == (corpus, d_model)
+        if not (r.get("complete") and wanted and r.get(gap_key)):
             continue
         pre = r["arms"].get("pre@0.003", {}).get("redundancy")
         lns = r["arms"].get("lns@0.003", {}).get("redundancy")
@@ -603,8 +628,9 @@ def _map_series(rows: list[dict], corpus: str, d_model: int, gap_key: str) -> di
 
 
 def plot_scale_map(rows: list[dict], gap_key: str = "gap_same_lr", title: str | None = None):
-    """Left: LNS - Pre-LN validation gap (mean +- sd over paired seeds) against depth, one line per token budget.
-    Right: Pre-LN's (solid) and LNS's (dashed) loss increase when one block of the deepest third is skipped.
+    """Left: LNS - Pre-LN validation gap (mean +- sd over paired seeds) against depth, one line per
+    token budget. Right: Pre-LN's (solid) and LNS's (dashed) loss increase when one block of the
+    deepest third is skipped.
 
     Takes ``results.load("scale_map")["data"]["summary"]`` rows. Notebook 07.
     """
@@ -615,7 +641,8 @@ def plot_scale_map(rows: list[dict], gap_key: str = "gap_same_lr", title: str | 
         for tokens, pts in _map_series(rows, corpus, width, gap_key).items():
             color = token_colors.setdefault(tokens, f"C{len(token_colors)}")
             depth = [p[0] for p in pts]
-            label = f"{tokens / 1e6:g}M tokens, {'BPE' if corpus.endswith('bpe') else 'char'}, d{width}"
+            tok = "BPE" if corpus.endswith("bpe") else "char"
+            label = f"{tokens / 1e6:g}M tokens, {tok}, d{width}"
             ax.errorbar(depth, [p[1]["mean"] for p in pts], yerr=[p[1]["sd"] for p in pts],
                         marker=marker, ls=ls, color=color, capsize=3, label=label)
             for k, (norm_ls, alpha) in enumerate((("-", 1.0), ("--", 0.6))):
@@ -651,7 +678,8 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map",
                       gpus: Sequence[str] | None = None, per_device: int = 6,
                       deadline_s: float | None = None, results_folder: Path | None = None,
                       work_dir: Path | None = None) -> dict:
-    """``COD_MODE=full``: run the stored map's missing points on this machine's GPUs and store the merged map.
+    """``COD_MODE=full``: run the stored map's missing points on this machine's GPUs and store the
+    merged map.
 
     The stored runs are written back as run files first, so the runner skips them and the new
     ``scale_map`` holds old and new runs together. Returns the new stored record. Notebook 07.
@@ -692,7 +720,8 @@ CHECKPOINT_TAG = "d64_L24_s480"  # seed-0 Pre-LN and LNS checkpoints ship for no
 
 
 def band_configs(tag: str, norm: str, seed: int, vocab_size: int, dtype: str = "fp32"):
-    """(ModelConfig, TrainConfig) of one band run; the configuration notebook 03 trains live, with ``seed``."""
+    """(ModelConfig, TrainConfig) of one band run; the configuration notebook 03 trains live, with
+    ``seed``."""
     from ..model import ModelConfig
     from ..train import TrainConfig
 
@@ -708,7 +737,8 @@ def band_configs(tag: str, norm: str, seed: int, vocab_size: int, dtype: str = "
 
 def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: str = "fp32",
                    checkpoint_dir: Path | None = None) -> dict:
-    """Train one norm's seeds of one band (in this process) and write their ``RunResult.to_dict()`` list. Notebooks 03/04."""
+    """Train one norm's seeds of one band (in this process) and write their ``RunResult.to_dict()``
+    list. Notebooks 03/04."""
     import torch
 
     from .._files import atomic_write_json, sha256_file
@@ -743,7 +773,8 @@ def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: 
 
 def collect_bands(folder: Path, command: str, save: bool = True,
                   results_folder: Path | None = None) -> list[str]:
-    """Merge the band groups in ``folder`` into one ``bands_<tag>`` result per tag (the agreed format). Notebooks 03/04."""
+    """Merge the band groups in ``folder`` into one ``bands_<tag>`` result per tag (the agreed
+    format). Notebooks 03/04."""
     from . import results
 
     groups: dict[str, dict[str, dict]] = {}
@@ -862,8 +893,8 @@ def _cmd_run(args) -> int:
     if args.depths:
         points = [p for p in points if p.n_layers in {int(d) for d in args.depths.split(",")}]
     est = throughput_estimator(json.loads(args.rates)) if args.rates else None
-    jobs = [dataclasses.replace(j,
-                                compile=False if args.no_compile else None) for j in jobs_for(points)]
+    compile_ = False if args.no_compile else None
+    jobs = [dataclasses.replace(j, compile=compile_) for j in jobs_for(points)]
     if args.names:
         wanted = set(args.names.read_text().split())
         jobs = [j for j in jobs if j.name in wanted]

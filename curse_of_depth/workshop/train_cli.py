@@ -1,4 +1,5 @@
-"""``python -m curse_of_depth.train``: the trainer's command line (CPU, one GPU, or several under torchrun).
+"""``python -m curse_of_depth.train``: the trainer's command line (CPU, one GPU, or several under
+torchrun).
 
 Each seed writes ``OUT/seed<S>/result.json`` (with provenance), ``model.safetensors`` and a
 resumable training state in ``state/``; ``--resume`` continues it. The trainer itself is
@@ -16,27 +17,31 @@ from pathlib import Path
 
 import torch
 
+from .. import train as trainer
 from ..model import ModelConfig
-from ..train import RunResult, TrainConfig, _check_inputs, _dist, _finite_or_none, save_checkpoint, train
+from ..train import RunResult, TrainConfig, save_checkpoint, train
 from . import results, runtime
 
-_CLI_DOC = """Train curse_of_depth models from the command line: CPU, one GPU, or several GPUs under torchrun.
+_CLI_DOC = """Train curse_of_depth models from the command line: CPU, one GPU or several (torchrun).
 
 examples:
   python -m curse_of_depth.train --norm lns --n-layers 12 --max-steps 480 --out runs/lns12
   python -m curse_of_depth.train --config sweep.json --seeds 0,1,2 --out runs/sweep --resume
-  torchrun --standalone --nproc_per_node=4 -m curse_of_depth.train --d-model 256 --n-layers 48 --out runs/big
+  torchrun --standalone --nproc_per_node=4 -m curse_of_depth.train --d-model 256 --n-layers 48 \\
+      --out runs/big
 
---config reads JSON {"model": {...ModelConfig...}, "train": {...TrainConfig...}} (or one flat object);
-flags given on the command line override it. Each seed writes DIR/seed<S>/result.json (with provenance),
-DIR/seed<S>/model.safetensors and a resumable training state in DIR/seed<S>/state/. Under torchrun the
-batch size is per process, ranks draw different batches, losses are all-reduced and only rank 0 writes.
+--config reads JSON {"model": {...ModelConfig...}, "train": {...TrainConfig...}} (or one flat
+object); flags given on the command line override it. Each seed writes DIR/seed<S>/result.json
+(with provenance), DIR/seed<S>/model.safetensors and a resumable training state in
+DIR/seed<S>/state/. Under torchrun the batch size is per process, ranks draw different batches,
+losses are all-reduced and only rank 0 writes.
 """
 
 
 def _add_dataclass_flags(parser, cls, group_title: str,
                          prefix_clash: tuple[str, ...] = ()) -> list[str]:
-    """One flag per dataclass field; fields in ``prefix_clash`` get a ``--train-`` prefix (both configs have them)."""
+    """One flag per dataclass field; fields in ``prefix_clash`` get a ``--train-`` prefix (both
+    configs have them)."""
     group = parser.add_argument_group(group_title)
     hints = typing.get_type_hints(cls)
     names = []
@@ -64,7 +69,7 @@ def _parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise ValueError(f"--seeds takes comma-separated integers like 0,1,2, got {text!r}") from None
+        raise ValueError(f"--seeds takes integers like 0,1,2, got {text!r}") from None
     if not seeds or any(s < 0 for s in seeds):
         raise ValueError(f"--seeds needs at least one integer >= 0, got {text!r}")
     return seeds
@@ -88,18 +93,20 @@ def _configs_from_args(args, model_names: list[str], train_names: list[str]) -> 
             model_kw[name] = getattr(args, name)
     for dest in train_names:
         if getattr(args, dest) is not None:
-            train_kw[dest.removeprefix("train_") if dest == "train_seq_len" else dest] = getattr(args, dest)
+            name = "seq_len" if dest == "train_seq_len" else dest
+            train_kw[name] = getattr(args, dest)
     return model_kw, train_kw
 
 
 def _init_distributed() -> tuple[int, int]:
-    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
+    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs,
+    gloo on CPUs."""
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or dist.is_initialized():
         runtime.configure_threads()
-        return _dist()
+        return trainer._dist()
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl")
@@ -109,7 +116,7 @@ def _init_distributed() -> tuple[int, int]:
         runtime.configure_threads(None if os.environ.get("COD_THREADS") else
                                   max(1, runtime.physical_cores() // local_world))
         dist.init_process_group("gloo")
-    return _dist()
+    return trainer._dist()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                             # train on the model's full context unless told otherwise
                             model_cfg.seq_len)
         train_cfg = TrainConfig(**train_kw)
-        _check_inputs(model_cfg, train_cfg)
+        trainer._check_inputs(model_cfg, train_cfg)
         if args.resume and not args.out:
             raise ValueError("--resume needs --out DIR (where the training state was written)")
-        every = args.checkpoint_every if args.checkpoint_every is not None else (train_cfg.eval_every if args.out else 0)
+        every = args.checkpoint_every
+        if every is None:
+            every = train_cfg.eval_every if args.out else 0
         if every and not args.out:
             raise ValueError("--checkpoint-every needs --out DIR")
     except (ValueError, TypeError, OSError, json.JSONDecodeError) as exc:
@@ -161,17 +170,16 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = Path(args.out) / f"seed{seed}" if args.out else None
             if args.resume and run_dir is not None and (run_dir / "result.json").exists():
                 done = RunResult.load_json(run_dir / "result.json")
-                if done.stop_reason in ("max_steps",
-                                        "diverged") and done.model_config == model_cfg \
-                        and done.train_config == cfg:
+                same = (done.model_config, done.train_config) == (model_cfg, cfg)
+                if same and done.stop_reason in ("max_steps", "diverged"):
                     if rank == 0:
                         print(f"seed {seed}: already complete in {run_dir}, skipped")
                     continue
-            resume = bool(args.resume and run_dir is not None and any((run_dir / "state").glob("state-*.json")))
-            result = train(model_cfg, cfg, progress=not args.no_progress,
-                           state_dir=run_dir / "state" if run_dir else None, checkpoint_every=every,
-                           resume=resume, compile=args.compile)
-            summary = {"seed": seed, "final_val": _finite_or_none(result.final_val),
+            state = run_dir / "state" if run_dir else None
+            resume = bool(args.resume and state and any(state.glob("state-*.json")))
+            result = train(model_cfg, cfg, progress=not args.no_progress, state_dir=state,
+                           checkpoint_every=every, resume=resume, compile=args.compile)
+            summary = {"seed": seed, "final_val": trainer._finite_or_none(result.final_val),
                        "steps_done": result.steps_done, "stop_reason": result.stop_reason,
                        "diverged": result.diverged, "wall_s": result.wall_s,
                        "tokens_per_s": result.tokens_per_s, "first_step_s": result.first_step_s,

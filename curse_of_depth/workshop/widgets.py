@@ -1,4 +1,5 @@
-"""Interactive explorers that degrade to a static figure when nobody can move a slider (notebook 02).
+"""Interactive explorers that degrade to a static figure when nobody can move a slider (notebook
+02).
 
 An explorer is a drawing function ``draw(ax, **params)`` plus its controls. With a front end
 attached (``runtime.frontend_attached``), ``explore`` shows ipywidgets controls and redraws on every
@@ -56,7 +57,8 @@ def preset_label(preset: Mapping[str, Any]) -> str:
 def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]],
                   defaults: Mapping[str, Any], ncols: int | None = None, sharey: bool = False,
                   title: str | None = None):
-    """Small multiples: ``draw(ax, **{**defaults, **preset})`` in one panel per preset. Returns the figure."""
+    """Small multiples: ``draw(ax, **{**defaults, **preset})`` in one panel per preset. Returns the
+    figure."""
     if not presets:
         raise ValueError("presets is empty: give at least one dict of control values for the "
                          "static figure")
@@ -79,7 +81,8 @@ def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]
 
 def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any],
                       defaults: Mapping[str, Any]):
-    """The ipywidgets version: controls on top, the figure below, redrawn by ``draw`` on every change."""
+    """The ipywidgets version: controls on top, the figure below, redrawn by ``draw`` on every
+    change."""
     import ipywidgets as w
     from IPython.display import display
 
@@ -103,7 +106,8 @@ def explore(draw: Callable[..., None], controls: Mapping[str, Any],
             presets: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any], *,
             ncols: int | None = None, sharey: bool = False, title: str | None = None,
             interactive: bool | None = None) -> None:
-    """Show ``draw`` with live controls, or as small multiples at ``presets`` when no front end is attached.
+    """Show ``draw`` with live controls, or as small multiples at ``presets`` when no front end is
+    attached.
 
     ``draw(ax, **params)`` draws on a matplotlib axes (keep it a thin wrapper around tested library
     functions); ``controls`` maps a parameter to a spec (see ``make_control``); ``defaults`` gives
