@@ -187,19 +187,6 @@ class RunResult:
             kw[f"{curve}_curve"] = [(int(s), _none_to_nan(v)) for s, v in points]
         return cls(**kw)
 
-    def save_json(self, path: str | os.PathLike, provenance: dict | None = None) -> Path:
-        """Write ``to_dict()`` (plus ``provenance`` when given) atomically."""
-        data = self.to_dict()
-        if provenance is not None:
-            data = {"provenance": provenance, **data}
-        return _files.atomic_write_json(path, data)
-
-    @classmethod
-    def load_json(cls, path: str | os.PathLike) -> RunResult:
-        d = json.loads(Path(path).read_text())
-        d.pop("provenance", None)
-        return cls.from_dict(d)
-
 
 # ------------------------------------------------------------------------------------------ helpers
 

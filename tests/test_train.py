@@ -10,7 +10,6 @@ from curse_of_depth import train as train_mod
 from curse_of_depth.data import CharTokenizer, Corpus
 from curse_of_depth.model import ModelConfig, build_model
 from curse_of_depth.train import (
-    RunResult,
     TrainConfig,
     load_checkpoint,
     lr_at,
@@ -157,8 +156,8 @@ def test_bad_combinations_raise_naming_the_fix(corpus):
 
 def test_result_json_round_trip(tmp_path, corpus):
     r = train(MC, tc(max_steps=5), corpus, progress=False)
-    path = r.save_json(tmp_path / "r.json", provenance={"command": "test"})
-    back = RunResult.load_json(path)
+    path = train_cli.save_result(r, tmp_path / "r.json", provenance={"command": "test"})
+    back = train_cli.load_result(path)
     assert back == r  # dataclass equality ignores the model
     assert json.loads(path.read_text())["provenance"] == {"command": "test"}
     assert back.train_config.betas == (0.9, 0.95)

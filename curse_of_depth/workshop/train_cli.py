@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import train as trainer
+from .._files import atomic_write_json
 from ..model import ModelConfig
 from ..train import RunResult, TrainConfig, save_checkpoint, train
 from . import results, runtime
@@ -119,86 +120,105 @@ def _init_distributed() -> tuple[int, int]:
     return trainer._dist()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m curse_of_depth.train``: see ``--help``. Notebook 03 points researchers here."""
+def _parser() -> tuple[argparse.ArgumentParser, list[str], list[str]]:
     parser = argparse.ArgumentParser(prog="python -m curse_of_depth.train", description=_CLI_DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config",
-                        help="JSON file with model and train fields (flags override it)")
-    parser.add_argument("--out", help="folder for results, checkpoints and training state (rank 0 "
-                                      "writes)")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds, one run each "
-                                                      "(default: --seed)")
-    parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help="write a resumable state every N steps (default: eval_every, when "
-                             "--out is given)")
-    parser.add_argument("--resume", action="store_true", help="continue each seed from its state "
-                                                              "in --out; "
-                        "seeds whose result.json is complete are skipped")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the training step (default: on with a CUDA GPU, off on "
-                             "a CPU)")
+    add = parser.add_argument
+    add("--config", help="JSON file with model and train fields (flags override it)")
+    add("--out", help="folder for results, checkpoints and training state (rank 0 writes)")
+    add("--seeds", default=None, help="comma-separated seeds, one run each (default: --seed)")
+    add("--checkpoint-every", type=int, default=None,
+        help="write a resumable state every N steps (default: eval_every, when --out is given)")
+    add("--resume", action="store_true",
+        help="continue each seed from its state in --out; seeds with a complete result.json are "
+             "skipped")
+    add("--no-progress", action="store_true", help="no progress bar")
+    add("--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the training step (default: on with a CUDA GPU, off on a CPU)")
     model_names = _add_dataclass_flags(parser, ModelConfig, "model (ModelConfig)")
-    train_names = _add_dataclass_flags(parser, TrainConfig, "training (TrainConfig; "
-                                                            "--train-seq-len defaults to "
-                                       "--seq-len)", prefix_clash=("seq_len",))
+    title = "training (TrainConfig; --train-seq-len defaults to --seq-len)"
+    train_names = _add_dataclass_flags(parser, TrainConfig, title, prefix_clash=("seq_len",))
+    return parser, model_names, train_names
+
+
+def _plan(args, model_names: list[str], train_names: list[str]):
+    """(model config, train config, seeds, checkpoint interval) from the flags, or ValueError."""
+    model_kw, train_kw = _configs_from_args(args, model_names, train_names)
+    seeds = _parse_seeds(args.seeds) if args.seeds else [train_kw.get("seed", 0)]
+    model_cfg = ModelConfig(**model_kw)
+    # the model's full context unless told otherwise
+    train_kw.setdefault("seq_len", model_cfg.seq_len)
+    train_cfg = TrainConfig(**train_kw)
+    trainer._check_inputs(model_cfg, train_cfg)
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out DIR (where the training state was written)")
+    every = args.checkpoint_every
+    if every is None:
+        every = train_cfg.eval_every if args.out else 0
+    if every and not args.out:
+        raise ValueError("--checkpoint-every needs --out DIR")
+    return model_cfg, train_cfg, seeds, every
+
+
+def save_result(result: RunResult, path: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """``result.to_dict()`` (with ``provenance`` first, when given) as JSON, atomically."""
+    data = result.to_dict() if provenance is None else {"provenance": provenance,
+                                                        **result.to_dict()}
+    return atomic_write_json(path, data)
+
+
+def load_result(path: str | os.PathLike) -> RunResult:
+    d = json.loads(Path(path).read_text())
+    d.pop("provenance", None)
+    return RunResult.from_dict(d)
+
+
+def _run_seed(args, model_cfg: ModelConfig, cfg: TrainConfig, every: int, rank: int, world: int):
+    """Train one seed (or skip it when ``--resume`` finds it complete); None when skipped."""
+    run_dir = Path(args.out) / f"seed{cfg.seed}" if args.out else None
+    if args.resume and run_dir is not None and (run_dir / "result.json").exists():
+        done = load_result(run_dir / "result.json")
+        if (done.model_config, done.train_config) == (model_cfg, cfg) and \
+                done.stop_reason in ("max_steps", "diverged"):
+            if rank == 0:
+                print(f"seed {cfg.seed}: already complete in {run_dir}, skipped")
+            return None
+    state = run_dir / "state" if run_dir else None
+    resume = bool(args.resume and state and any(state.glob("state-*.json")))
+    result = train(model_cfg, cfg, progress=not args.no_progress, state_dir=state,
+                   checkpoint_every=every, resume=resume, compile=args.compile)
+    if rank == 0:
+        if run_dir is not None:
+            save_checkpoint(result.model, run_dir / "model.safetensors", result)
+            prov = results.provenance(seeds=[cfg.seed], wall_s=result.wall_s, world_size=world,
+                                      device=result.device, resumed=resume)
+            save_result(result, run_dir / "result.json", provenance=prov)
+        keys = ("steps_done", "stop_reason", "diverged", "wall_s", "tokens_per_s", "first_step_s",
+                "tokens_seen")
+        summary = {"seed": cfg.seed, "final_val": trainer._finite_or_none(result.final_val),
+                   **{k: getattr(result, k) for k in keys}, "world_size": world}
+        print(json.dumps(summary), flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m curse_of_depth.train``: see ``--help``. Notebook 03 points researchers here."""
+    parser, model_names, train_names = _parser()
     args = parser.parse_args(argv)
     try:
-        model_kw, train_kw = _configs_from_args(args, model_names, train_names)
-        seeds = _parse_seeds(args.seeds) if args.seeds else [train_kw.get("seed", 0)]
-        model_cfg = ModelConfig(**model_kw)
-        train_kw.setdefault("seq_len",
-                            # train on the model's full context unless told otherwise
-                            model_cfg.seq_len)
-        train_cfg = TrainConfig(**train_kw)
-        trainer._check_inputs(model_cfg, train_cfg)
-        if args.resume and not args.out:
-            raise ValueError("--resume needs --out DIR (where the training state was written)")
-        every = args.checkpoint_every
-        if every is None:
-            every = train_cfg.eval_every if args.out else 0
-        if every and not args.out:
-            raise ValueError("--checkpoint-every needs --out DIR")
+        model_cfg, train_cfg, seeds, every = _plan(args, model_names, train_names)
     except (ValueError, TypeError, OSError, json.JSONDecodeError) as exc:
         parser.error(str(exc))
     rank, world = _init_distributed()
-    summaries = []
     try:
         for seed in seeds:
             cfg = TrainConfig(**{**train_cfg.to_dict(), "seed": seed})
-            run_dir = Path(args.out) / f"seed{seed}" if args.out else None
-            if args.resume and run_dir is not None and (run_dir / "result.json").exists():
-                done = RunResult.load_json(run_dir / "result.json")
-                same = (done.model_config, done.train_config) == (model_cfg, cfg)
-                if same and done.stop_reason in ("max_steps", "diverged"):
-                    if rank == 0:
-                        print(f"seed {seed}: already complete in {run_dir}, skipped")
-                    continue
-            state = run_dir / "state" if run_dir else None
-            resume = bool(args.resume and state and any(state.glob("state-*.json")))
-            result = train(model_cfg, cfg, progress=not args.no_progress, state_dir=state,
-                           checkpoint_every=every, resume=resume, compile=args.compile)
-            summary = {"seed": seed, "final_val": trainer._finite_or_none(result.final_val),
-                       "steps_done": result.steps_done, "stop_reason": result.stop_reason,
-                       "diverged": result.diverged, "wall_s": result.wall_s,
-                       "tokens_per_s": result.tokens_per_s, "first_step_s": result.first_step_s,
-                       "tokens_seen": result.tokens_seen, "world_size": world}
-            summaries.append(summary)
-            if rank == 0:
-                if run_dir is not None:
-                    save_checkpoint(result.model, run_dir / "model.safetensors", result)
-                    prov = results.provenance(seeds=[seed], wall_s=result.wall_s, world_size=world,
-                                              device=result.device, resumed=resume)
-                    result.save_json(run_dir / "result.json", provenance=prov)
-                print(json.dumps(summary), flush=True)
-            if result.interrupted:
+            result = _run_seed(args, model_cfg, cfg, every, rank, world)
+            if result is not None and result.interrupted:
                 break
     finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 
