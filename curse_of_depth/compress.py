@@ -38,11 +38,8 @@ OWL_LAMBDA = 0.08
 def layers_to_drop(rule: str, n: int, n_layers: int, *, dist: torch.Tensor | None = None,
                    influence: Sequence[float] | None = None,
                    cost: Sequence[float] | None = None) -> list[int]:
-    """The ``n`` layers (0-based, sorted) that ``rule`` removes (notebook 06).
-
-    ``dist``: the ``(L+1, L+1)`` angular-distance matrix (``analysis.angular_distance_matrix``);
-    ``influence``: Block Influence per layer; ``cost``: loss increase when each single layer is
-    removed.
+    """The ``n`` layers (0-based, sorted) that ``rule`` removes, from ``dist`` (the angular-distance
+    matrix), ``influence`` (Block Influence) or ``cost`` (each single removal's loss). Notebook 06.
     """
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
@@ -69,12 +66,8 @@ def layer_drop_curves(model: nn.Module | LayerStack, idx: torch.Tensor, ns: Sequ
                       dist: torch.Tensor, influence: Sequence[float], cost: Sequence[float],
                       rules: Sequence[str] = RULES, hidden: torch.Tensor | None = None,
                       progress: bool = True) -> dict:
-    """Perplexity against the number of dropped layers for each rule (notebook 06).
-
-    The rankings (``dist``, ``influence``, ``cost``) should come from calibration text; ``idx`` is
-    the evaluation text. Returns ``{"base_loss", "n", "points": [{"rule", "n", "layers",
-    "loss"}]}``.
-    """
+    """``{"base_loss", "n", "points": [{"rule", "n", "layers", "loss"}]}`` for each rule on ``idx``;
+    the rankings should come from other (calibration) text. Notebook 06."""
     from tqdm.auto import tqdm
 
     st = layer_stack(model)
@@ -239,8 +232,7 @@ def sparsify(model: nn.Module | LayerStack, method: str, sparsity: float,
 @contextlib.contextmanager
 def pruned(model: nn.Module | LayerStack, method: str, sparsity: float,
            calib: torch.Tensor | None = None, **kw) -> Iterator[SparsityReport]:
-    """``with pruned(model, "owl", 0.7, calib) as report:`` evaluate; the dense weights return on
-    exit."""
+    """``with pruned(model, "owl", 0.7, calib) as report:``, then the dense weights return."""
     st = layer_stack(model)
     backup = [{n: lin.weight.detach().clone() for n, lin in block_linears(layer).items()}
               for layer in st.layers]
@@ -257,13 +249,9 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
                    sparsities: Sequence[float] = (0.5, 0.7),
                    methods: Sequence[str] = SPARSITY_METHODS, progress: bool = True,
                    dense_loss: float | None = None) -> dict:
-    """Perplexity of each method at each sparsity on ``eval_idx`` (notebook 06).
-
-    ``dense_loss``: the unpruned model's loss on ``eval_idx`` when already measured (e.g. the
-    ``base_loss`` of ``layer_drop_curves`` on the same tokens); measured here otherwise. Returns
-    ``{"dense_loss", "rows": [{"method", "sparsity", "loss", "achieved", "ratios", "outliers"},
-    ...]}``.
-    """
+    """``{"dense_loss", "rows": [{"method", "sparsity", "loss", "achieved", "ratios",
+    "outliers"}]}`` on ``eval_idx``; ``dense_loss`` skips measuring the unpruned model again.
+    Notebook 06."""
     from tqdm.auto import tqdm
 
     st = layer_stack(model)

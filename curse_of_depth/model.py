@@ -275,11 +275,8 @@ def build_model(cfg: ModelConfig | None = None, seed: int = 0, **overrides) -> C
 
 
 def to_hf_llama(model: CausalLM):
-    """The same network as a Hugging Face ``LlamaForCausalLM`` with identical weights.
-
-    Only Pre-LN and LNS have a Hugging Face counterpart (LNS through
-    ``curse_of_depth.layernorm_scaling``); Post-LN and Mix-LN raise.
-    """
+    """The same network as a Hugging Face ``LlamaForCausalLM``, same weights (Pre-LN; LNS through
+    ``layernorm_scaling``; other placements raise). Notebook 05."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     c = model.cfg

@@ -116,11 +116,8 @@ class Band:
 
 
 def band_from_runs(norm: str, runs: Sequence[dict]) -> Band:
-    """Stack the seeds' validation curves (they must share their evaluation steps).
-
-    A diverged run stops early: its curve must be a prefix of the others' schedule and is padded
-    with NaN (the band's statistics ignore NaN).
-    """
+    """Stack the seeds' validation curves, evaluated at the same steps; a diverged run's shorter
+    curve (a prefix of the schedule) is padded with NaN, which the statistics ignore."""
     if not runs:
         raise ValueError(f"no runs for norm {norm!r}: a band needs at least one seed")
     curves = [val_curve(r) for r in runs]
@@ -302,10 +299,8 @@ def _test(gap: PairedGap, relation: str) -> str:
 
 
 def variance_growth(variance_per_block: Sequence[float]) -> float:
-    """Residual-stream variance after the deepest block divided by that after block 1.
-
-    ``variance_per_block[l-1]`` is the variance after block ``l`` (leave the embedding out).
-    """
+    """Variance after the deepest block over that after block 1 (``variance_per_block[l-1]``: after
+    block ``l``; the embedding left out)."""
     v = np.asarray(variance_per_block, dtype=float)
     if v.ndim != 1 or v.size < 2:
         raise ValueError(f"need the variance after at least two blocks, got shape {v.shape}")
@@ -330,10 +325,8 @@ def count_cheap_blocks(skip_delta: Sequence[float], threshold: float = 0.005) ->
 
 
 def deep_half_share(skip_delta: Sequence[float]) -> float:
-    """The deep half's share of the summed skip-one-block loss increase, block 1 left out.
-
-    Near 0: the deep blocks are near-identity; near or above 0.5: they matter at least as much as
-    the shallow ones.
+    """The deep half's share of the summed skip-one-block loss increase, block 1 left out: near 0,
+    the deep blocks are near-identity; near or above 0.5, they matter as much as the shallow ones.
     """
     d = np.clip(np.asarray(skip_delta, dtype=float)[1:], 0.0, None)
     if d.size < 2 or d.sum() == 0:
@@ -343,13 +336,8 @@ def deep_half_share(skip_delta: Sequence[float]) -> float:
 
 
 def lazy_half_statement(label: str, skip_pre: Sequence[float], skip_lns: Sequence[float]) -> str:
-    """Which model's deep half is the lazier one, as measured (a verdict line: no floats). Notebook
-    04.
-
-    Compares ``deep_half_share`` of the two skip-one-block profiles: the model whose deep half
-    carries the smaller share of the loss increase is the one whose deep blocks are closer to the
-    identity.
-    """
+    """The verdict line (no floats) naming the model whose deep half carries the smaller
+    ``deep_half_share``: its deep blocks are closer to the identity. Notebook 04."""
     pre, lns = deep_half_share(skip_pre), deep_half_share(skip_lns)
     lazier, other = ("LNS", "Pre-LN") if lns < pre else ("Pre-LN", "LNS")
     return (f"{label}: the deep half of the blocks carries a smaller share of the skip-one-block "
@@ -357,12 +345,8 @@ def lazy_half_statement(label: str, skip_pre: Sequence[float], skip_lns: Sequenc
 
 
 def embedding_share(variance_with_embedding: Sequence[float]) -> float:
-    """The embedding's variance as a fraction of the final residual stream's (``variance[0] /
-    variance[-1]``).
-
-    At initialization a deep Pre-LN stack's output is almost all random-block noise (a tiny share);
-    LNS damps the deep blocks, so the tokens' own signal keeps a larger share. Notebook 03.
-    """
+    """``variance[0] / variance[-1]``: the embedding's share of the final stream's variance, tiny in
+    a deep Pre-LN stack at init (random-block noise), larger under LNS. Notebook 03."""
     v = np.asarray(variance_with_embedding, dtype=float)
     if v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)) or v[-1] <= 0:
         raise ValueError("need finite variances of the embedding and of at least one block, the "

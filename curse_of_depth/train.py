@@ -227,11 +227,8 @@ def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW, decaying matrices and embeddings (ndim >= 2) only, never norm gains. Notebook 03.
-
-    With ``weight_decay=0`` this is plain Adam (the paper's recipe); on a GPU the fused kernel is
-    used.
-    """
+    """AdamW, decaying matrices and embeddings (ndim >= 2) only, never norm gains; plain Adam with
+    ``weight_decay=0`` (the paper's recipe); fused on a GPU. Notebook 03."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
