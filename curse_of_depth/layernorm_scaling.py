@@ -215,15 +215,9 @@ def _installed(model: nn.Module) -> list[tuple[float, float]] | None:
 
 def apply_layernorm_scaling(model: PreTrainedModel,
                             factors: list[float] | None = None) -> PreTrainedModel:
-    """Turn a Hugging Face LLaMA-family decoder into its LayerNorm Scaling version, in place.
-
-    Both norms of decoder layer l (1-based) get their output multiplied by
-    ``factors[l-1]`` -- by default the paper's 1/sqrt(l) -- after the gain; the final norm is
-    untouched; no parameter is added. If the model's config carries ``lns_factors`` (an LNS
-    checkpoint loaded through the stock class), those stored factors are restored instead. Applying
-    it twice is refused; undo it with ``remove_layernorm_scaling``. Works with the Hugging Face
-    ``Trainer`` and plain PyTorch loops.
-    """
+    """LayerNorm Scaling on a Hugging Face LLaMA-family decoder, in place (notebook 05): both norms
+    of layer l scaled by ``factors[l-1]`` (default 1/sqrt(l)), or by the config's stored
+    ``lns_factors``. Applying it twice is refused; ``remove_layernorm_scaling`` undoes it."""
     if not isinstance(model, PreTrainedModel):
         raise ValueError("apply_layernorm_scaling needs a Hugging Face PreTrainedModel, got "
                          f"{type(model).__name__}: apply it before wrapping the model (PEFT, DDP, "
@@ -275,12 +269,9 @@ def remove_layernorm_scaling(model: PreTrainedModel) -> PreTrainedModel:
 
 
 def layernorm_scaling_factors(model: PreTrainedModel) -> list[tuple[float, float]] | None:
-    """Per layer, the (input_layernorm, post_attention_layernorm) factors in effect, or None.
-
-    Raises ``ValueError`` when the config says LNS (``lns_factors``) but
-    the model does not apply it -- an LNS checkpoint loaded through the stock class, which silently
-    runs as Pre-LN.
-    """
+    """Per layer, the (input_layernorm, post_attention_layernorm) factors in effect, or None; raises
+    when the config stores ``lns_factors`` but the model runs without them (an LNS checkpoint loaded
+    through the stock class). Notebook 05."""
     current = _installed(model)
     stored = getattr(getattr(model, "config", None), "lns_factors", None)
     if current is None and stored is not None:
@@ -308,12 +299,8 @@ def max_logit_gap(a: nn.Module, b: nn.Module, idx: torch.Tensor) -> float:
 
 
 def from_pretrained(path, **kwargs: Any) -> PreTrainedModel:
-    """Load an LNS checkpoint written by ``save_pretrained``, with its LayerNorm Scaling intact.
-
-    Notebook 05. ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``
-    (``trust_remote_code`` is never turned on by the kit). A checkpoint without LNS raises
-    ``ValueError`` naming the fix.
-    """
+    """An LNS checkpoint from ``save_pretrained`` with its LayerNorm Scaling intact (notebook 05);
+    ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``. A checkpoint without LNS raises."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -353,15 +340,9 @@ class InitReport:
 
 
 def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") -> InitReport:
-    """Whether a fresh model uses depth-scaled init, which must not be combined with LNS.
-
-    Notebook 05. Compares, per layer, the std of the residual-output projections
-    (``o_proj``, ``down_proj``) to the input projections (``q_proj``, ``gate_proj``). Plain N(0,
-    0.02) init gives ratios near 1; GPT-2/Megatron scaled init gives 1/sqrt(2L) everywhere,
-    depth-scaled (DS-Init / OLMo) init makes the ratio fall with depth. ``action``: "raise"
-    (ValueError), "warn" (UserWarning) or "report" (neither). Only meaningful before training:
-    trained weights have their own statistics.
-    """
+    """Whether a fresh model uses depth-scaled init, which must not be combined with LNS (notebook
+    05): std(o_proj) / std(q_proj) per layer is ~1 under plain init, 1/sqrt(2L) under GPT-2-style
+    scaled init, falling with depth under DS-Init. ``action``: "raise", "warn" or "report"."""
     if action not in ("raise", "warn", "report"):
         raise ValueError(f"action must be 'raise', 'warn' or 'report', got {action!r}")
     o_q, d_g = [], []
@@ -401,11 +382,8 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
 
 def new_lns_model(config: PreTrainedConfig, seed: int = 0,
                   factors: list[float] | None = None) -> PreTrainedModel:
-    """A fresh Hugging Face causal LM with LayerNorm Scaling, for training from scratch.
-
-    Notebook 05. Uses Hugging Face's own plain N(0, initializer_range) init (seeded),
-    applies LNS, then runs ``check_init`` so a depth-scaled init cannot slip in unnoticed.
-    """
+    """A fresh Hugging Face causal LM with LNS for training from scratch: Hugging Face's plain
+    seeded init, LNS, then ``check_init``. Notebook 05."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config)
