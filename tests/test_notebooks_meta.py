@@ -92,6 +92,7 @@ def test_parameters_cell(nb):
     assert cell["cell_type"] == "code" and "parameters" in _tags(cell), "cell 3 is tagged `parameters`"
     src = _src(cell)
     assert "import curse_of_depth as cod" in src and "runtime.mode()" in src
+    assert "runtime.configure_threads()" in src, "cell 3 gives torch the free cores (nothing does at import)"
     assert re.search(rf"""for_notebook\(\s*["']{nn}["']\s*\)""", src), f'cell 3 reads budgets.for_notebook("{nn}")'
     assert nn in budgets.SETTINGS, f'add the budgets of notebook {nn} to curse_of_depth/workshop/budgets.py'
 
