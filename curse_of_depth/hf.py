@@ -120,7 +120,7 @@ def _hub_unreachable(name: str) -> str | None:
     except HfHubHTTPError:
         return None
     except Exception as exc:  # noqa: BLE001 - DNS, refused, timeout, proxy, offline mode: all mean "not reachable"
-        return f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {str(exc).strip().rstrip('.')}"
     return None
 
 

@@ -187,7 +187,8 @@ class RunResult:
             "train_steps": [s for s, _ in self.train_curve],
             "train_loss": [_finite_or_none(v) for _, v in self.train_curve],
             "val_steps": self.val_steps, "val_loss": [_finite_or_none(v) for v in self.val_loss],
-            "final_val": _finite_or_none(self.final_val), "final_val_step": self.final_val_step, "wall_s": self.wall_s, "tokens_per_s": self.tokens_per_s,
+            "final_val": _finite_or_none(self.final_val), "final_val_step": self.final_val_step,
+            "wall_s": self.wall_s, "tokens_per_s": self.tokens_per_s,
             "first_step_s": self.first_step_s,
             "diverged": self.diverged, "interrupted": self.interrupted, "steps_done": self.steps_done,
             "stop_reason": self.stop_reason, "diverged_reason": self.diverged_reason, "tokens_seen": self.tokens_seen,
@@ -535,8 +536,9 @@ def train(
     result.stop_reason = stop or "interrupted"
     result.final_val_step, result.final_val = result.val_curve[-1] if result.val_curve else (None, float("nan"))
     if result.interrupted and result.final_val_step != result.steps_done:
-        print(f"interrupted: the model holds step {result.steps_done}'s weights; the last validation loss "
-              f"{result.final_val:.3f} is from step {result.final_val_step} (result.final_val_step)", file=sys.stderr)
+        last = "no validation loss yet" if result.final_val_step is None else (
+            f"the last validation loss {result.final_val:.3f} is from step {result.final_val_step} (final_val_step)")
+        print(f"interrupted: the model holds step {result.steps_done}'s weights; {last}", file=sys.stderr)
     _finish_times(result, prior_wall, t0, prior_train_s, train_s)
     if plot is not None:
         plot.close(result)

