@@ -291,7 +291,8 @@ JS_RUN_STATE = """() => { const w = window.jupyterapp.shell.currentWidget;
   const k = w.sessionContext.session && w.sessionContext.session.kernel;
   const cells = w.content.widgets.filter(c => c.model.type === 'code');
   const pending = cells.filter(c => (c.promptNode && c.promptNode.textContent || '').includes('*')).length;
-  return {status: k ? k.status : 'none', pending: pending}; }"""
+  return {status: k ? k.status : 'none', pending: pending,
+          bars: w.node.querySelectorAll('.widget-hprogress, .widget-progress').length}; }"""
 
 JS_CELLS = """() => { const w = window.jupyterapp.shell.currentWidget;
   return w.content.widgets.map((c, i) => {
@@ -302,31 +303,41 @@ JS_CELLS = """() => { const w = window.jupyterapp.shell.currentWidget;
       return {type: o.output_type, name: o.name || null, mimes: Object.keys(d),
               text: o.text ? [].concat(o.text).join('') : (d['text/plain'] ? [].concat(d['text/plain']).join('') : ''),
               ename: o.ename || null, evalue: o.evalue || null}; });
-    const dom = Array.from(c.node.querySelectorAll('.jp-OutputArea-output')).map(n => n.innerText || '');
+    // textContent, not innerText: JupyterLab skips rendering off-screen cells (content-visibility), and
+    // innerText of a skipped cell is empty
+    const dom = Array.from(c.node.querySelectorAll('.jp-OutputArea-output')).map(n => n.textContent || '');
     return {i: i, type: 'code', src: src, count: c.model.executionCount, outputs: outs, dom: dom,
             widgets: c.node.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox').length};
   }); }"""
 
 WIDGET_REPR = re.compile(r"\b(VBox|HBox|Box|IntSlider|FloatSlider|Dropdown|FloatProgress|IntProgress|Output|Button|"
                          r"Checkbox|Tab|Accordion|HTML|Label)\((children|value|layout|description|outputs)=")
-FROZEN_BAR = re.compile(r"\b\d{1,3}%\|")  # tqdm's text bar: "removing each layer:   0%|          | 0/435"
+# tqdm's text bar short of 100%: "removing each layer:   0%|          | 0/435" (a finished bar, "100%|", is fine)
+FROZEN_BAR = re.compile(r"(?<!\d)\d{1,2}%\|")
 ECHOED_CLAIM = re.compile(r"""^(['"])(CLAIM HOLDS|MEASURED): """)
 
 
-def run_cmd(page, command: str) -> None:
-    page.evaluate("(c) => window.jupyterapp.commands.execute(c)", command)
+def run_cmd(page, command: str, wait: bool = True) -> None:
+    """Run a JupyterLab command as its menu item does; ``wait=False`` returns at once (Run All's promise only
+    settles when the last cell has run)."""
+    if wait:
+        page.evaluate("(c) => window.jupyterapp.commands.execute(c)", command)
+    else:
+        page.evaluate("(c) => { window.jupyterapp.commands.execute(c); }", command)
 
 
-def wait_run_all(page, timeout_s: float) -> float:
+def wait_run_all(page, timeout_s: float) -> tuple[float, int]:
+    """Run All; returns its wall time and the most live progress-bar widgets seen at once while it ran."""
     t0 = time.monotonic()
-    run_cmd(page, "notebook:run-all-cells")
-    stable = 0
+    run_cmd(page, "notebook:run-all-cells", wait=False)
+    stable, bars = 0, 0
     while time.monotonic() - t0 < timeout_s:
-        time.sleep(0.5)
+        time.sleep(0.25)
         st = page.evaluate(JS_RUN_STATE)
+        bars = max(bars, st["bars"])
         stable = stable + 1 if (st["status"] == "idle" and st["pending"] == 0) else 0
-        if stable >= 3:  # idle with nothing queued for 1.5 s
-            return time.monotonic() - t0
+        if stable >= 6:  # idle with nothing queued for 1.5 s
+            return time.monotonic() - t0, bars
     raise TimeoutError(f"Run All did not finish within {timeout_s:.0f} s")
 
 
@@ -630,13 +641,18 @@ def test_notebook(ctx, lab: Lab, nb_path: Path, out: Path, args, first: bool) ->
         check_menu_paths(page, res)
     # 2. Run All
     try:
-        res.timings["run_all_s"] = round(wait_run_all(page, args.run_timeout), 1)
-        print(f"    Run All: {res.timings['run_all_s']:.1f} s", flush=True)
+        wall, bars = wait_run_all(page, args.run_timeout)
+        res.timings["run_all_s"] = round(wall, 1)
+        res.timings["live_progress_bars_seen"] = bars
+        print(f"    Run All: {wall:.1f} s" + (f" (live progress bars seen: {bars})" if bars else ""), flush=True)
     except TimeoutError as exc:
         res.fail(str(exc))
     time.sleep(1.0)  # late widget renders
     cells = page.evaluate(JS_CELLS)
     check_cells(cells, res)
+    left = page.evaluate(f"{JS_CURRENT}.node.querySelectorAll('.widget-hprogress, .widget-progress').length")
+    if left:
+        res.fail(f"{left} progress-bar widget(s) still shown after Run All")
     explorer = [c for c in cells if c["type"] == "code" and EXPLORER_MARK in c["src"]]
     for c in explorer:
         views = [o for o in c["outputs"] if "application/vnd.jupyter.widget-view+json" in o["mimes"]]

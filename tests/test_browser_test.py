@@ -68,6 +68,7 @@ def test_expected_slides_follow_the_metadata():
 def test_widget_repr_and_frozen_bar_patterns():
     assert bt.WIDGET_REPR.search("VBox(children=(HBox(children=(IntSlider(value=128")
     assert bt.FROZEN_BAR.search("removing each layer:   0%|          | 0/435 [00:00<?, ?it/s]")
+    assert not bt.FROZEN_BAR.search("lns L4 d32: 100%|##########| 30/30 [00:02<00:00]")  # finished: fine
     assert not bt.WIDGET_REPR.search("CLAIM HOLDS: Post-LN stays flat") and not bt.FROZEN_BAR.search("50 % of it")
     assert bt.ECHOED_CLAIM.match("'CLAIM HOLDS: x'") and not bt.ECHOED_CLAIM.match("CLAIM HOLDS: x")
 
