@@ -26,10 +26,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from curse_of_depth import results  # noqa: E402
-from curse_of_depth.cache import atomic_write_json, atomic_write_text  # noqa: E402
+from curse_of_depth._files import atomic_write_json, atomic_write_text  # noqa: E402
 from curse_of_depth.model import ModelConfig, build_model, to_hf_llama  # noqa: E402
 from curse_of_depth.train import TrainConfig, make_optimizer  # noqa: E402
+from curse_of_depth.workshop import results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHAPES = [(64, 12), (128, 12), (64, 24)]
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.steps = 2, 2
-    from curse_of_depth.runtime import configure_threads
+    from curse_of_depth import configure_threads
 
     threads = configure_threads()
     torch.manual_seed(0)

@@ -14,8 +14,10 @@ What it measures, side by side in one run:
   datasheet's dense bf16 peak (989 TFLOP/s for H100/H200 SXM) and against the
   measured matmul rate;
 * ``trainer_*``: the package's own CLI trainer (``python -m
-  curse_of_depth.train``, eager, what the scale map runs) on 1 GPU and under
-  ``torchrun`` on N GPUs with the same per-GPU batch: tokens/s and the speedup.
+  curse_of_depth.train``, compiled by default on a GPU, what the maps run) on 1 GPU and under
+  ``torchrun`` on N GPUs with the same per-GPU batch: tokens/s and the speedup. ``--trainer-only``
+  measures the CLI alone: tokens/s over all steps, and steady-state tokens/s and MFU with the first
+  step (which holds the compilation) left out.
 
 MFU counts 6 N + 6 d V + 12 L d T FLOPs per token (``CausalLM.flops_per_token``, the PaLM appendix rule).
 """
@@ -103,11 +105,11 @@ def bench_loop(batch: int, compile_model: bool, steps: int = 30, warmup: int = 8
     return out
 
 
-def trainer_cli(nproc: int, batch: int, steps: int) -> dict:
-    """The package CLI trainer (eager, bf16 autocast) on ``nproc`` GPUs; tokens/s from its RunResult."""
+def trainer_cli(nproc: int, batch: int, steps: int, extra: tuple[str, ...] = ()) -> dict:
+    """The package CLI trainer (bf16 autocast) on ``nproc`` GPUs; tokens/s from its RunResult."""
     shape = ["--vocab-size", "32000", "--d-model", "768", "--n-layers", "12", "--n-heads", "12", "--ffn-hidden", "2048",
              "--seq-len", "256", "--batch-size", str(batch), "--max-steps", str(steps), "--eval-every", "100000",
-             "--eval-batches", "2", "--no-progress", "--warmup-frac", "0.0"]
+             "--eval-batches", "2", "--no-progress", "--warmup-frac", "0.0", *extra]
     if nproc == 1:
         cmd = [sys.executable, "-m", "curse_of_depth.train", *shape]
     else:
@@ -121,8 +123,14 @@ def trainer_cli(nproc: int, batch: int, steps: int) -> dict:
     if proc.returncode != 0 or not lines:
         return {"command": shlex.join(cmd), "error": (proc.stderr or proc.stdout)[-2000:]}
     summary = json.loads(lines[-1])
-    return {"command": shlex.join(cmd), "nproc": nproc, "batch_per_gpu": batch, "steps": steps,
-            "tokens_per_s": summary["tokens_per_s"], "wall_s": round(wall, 1), "summary": summary}
+    out = {"command": shlex.join(cmd), "nproc": nproc, "batch_per_gpu": batch, "steps": steps,
+           "tokens_per_s": summary["tokens_per_s"], "wall_s": round(wall, 1), "summary": summary}
+    if summary.get("first_step_s") and summary.get("tokens_seen"):
+        per_step = summary["tokens_seen"] / summary["steps_done"]
+        train_s = summary["tokens_seen"] / summary["tokens_per_s"]
+        out["steady_tokens_per_s"] = round((summary["tokens_seen"] - per_step) / (train_s - summary["first_step_s"]))
+        out["first_step_s"] = summary["first_step_s"]
+    return out
 
 
 def main() -> int:
@@ -132,6 +140,8 @@ def main() -> int:
     parser.add_argument("--trainer-steps", type=int, default=150)
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--loops-only", action="store_true", help="skip the trainer/torchrun measurements")
+    parser.add_argument("--trainer-only", action="store_true", help="only the CLI trainer on one GPU (compiled, "
+                        "its default; --skip-compile: eager)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA GPU")
@@ -141,6 +151,19 @@ def main() -> int:
     res["matmul_bf16_tflops"] = round(matmul_rate() / 1e12, 1)
     peak = datasheet_peak()
     res["datasheet_peak_tflops"] = round(peak / 1e12, 1)
+    if args.trainer_only:
+        flops_tok = build_model(ModelConfig(**LLAMA_130M)).flops_per_token()
+        t = trainer_cli(1, args.batch, args.trainer_steps, ("--no-compile",) if args.skip_compile else ())
+        for key in ("tokens_per_s", "steady_tokens_per_s"):
+            if t.get(key):
+                t[key.replace("tokens_per_s", "mfu_datasheet")] = round(t[key] * flops_tok / peak, 3)
+                t[key.replace("tokens_per_s", "mfu_measured_matmul")] = round(
+                    t[key] * flops_tok / (res["matmul_bf16_tflops"] * 1e12), 3)
+        res["trainer_1gpu"] = t
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        print(json.dumps(res, indent=1))
+        return 0
     res["loop_eager"] = bench_loop(args.batch, False)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

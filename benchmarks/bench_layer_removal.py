@@ -38,8 +38,7 @@ BEGIN, END = "<!-- layer_removal table: begin -->", "<!-- layer_removal table: e
 def worker(method: str, chunks: int, seq: int) -> dict:
     import torch
 
-    from curse_of_depth import analysis, hf
-    from curse_of_depth.runtime import configure_threads
+    from curse_of_depth import analysis, configure_threads, hf
 
     configure_threads()
     model, tok = hf.load_pretrained(dtype=torch.float32, progress=False)
@@ -57,7 +56,7 @@ def worker(method: str, chunks: int, seq: int) -> dict:
 
 
 def default_cases() -> list[tuple[int, int]]:
-    from curse_of_depth.budgets import for_notebook
+    from curse_of_depth.workshop.budgets import for_notebook
 
     nb01 = for_notebook("01", "workshop")
     return [(nb01["scan_chunks"], nb01["scan_seq"]), (1, 128)]
@@ -94,7 +93,7 @@ def run_case(chunks: int, seq: int, repeats: int) -> dict:
 
 
 def write_table(cases: list[dict], prov: dict, load: dict) -> None:
-    from curse_of_depth.cache import atomic_write_text
+    from curse_of_depth._files import atomic_write_text
 
     lines = [BEGIN, "",
              "| tokens | reuse (wall / CPU) | naive (wall / CPU) | speedup wall | speedup CPU | peak RSS reuse / naive "
@@ -131,8 +130,8 @@ def main() -> int:
         print(json.dumps(worker(args.worker, args.chunks, args.seq)))
         return 0
 
-    from curse_of_depth import results
-    from curse_of_depth.cache import atomic_write_json
+    from curse_of_depth._files import atomic_write_json
+    from curse_of_depth.workshop import results
 
     cases_in = ([tuple(int(x) for x in c.split("x")) for c in args.cases.split(",")] if args.cases
                 else default_cases())

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model import CausalLM, apply_rope
+
 # ----------------------------------------------------------------------------------------------
 # The adapter
 # ----------------------------------------------------------------------------------------------
@@ -380,7 +382,7 @@ def layer_removal_scan(model: nn.Module | LayerStack, idx: torch.Tensor, targets
     gives the CPU large matrix products (one 128-token chunk: ~1.3x faster on one core; from 512 tokens
     on it makes no difference). It does not change the numbers, and bounds the extra memory.
     """
-    from .runtime import progress_bar as tqdm
+    from ._progress import progress_bar as tqdm
 
     st = layer_stack(model)
     idx = _check_idx(idx)
@@ -426,8 +428,8 @@ def layer_removal_scan_naive(model: nn.Module, idx: torch.Tensor, progress: bool
     """The same scan by physically deleting each layer and re-running the whole model (``model(input_ids,
     labels=...)`` for a Hugging Face model): the slow reference that tests and
     ``benchmarks/bench_layer_removal.py`` compare against."""
+    from ._progress import progress_bar as tqdm
     from .hf import num_layers, without_layers
-    from .runtime import progress_bar as tqdm
 
     idx = _check_idx(idx)
     n = num_layers(model)
@@ -579,3 +581,47 @@ def claim_layers(n_layers: int) -> list[int]:
         raise ValueError(f"the claim needs at least 6 layers, got {n_layers}")
     third = n_layers // 3
     return [0, 1, *range(third, n_layers - third), n_layers - 2, n_layers - 1]
+
+
+# ----------------------------------------------------------------------------- why LNS leaves the plateau first
+
+
+@torch.no_grad()
+def attention_logit_std(model: CausalLM, idx: torch.Tensor) -> list[float]:
+    """Standard deviation of each block's pre-softmax attention logits q.k/sqrt(d_head) on ``idx``.
+
+    Under LNS the attention input of block l is norm(x)/sqrt(l), and q and k are both linear in it,
+    so the logits shrink by 1/l: deep blocks attend almost uniformly until their gains grow.
+    Post-LN blocks (which read the raw stream) are measured on that stream. Notebook 03.
+    """
+    model.eval()
+    out = model(idx, output_hidden_states=True)
+    stds = []
+    causal = torch.ones(idx.shape[-1], idx.shape[-1], dtype=torch.bool).tril()
+    for block, x in zip(model.blocks, out.hidden_states[:-1]):
+        h = x if block.post else block.ln_1(x) * block.scale
+        B, T, _ = h.shape
+        attn = block.attn
+        q, k, _ = attn.qkv(h).view(B, T, 3, attn.n_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = model.rope[0][:T], model.rope[1][:T]
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        logits = (q @ k.transpose(-1, -2)) / math.sqrt(attn.head_dim)
+        stds.append(float(logits[..., causal].std()))
+    return stds
+
+
+def block_diagnostics(model: CausalLM, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
+    """The four per-block diagnostics of notebook 04 on one batch, as plain lists (block 1 first).
+
+    ``variance`` after each block, ``angular`` distance in -> out, ``skip_delta`` (loss increase when that block
+    alone is skipped, reusing the inputs of the full pass), ``grad_norm`` of the block's parameters; plus
+    ``embedding_variance`` and ``base_loss``. Built on ``curse_of_depth.analysis.layer_profile``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        prof = layer_profile(model, x, y, removal=True, grads=True, skip_first=False)
+    finally:
+        model.train(was_training)
+    return {"variance": prof.variance[1:], "embedding_variance": prof.variance[0], "angular": prof.angular,
+            "skip_delta": prof.removal.delta, "grad_norm": prof.grad_norms, "base_loss": prof.removal.base_loss}

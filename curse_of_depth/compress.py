@@ -123,7 +123,7 @@ def layer_drop_curves(model: nn.Module | LayerStack, idx: torch.Tensor, ns: Sequ
     The rankings (``dist``, ``influence``, ``cost``) should come from calibration text; ``idx`` is the
     evaluation text. Returns ``{"base_loss", "n", "points": [DropPoint as dict, ...]}``.
     """
-    from .runtime import progress_bar as tqdm
+    from ._progress import progress_bar as tqdm
 
     st = layer_stack(model)
     hs = residual_stream(st, idx) if hidden is None else hidden
@@ -310,8 +310,8 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
     of ``layer_drop_curves`` on the same tokens); measured here otherwise.
     Returns ``{"dense_loss", "rows": [{"method", "sparsity", "loss", "achieved", "ratios", "outliers"}, ...]}``.
     """
+    from ._progress import progress_bar as tqdm
     from .analysis import loss
-    from .runtime import progress_bar as tqdm
 
     st = layer_stack(model)
     rows = []
@@ -367,9 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import time
 
-    from . import results
     from .analysis import layer_report
     from .hf import load_pretrained, shakespeare_tokens
+    from .workshop import results  # this CLI regenerates the results pack (lazy: the core never needs it)
 
     ap = argparse.ArgumentParser(prog="python -m curse_of_depth.compress", description=main.__doc__)
     ap.add_argument("what", choices=["precompute"])

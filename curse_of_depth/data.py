@@ -36,7 +36,7 @@ from typing import Protocol
 
 import torch
 
-from .cache import atomic_save_safetensors, atomic_write_json, data_dir, sha256_bytes, sha256_file
+from ._files import atomic_save_safetensors, atomic_write_json, data_dir, sha256_bytes, sha256_file
 
 SPLITS = ("train", "val")
 
@@ -217,10 +217,9 @@ _MEMO: dict[tuple, Corpus] = {}
 def load_corpus(name: str = "shakespeare", **kwargs) -> Corpus:
     """The prepared corpus ``name`` (default: Shakespeare), building its cache on first use. Notebook 03."""
     if name not in _LOADERS:
-        from . import corpora as _more_corpora  # noqa: F401  (registers the scale map's corpora: gcide, gcide-bpe, shakespeare-bpe)
-    if name not in _LOADERS:
-        raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(corpora())} "
-                         "or add yours with curse_of_depth.data.register_corpus")
+        raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(corpora())}, add yours with "
+                         "curse_of_depth.data.register_corpus, or import curse_of_depth.workshop (it registers the "
+                         "scale map's gcide, gcide-bpe and shakespeare-bpe)")
     key = (name, str(data_dir()), tuple(sorted(kwargs.items())))
     corpus = _MEMO.get(key)
     if corpus is None:

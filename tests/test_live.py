@@ -7,18 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from curse_of_depth.live import (
+from curse_of_depth.analysis import attention_logit_std, block_diagnostics
+from curse_of_depth.model import ModelConfig, build_model
+from curse_of_depth.stats import (
     Band,
-    LiveBandPlot,
-    Snapshots,
-    attention_logit_std,
     band_from_runs,
     band_position,
     band_statement,
     bands_from_data,
-    block_diagnostics,
-    chain,
-    config_label,
     count_cheap_blocks,
     deep_half_share,
     divergence_statement,
@@ -26,14 +22,19 @@ from curse_of_depth.live import (
     gap_statement,
     grows_more,
     lazy_half_statement,
-    live_configs,
     paired_gap,
-    train_live,
     val_curve,
-    variance_after_blocks,
     variance_growth,
 )
-from curse_of_depth.model import ModelConfig, build_model
+from curse_of_depth.workshop.live import (
+    LiveBandPlot,
+    Snapshots,
+    chain,
+    config_label,
+    live_configs,
+    train_live,
+    variance_after_blocks,
+)
 
 STEPS = [10, 20, 30]
 
@@ -83,28 +84,52 @@ def test_bands_from_data_reads_every_norm():
     assert sorted(bands) == ["lns", "pre"]
 
 
-def test_paired_gap_sign_threshold_and_counts_flip_with_the_data():
+def test_paired_gap_sign_test_and_counts_flip_with_the_data():
     pre, lns = band("pre", [2.9, 3.0, 3.1, 2.95, 3.05]), band("lns", [2.68, 2.69, 2.70, 2.67, 2.71])
     gap = paired_gap(pre, lns)
-    assert gap.mean < 0 and gap.b_better == 5 and gap.winner == "lns" and gap.in_seed_sd > 2
+    assert gap.mean < 0 and gap.b_better == 5 and gap.a_better == 0 and gap.winner == "lns" and gap.p < 0.05
     assert "LNS reaches a lower validation loss than Pre-LN" in gap_statement("d64 L24", gap)
-    assert "5/5 paired seeds favour LNS" in gap_statement("d64 L24", gap)
+    assert "5 paired seeds: 5 favour LNS, 0 favour Pre-LN; paired t-test p < 0.05" in gap_statement("d64 L24", gap)
 
     # swap the roles: Pre-LN ahead
     gap = paired_gap(band("pre", [1.82, 1.83, 1.84]), band("lns", [1.94, 1.95, 1.93]))
     assert gap.winner == "pre" and gap.b_better == 0
     assert "Pre-LN reaches a lower validation loss than LNS" in gap_statement("x", gap)
 
-    # overlapping seeds: a tie, even though LNS is ahead on average
-    gap = paired_gap(band("pre", [2.0, 2.3, 2.6]), band("lns", [1.95, 2.28, 2.5]))
-    assert gap.winner is None and gap.mean < 0
-    assert "tie within 2 seed-sd (LNS ahead on average; 3/3" in gap_statement("x", gap)
+    # differences that disagree in sign: no verdict, though LNS is ahead on average
+    gap = paired_gap(band("pre", [2.0, 2.3, 2.6]), band("lns", [1.85, 2.35, 2.5]))
+    assert gap.winner is None and gap.mean < 0 and gap.b_better == 2
+    assert "no clear difference between Pre-LN and LNS (3 paired seeds: 2 favour LNS, 1 favour Pre-LN" in \
+        gap_statement("x", gap)
+
+
+def test_pairing_finds_a_consistent_gap_that_the_arms_spread_hides():
+    """Large seed-to-seed spread shared by both arms, a small but consistent difference: significant when paired.
+    The old rule (|mean gap| > 2 x the larger arm sd) called this a tie."""
+    from scipy.stats import ttest_rel
+
+    pre = [2.0, 2.4, 2.8, 2.2, 2.6]  # arm sd ~0.32
+    lns = [x - 0.03 + e for x, e in zip(pre, [0.004, -0.003, 0.002, -0.002, 0.001])]
+    gap = paired_gap(band("pre", pre), band("lns", lns))
+    assert gap.sd_a > 0.3 and abs(gap.mean) < 0.1 * gap.sd_a
+    assert gap.winner == "lns" and gap.p < 1e-4
+    assert gap.p == pytest.approx(ttest_rel(lns, pre).pvalue)
+    # the same means with noisy, sign-flipping differences: not significant
+    noisy = [x + d for x, d in zip(pre, [-0.25, 0.2, -0.3, 0.25, -0.05])]
+    gap = paired_gap(band("pre", pre), band("lns", noisy))
+    assert gap.mean < 0 and gap.winner is None and gap.p > 0.5
+
+
+def test_sign_test_is_context_not_the_verdict_at_small_n():
+    gap = paired_gap(band("pre", [2.0, 2.1, 2.2]), band("lns", [1.9, 2.0, 2.1]))
+    assert gap.b_better == 3 and gap.p_sign == pytest.approx(0.25)  # 3/3 seeds: the sign test's smallest p
+    assert gap.winner == "lns"  # the paired t-test sees a constant 0.1 gap (sd 0)
 
 
 def test_gap_statement_has_no_float():
     gap = paired_gap(band("pre", [2.9, 3.0, 3.1]), band("lns", [2.6, 2.7, 2.65]))
     text = gap_statement("d64 L24, 80-step schedule", gap)
-    assert re.search(r"\d\.\d", text) is None
+    assert re.search(r"\d\.\d", text.replace("p < 0.05", "")) is None, "only the test's fixed level is a float"
 
 
 def test_paired_gap_needs_common_seeds():
@@ -328,8 +353,8 @@ def test_plot_functions_return_figures_with_the_expected_panels():
 
 
 def test_live_session_trains_each_norm_with_snapshots_at_every_evaluation(tmp_path, monkeypatch):
-    from curse_of_depth.live import LiveSession
     from curse_of_depth.train import TrainConfig
+    from curse_of_depth.workshop.live import LiveSession
 
     monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
     corpus = tiny_corpus()

@@ -49,7 +49,7 @@ def test_lns_with_factors_forced_to_one_is_pre_ln_exactly():
     assert torch.equal(pre(x).logits, lns(x).logits)
 
 
-def reference_block(x, b, rope, post):
+def reference_block(x, b, rope, post, peri=False):
     """Hand-written block forward with explicit RMSNorm, attention and SwiGLU."""
     def rms(h, w):
         return h / torch.sqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * w
@@ -76,6 +76,9 @@ def reference_block(x, b, rope, post):
     if post:
         x = rms(x + attn(x), b.ln_1.weight)
         return rms(x + mlp(x), b.ln_2.weight)
+    if peri:
+        x = x + rms(attn(rms(x, b.ln_1.weight)), b.ln_1_out.weight)
+        return x + rms(mlp(rms(x, b.ln_2.weight)), b.ln_2_out.weight)
     x = x + attn(rms(x, b.ln_1.weight))
     return x + mlp(rms(x, b.ln_2.weight))
 
@@ -95,6 +98,24 @@ def test_post_and_mix_match_hand_written_reference(norm, alpha, expected):
         h = m.tok_emb(x)
         for b, post in zip(m.blocks, expected):
             h = reference_block(h, b, m.rope, post)
+        ref = m.lm_head(F.rms_norm(h, (h.shape[-1],), m.norm.weight, 1e-6))
+        torch.testing.assert_close(m(x).logits, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_peri_matches_hand_written_reference():
+    """Peri-LN: each branch normalized on the way in and on the way out; the stream itself never."""
+    m = build_model(ModelConfig(**{**TINY, "n_layers": 3, "norm": "peri"}), seed=4)
+    with torch.no_grad():  # non-trivial gains on all four norms of each block, so a swapped norm cannot hide
+        for p in m.parameters():
+            if p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+    assert all(b.peri and not b.post for b in m.blocks)
+    assert sum(n.endswith("_out.weight") for n in m.state_dict()) == 2 * 3
+    x = tokens(T=12)
+    with torch.no_grad():
+        h = m.tok_emb(x)
+        for b in m.blocks:
+            h = reference_block(h, b, m.rope, post=False, peri=True)
         ref = m.lm_head(F.rms_norm(h, (h.shape[-1],), m.norm.weight, 1e-6))
         torch.testing.assert_close(m(x).logits, ref, atol=1e-5, rtol=1e-5)
 
@@ -170,62 +191,3 @@ def test_all_norms_run_and_backprop():
         out.loss.backward()
         assert torch.isfinite(out.loss)
         assert abs(out.loss.item() - math.log(37)) < 0.5
-
-
-def test_fused_rms_norm_matches_autograd_through_f_rms_norm():
-    """The hand-derived backward of ``_RMSNormFn`` against autograd (float64 gradcheck and fp32 values)."""
-    from curse_of_depth.model import _RMSNormFn
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 5, 8, dtype=torch.float64, generator=g, requires_grad=True)
-    w = torch.randn(8, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: _RMSNormFn.apply(a, b, 1e-6), (x, w))
-    x32 = torch.randn(4, 16, 32, generator=g, requires_grad=True)
-    w32 = torch.randn(32, generator=g, requires_grad=True)
-    up = torch.randn(4, 16, 32, generator=g)
-    ours = _RMSNormFn.apply(x32, w32, 1e-6)
-    ref = F.rms_norm(x32, (32,), w32, 1e-6)
-    assert torch.equal(ours, ref), "forward must be F.rms_norm's arithmetic"
-    gx, gw = torch.autograd.grad(ours, (x32, w32), up)
-    rx, rw = torch.autograd.grad(ref, (x32, w32), up)
-    torch.testing.assert_close(gx, rx, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gw, rw, atol=1e-5, rtol=1e-5)
-
-
-def test_fused_qkv_rope_matches_apply_rope_both_ways():
-    from curse_of_depth.model import _QKVRopeFn, apply_rope, rope_cache
-
-    B, T, H, hd = 2, 12, 3, 8
-    g = torch.Generator().manual_seed(0)
-    cos, sin = rope_cache(T, hd, 10000.0)
-    qkv = torch.randn(B, T, 3 * H * hd, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: _QKVRopeFn.apply(t, cos.double(), sin.double(), H), (qkv,))
-    q, k, v = _QKVRopeFn.apply(qkv, cos.double(), sin.double(), H)
-    x = qkv.view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)
-    torch.testing.assert_close(q, apply_rope(x[0], cos.double(), sin.double()))
-    torch.testing.assert_close(k, apply_rope(x[1], cos.double(), sin.double()))
-    assert torch.equal(v, x[2])
-    assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous()
-
-
-@pytest.mark.parametrize("norm", NORMS)
-def test_fused_paths_give_the_plain_autograd_gradients(norm):
-    """The model with its fused CPU pieces (norm backward, q/k/v rotation) against the plain autograd model."""
-    import copy
-
-    import curse_of_depth.model as M
-
-    fast = build_model(ModelConfig(**{**TINY, "norm": norm}), seed=3)
-    plain = copy.deepcopy(fast)
-    for b in plain.blocks:
-        b.attn.fused_rope = False
-    x, y = tokens(1), tokens(2)
-    fast(x, y).loss.backward()
-    orig = M.RMSNorm.forward
-    M.RMSNorm.forward = lambda self, h: F.rms_norm(h, (h.shape[-1],), self.weight, self.eps)
-    try:
-        plain(x, y).loss.backward()
-    finally:
-        M.RMSNorm.forward = orig
-    for (n, p), q in zip(fast.named_parameters(), plain.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-6, rtol=1e-4, msg=n)

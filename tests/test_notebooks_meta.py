@@ -16,8 +16,8 @@ from types import ModuleType
 
 import pytest
 
-from curse_of_depth import budgets, doctor, runtime
-from curse_of_depth.cache import REPO_ROOT
+from curse_of_depth._files import REPO_ROOT
+from curse_of_depth.workshop import budgets, doctor, runtime
 
 NB_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -91,9 +91,9 @@ def test_parameters_cell(nb):
     nn = path.stem[:2]
     assert cell["cell_type"] == "code" and "parameters" in _tags(cell), "cell 3 is tagged `parameters`"
     src = _src(cell)
-    assert "import curse_of_depth as cod" in src and "cod.mode()" in src
+    assert "import curse_of_depth as cod" in src and "runtime.mode()" in src
     assert re.search(rf"""for_notebook\(\s*["']{nn}["']\s*\)""", src), f'cell 3 reads budgets.for_notebook("{nn}")'
-    assert nn in budgets.SETTINGS, f'add the budgets of notebook {nn} to curse_of_depth/budgets.py'
+    assert nn in budgets.SETTINGS, f'add the budgets of notebook {nn} to curse_of_depth/workshop/budgets.py'
 
 
 def test_kernelspec_and_no_widget_state_without_state(nb):
@@ -167,7 +167,7 @@ def test_no_hard_coded_paths(nb):
     bad = re.compile(r"""["'](/home/|/work/|/root/|/tmp/|/content/|~/|\.\./|[A-Za-z]:\\)""")
     for i, c in enumerate(book["cells"]):
         if c["cell_type"] == "code":
-            assert not bad.search(_src(c)), f"cell {i}: paths go through the library (curse_of_depth.cache)"
+            assert not bad.search(_src(c)), f"cell {i}: paths go through the library (curse_of_depth.data.data_dir, curse_of_depth.workshop.results.results_dir)"
 
 
 def test_every_notebook_is_on_the_map(nb):
@@ -296,7 +296,7 @@ def test_instructor_timings_match_the_budgets():
     block = re.search(r"<!-- timings:begin[^>]*-->\n(.*?)\n<!-- timings:end -->", text, re.S)
     assert block, "INSTRUCTORS.md keeps its timing table between the timings:begin/end markers"
     assert block.group(1).strip() == doctor.format_timings(), \
-        'regenerate it: python -c "from curse_of_depth import doctor; print(doctor.format_timings())"'
+        'regenerate it: python -c "from curse_of_depth.workshop import doctor; print(doctor.format_timings())"'
 
 
 # ------------------------------------------------------------------------------------------- offline archive

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from curse_of_depth import cache, results
+from curse_of_depth import _files
+from curse_of_depth.workshop import results
 
 
 def test_save_load_round_trip_with_provenance(tmp_path):
@@ -50,16 +51,16 @@ def test_code_version_override(monkeypatch):
 
 def test_results_dir_order(monkeypatch, tmp_path):
     monkeypatch.setenv("COD_RESULTS_DIR", str(tmp_path))
-    assert cache.results_dir() == tmp_path
+    assert results.results_dir() == tmp_path
     monkeypatch.delenv("COD_RESULTS_DIR")
-    assert cache.results_dir() == cache.REPO_ROOT / "data" / "results"
+    assert results.results_dir() == _files.REPO_ROOT / "data" / "results"
     # an installed wheel has no checkout around it: the pack inside the package is used
-    monkeypatch.setattr(cache, "REPO_ROOT", tmp_path / "site-packages")
-    assert cache.results_dir() == cache.PACKAGE_ROOT / "results_pack"
+    monkeypatch.setattr(_files, "REPO_ROOT", tmp_path / "site-packages")
+    assert results.results_dir() == _files.PACKAGE_ROOT / "results_pack"
 
 
 def test_the_package_copy_of_the_pack_is_the_checkout_pack():
-    pack = cache.PACKAGE_ROOT / "results_pack"
+    pack = _files.PACKAGE_ROOT / "results_pack"
     assert pack.is_dir(), "curse_of_depth/results_pack must link to data/results (it ships in the wheel)"
-    shipped = set(p.name for p in (cache.REPO_ROOT / "data" / "results").iterdir())
+    shipped = set(p.name for p in (_files.REPO_ROOT / "data" / "results").iterdir())
     assert shipped and set(p.name for p in pack.iterdir()) == shipped

@@ -6,7 +6,8 @@ import io
 import pytest
 import torch
 
-from curse_of_depth import runtime
+from curse_of_depth import _threads
+from curse_of_depth.workshop import runtime
 
 
 def fake_loadavg(monkeypatch, runnable: int):
@@ -27,10 +28,10 @@ def test_busy_cores_counts_other_runnable_tasks_not_the_load_average(monkeypatch
 
 
 def test_free_cores_never_below_one(monkeypatch):
-    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
-    monkeypatch.setattr(runtime, "busy_cores", lambda: 0)
+    monkeypatch.setattr(_threads, "physical_cores", lambda: 2)
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 0)
     assert runtime.free_physical_cores() == 2
-    monkeypatch.setattr(runtime, "busy_cores", lambda: 7)
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 7)
     assert runtime.free_physical_cores() == 1
 
 
@@ -67,68 +68,3 @@ def test_import_shortens_openmp_spinning_unless_the_user_chose():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "5"}, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "5"
-
-
-# ------------------------------------------------------------------------------------------------- progress bars
-
-
-class _Handle:
-    def __init__(self):
-        self.updates = []
-
-    def update(self, obj, raw=False):
-        self.updates.append((obj, raw))
-
-
-def _fake_frontend(monkeypatch, attached: bool, in_kernel: bool = True):
-    import sys
-
-    from curse_of_depth import widgets
-
-    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
-    monkeypatch.setattr(widgets, "frontend_attached", lambda: attached)
-    monkeypatch.setattr(widgets, "_in_kernel", lambda: in_kernel)
-
-
-def test_progress_bar_outside_a_notebook_is_tqdms_text_bar(capsys):
-    from tqdm.std import tqdm
-
-    bar = runtime.progress_bar(total=3, desc="steps")
-    assert type(bar) is tqdm and not bar.disable
-    bar.update(3)
-    bar.close()
-    assert "steps: 100%" in capsys.readouterr().err
-
-
-def test_progress_bar_is_off_in_a_kernel_nobody_watches(monkeypatch):
-    # nbconvert / nbval: committed outputs carry no bar (it used to stay behind as a widget frozen at "0%")
-    _fake_frontend(monkeypatch, attached=False)
-    bar = runtime.progress_bar(range(4), desc="x", leave=False)
-    assert bar.disable and list(bar) == [0, 1, 2, 3]
-
-
-@pytest.mark.parametrize("leave", [False, True])
-def test_live_bar_replaces_its_widget_on_close(monkeypatch, leave):
-    import IPython.display
-
-    _fake_frontend(monkeypatch, attached=True)
-    handles, shown = [], []
-
-    def fake_display(obj, display_id=False, **kw):
-        shown.append(obj)
-        handles.append(_Handle())
-        return handles[-1]
-
-    monkeypatch.setattr(IPython.display, "display", fake_display)
-    bar = runtime.progress_bar(total=5, desc="removing each layer", leave=leave)
-    assert len(shown) == 1 and type(bar).__name__ == "LiveBar"  # the widget, shown once, under a display id
-    bar.update(5)
-    bar.close()
-    (obj, raw), = handles[0].updates
-    assert raw is True
-    if leave:  # the finished line, as text: no widget left that needs a live kernel
-        assert set(obj) == {"text/plain"} and "removing each layer: 100%" in obj["text/plain"]
-    else:
-        assert obj == {}
-    bar.close()  # a second close changes nothing
-    assert len(handles[0].updates) == 1

@@ -268,7 +268,7 @@ def test_ranks_draw_different_batches_from_the_same_seed(corpus):
 
 SPY = '''
 import os, sys
-import curse_of_depth.cache as cache
+import curse_of_depth._files as cache
 import curse_of_depth.train as train
 log = open(os.path.join(sys.argv[1], "writes_rank" + os.environ["RANK"] + ".txt"), "w")
 real = cache.atomic_write_bytes

@@ -1,4 +1,4 @@
-"""Tests of curse_of_depth.widgets: the front-end rule, controls, static small multiples, live redraw."""
+"""Tests of curse_of_depth.workshop.widgets: the front-end rule, controls, static small multiples, live redraw."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import ipywidgets as w  # noqa: E402
 import pytest  # noqa: E402
 
-from curse_of_depth import widgets  # noqa: E402
+from curse_of_depth.workshop import widgets  # noqa: E402
 
 LAB = ["/usr/bin/python -m ipykernel_launcher -f kernel.json", "/usr/bin/python /usr/bin/jupyter-lab"]
 

@@ -21,9 +21,20 @@ import sys
 import time
 from pathlib import Path
 
-from .cache import REPO_ROOT, atomic_write_json, results_dir, sha256_file
+from .. import _files
+from .._files import atomic_write_json, sha256_file
 
 MANIFEST = "MANIFEST.json"
+
+
+def results_dir() -> Path:
+    """The precomputed results pack: ``COD_RESULTS_DIR`` if set, else ``data/results`` in a checkout, else the
+    copy inside the installed package (``curse_of_depth/results_pack``, shipped in the wheel for Colab)."""
+    env = os.environ.get("COD_RESULTS_DIR")
+    if env:
+        return Path(env).expanduser()
+    checkout = _files.REPO_ROOT / "data" / "results"
+    return checkout if checkout.is_dir() else _files.PACKAGE_ROOT / "results_pack"
 
 
 class ClaimFailed(AssertionError):
@@ -52,9 +63,9 @@ def code_version() -> str:
     if os.environ.get("COD_CODE_VERSION"):
         return os.environ["COD_CODE_VERSION"]
     try:
-        rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+        rev = subprocess.run(["git", "-C", str(_files.REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(_files.REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=30).stdout.strip()
         return (rev or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -109,7 +120,7 @@ def load(name: str, folder: Path | None = None) -> dict:
     manifest_path = folder / MANIFEST
     expected = json.loads(manifest_path.read_text()).get(path.name) if manifest_path.exists() else None
     if expected is None:
-        raise ValueError(f"{path.name} is not listed in {manifest_path}; re-save it with curse_of_depth.results.save")
+        raise ValueError(f"{path.name} is not listed in {manifest_path}; re-save it with curse_of_depth.workshop.results.save")
     if sha256_file(path) != expected:
         raise ValueError(f"{path} does not match its sha256 in {MANIFEST} (edited or corrupt); "
                          "restore it from the repository or regenerate it with COD_MODE=full")

@@ -11,7 +11,7 @@ a >= 3x larger lr), over >= 3 seeds. A seed fixes init and data order, so arms
 are compared *paired by seed*. The map reports, per point,
 
 * the LNS - Pre-LN validation-loss gap (mean +- sd over paired seeds) and its
-  verdict: a win needs |mean| > 2 x the larger seed-sd (``live.PairedGap``);
+  verdict: a win needs |mean| > 2 x the larger seed-sd (``stats.PairedGap``);
 * Pre-LN's deep-layer redundancy: the loss increase when one block of the
   deepest third is skipped (the curse of depth says it should become small).
 
@@ -19,12 +19,13 @@ The runner packs many small runs onto the GPUs as concurrent processes, each
 a call of the package's own ``train()``; it starts a run only when the
 deadline leaves time for it, so every call yields complete runs, and
 ``missing()`` lists what a later call (or a researcher with more GPUs) still
-has to run. ``python -m curse_of_depth.sweep --help`` lists the commands.
+has to run. ``python -m curse_of_depth.workshop.sweep --help`` lists the commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -38,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .live import GAP_THRESHOLD_SD, PairedGap
+from ..stats import ALPHA, PairedGap
+from ..stats import paired as paired_seeds
 
 SKIP_CHEAP = 0.005  # nats: a block whose removal costs less than this is "redundant"
 MIN_SEEDS = 3
@@ -46,15 +48,46 @@ EVAL_SEED = 12_345  # the map's final evaluation batches: the same for every see
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """The optimizer settings a run uses besides its learning rate (warmup 10%, cosine to 0.1 in all)."""
+
+    name: str
+    weight_decay: float
+    betas: tuple[float, float]
+    grad_clip: float  # 0 = no clipping
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "optimizer": "Adam" if self.weight_decay == 0 else "AdamW",
+                "weight_decay": self.weight_decay, "betas": list(self.betas), "grad_clip": self.grad_clip,
+                "warmup_frac": 0.1, "min_lr_frac": 0.1, "schedule": "linear warmup, cosine decay"}
+
+
+RECIPES = {
+    # the kit's default, as most LLM codebases train today (nanoGPT, LLaMA): AdamW, decay 0.1, beta2 0.95, clip 1
+    "kit": Recipe("kit", 0.1, (0.9, 0.95), 1.0),
+    # the paper's scripts (lmsdss/LayerNorm-Scaling run_130m.sh and siblings): Adam, no decay, default betas, no clip
+    "paper": Recipe("paper", 0.0, (0.9, 0.999), 0.0),
+    # the paper's recipe with gradient clipping alone added: separates the parts of the recipe
+    "paper+clip": Recipe("paper+clip", 0.0, (0.9, 0.999), 1.0),
+}
+
+
+@dataclass(frozen=True)
 class Arm:
-    """One norm at one peak learning rate."""
+    """One norm at one peak learning rate, under one optimizer recipe (``RECIPES``)."""
 
     norm: str
     lr: float
+    recipe: str = "kit"
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}")
 
     @property
     def key(self) -> str:
-        return f"{self.norm}@{self.lr:g}"
+        base = f"{self.norm}@{self.lr:g}"
+        return base if self.recipe == "kit" else f"{base}/{self.recipe}"
 
 
 @dataclass(frozen=True)
@@ -116,15 +149,17 @@ def _tokens_label(tokens: int) -> str:
 
 def train_config(point: Point, arm: Arm, seed: int):
     """The package's ``TrainConfig`` for one run of a point (about 10 validation points per run). Notebook 07."""
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
+    r = RECIPES[arm.recipe]
     return TrainConfig(max_steps=point.steps, lr=arm.lr, batch_size=point.batch_size, seq_len=point.seq_len,
                        eval_every=max(1, point.steps // 10), eval_batches=8, eval_batch_size=32, seed=seed,
-                       dtype=point.dtype, corpus=point.corpus)
+                       dtype=point.dtype, corpus=point.corpus, weight_decay=r.weight_decay, betas=r.betas,
+                       grad_clip=r.grad_clip)
 
 
 def model_config(point: Point, arm: Arm, vocab_size: int):
-    from .model import ModelConfig
+    from ..model import ModelConfig
 
     return ModelConfig(vocab_size=vocab_size, d_model=point.d_model, n_layers=point.n_layers, n_heads=point.heads,
                        seq_len=point.seq_len, norm=arm.norm)
@@ -159,7 +194,27 @@ def tiny_grid() -> list[Point]:
     return [Point("shakespeare", 32, L, 6 * 8 * 32, arms, seq_len=32, batch_size=8, dtype="fp32") for L in (2, 3)]
 
 
-GRIDS = {"map": map_grid, "tiny": tiny_grid}
+def recipe_grid() -> list[Point]:
+    """The recipe map: Pre-LN, LNS and Peri-LN under the paper's and the kit's optimizer recipe, three learning
+    rates each, at depth 24 and 48 (32M characters), then depth 12 and 96. Notebook 07.
+
+    Listed as *cells* (depth x recipe x lr, every norm and seed) in the order they decide the headline, so a
+    budget-limited call leaves complete cells: the shared lr 3e-3 first (with the clipping ablation, the paper's
+    recipe plus clipping), then the paper's own lr 1e-3, LNS's preferred 1e-2, and the remaining lrs.
+    """
+    g, norms = "gcide", ("pre", "lns", "peri")
+
+    def cell(depth: int, recipe: str, lr: float, tokens: int = 32 * M) -> Point:
+        return Point(g, 128, depth, tokens, tuple(Arm(n, lr, recipe) for n in norms))
+
+    order = [("paper", 3e-3), ("kit", 3e-3), ("paper+clip", 3e-3), ("paper", 1e-3), ("kit", 1e-2), ("paper", 1e-2),
+             ("kit", 1e-3), ("paper+clip", 1e-2), ("paper+clip", 1e-3)]
+    pts = [cell(L, recipe, lr) for recipe, lr in order for L in (48, 24)]
+    pts += [cell(L, recipe, lr) for L in (12, 96) for recipe, lr in order[:6]]
+    return pts
+
+
+GRIDS = {"map": map_grid, "tiny": tiny_grid, "recipes": recipe_grid}
 
 
 def grid(name: str) -> list[Point]:
@@ -177,29 +232,30 @@ class Job:
     arm: Arm
     seed: int
     checkpoint: str | None = None  # save the trained model here (safetensors), if set
-    compile: bool = False  # torch.compile the model on a GPU (same weights and data; fewer, fused kernels)
+    compile: bool | None = None  # torch.compile the training step; None = the trainer's default (on with CUDA)
 
     @property
     def name(self) -> str:
-        return f"{self.point.key}__{self.arm.key}__s{self.seed}"
+        return f"{self.point.key}__{self.arm.key.replace('/', '_')}__s{self.seed}"
 
     def spec(self) -> dict:
         p = self.point.to_dict()
         return {"point": {k: p[k] for k in ("corpus", "d_model", "n_layers", "tokens", "seeds", "n_heads", "seq_len",
                                               "batch_size", "dtype")},
-                "arms": [[a.norm, a.lr] for a in self.point.arms], "arm": [self.arm.norm, self.arm.lr],
-                "seed": self.seed, "checkpoint": self.checkpoint, "compile": self.compile}
+                "arms": [[a.norm, a.lr, a.recipe] for a in self.point.arms],
+                "arm": [self.arm.norm, self.arm.lr, self.arm.recipe], "seed": self.seed, "checkpoint": self.checkpoint,
+                "compile": self.compile}
 
     @classmethod
     def from_spec(cls, spec: dict) -> Job:
         p = dict(spec["point"])
         p["seeds"] = tuple(p["seeds"])
-        point = Point(arms=tuple(Arm(n, lr) for n, lr in spec["arms"]), **p)
-        return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"), bool(spec.get("compile")))
+        point = Point(arms=tuple(Arm(*a) for a in spec["arms"]), **p)
+        return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"), spec.get("compile"))
 
 
-def jobs_for(points: Iterable[Point], compile: bool = False) -> list[Job]:
-    return [Job(p, a, s, compile=compile) for p in points for s in p.seeds for a in p.arms]
+def jobs_for(points: Iterable[Point]) -> list[Job]:
+    return [Job(p, a, s) for p in points for s in p.seeds for a in p.arms]
 
 
 def skip_costs(model, batches, device, autocast, layers: Sequence[int]) -> tuple[float, list[float]]:
@@ -245,10 +301,10 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
 
     import torch
 
+    from ..data import load_corpus
+    from ..train import _autocast, _resolve_device, save_checkpoint, train
     from . import corpora  # noqa: F401  (registers the map's corpora)
-    from .data import load_corpus
     from .results import code_version, hardware
-    from .train import _autocast, _resolve_device, save_checkpoint, train
 
     job = Job.from_spec(spec)
     corpus = load_corpus(job.point.corpus)
@@ -256,29 +312,19 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
     mcfg = model_config(job.point, job.arm, corpus.vocab_size)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = job.point.dtype != "fp32"
-    model = None
-    if spec.get("compile") and (torch.cuda.is_available() or spec.get("compile_backend")):
-        # torch.compile fuses the many small kernels of a narrow model (it is launch-bound on a GPU); the
-        # weights, the data order and the optimizer are the trainer's own, only the kernels change
-        from .model import build_model
-
-        model = torch.compile(build_model(mcfg, seed=tcfg.seed), backend=spec.get("compile_backend", "inductor"))
     t0 = time.perf_counter()
-    result = train(mcfg, tcfg, corpus=corpus, progress=progress, model=model)
-    result.model = getattr(result.model, "_orig_mod", result.model)  # the plain module for analysis and saving
+    result = train(mcfg, tcfg, corpus=corpus, progress=progress, compile=spec.get("compile"))  # None: on with CUDA
     device = _resolve_device(tcfg)
     autocast = _autocast(device, tcfg) if not result.diverged else contextlib.nullcontext
-    run = result.to_dict()
-    thin = max(1, len(run["train_steps"]) // 200)  # keep ~200 points of the per-step training curve
-    run["train_steps"], run["train_loss"] = run["train_steps"][::thin], run["train_loss"][::thin]
+    run = result.to_dict()  # the whole per-step training curve: the instability rule reads it
     record = {"job": spec, "name": job.name, "point": job.point.key, "arm": job.arm.key, "norm": job.arm.norm,
-              "lr": job.arm.lr, "seed": job.seed, "run": run, "diverged": result.diverged,
+              "lr": job.arm.lr, "recipe": job.arm.recipe, "seed": job.seed, "run": run, "diverged": result.diverged,
               "code_version": code_version(), "hardware": hardware()}
     if not result.diverged:
         eval_batches = corpus.fixed_batches("val", 16, 32, job.point.seq_len, seed=EVAL_SEED)
-        layers = deep_third(job.point.n_layers)
+        layers = list(range(1, job.point.n_layers + 1))  # every block: the curse metric compares deep with shallow
         base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast, layers)
-        from .train import evaluate
+        from ..train import evaluate
 
         record.update(final_eval=evaluate(result.model, eval_batches, device, autocast), skip_layers=layers,
                       skip_base=base, skip_delta=deltas)
@@ -286,11 +332,11 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
         record.update(final_eval=None, skip_layers=[], skip_base=None, skip_delta=[])
     if job.checkpoint:
         path = save_checkpoint(result.model.cpu(), job.checkpoint, result)
-        from .cache import sha256_file
+        from .._files import sha256_file
 
         record["checkpoint"] = {"path": Path(job.checkpoint).name, "sha256": sha256_file(path)}
     record["wall_s"] = round(time.perf_counter() - t0, 2)
-    from .cache import atomic_write_json
+    from .._files import atomic_write_json
 
     atomic_write_json(out, record)
     return record
@@ -344,9 +390,9 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
         while free and queue:
             job = queue[0]
             if estimate_s is not None and estimate_s(job) > remaining():
-                report.not_started.extend(j.name for j in queue)
-                queue.clear()
-                break
+                report.not_started.append(job.name)  # too long for what is left; a shorter job may still fit
+                queue.pop(0)
+                continue
             fits = [s for s in free if s[0] == "cpu" or used_gb(s[0]) + memory_gb(job) <= device_gb]
             if not fits:
                 break  # wait for a run to finish and free memory
@@ -357,7 +403,7 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
             if slot[0] != "cpu":
                 env["CUDA_VISIBLE_DEVICES"] = slot[0]
             env.setdefault("COD_THREADS", "1")
-            cmd = [sys.executable, "-m", "curse_of_depth.sweep", "worker", "--spec", json.dumps(job.spec()),
+            cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "worker", "--spec", json.dumps(job.spec()),
                    "--out", str(out_dir / f"{job.name}.json")]
             with open(logs / f"{job.name}.log", "w") as f:
                 proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
@@ -385,9 +431,10 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
     return report
 
 
-def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 15.0):
+def throughput_estimator(rates: dict[str, float] | None = None, default_rate: float = 2.0e7, overhead_s: float = 45.0):
     """``estimate_s(job)``: seconds from a table of measured rates (``{"d128": token-blocks/s per run}``). Notebook 07."""
-    rates = rates or {}
+    rates = dict(rates or {})
+    overhead_s = rates.pop("overhead_s", overhead_s)
 
     def estimate(job: Job) -> float:
         p = job.point
@@ -417,15 +464,12 @@ def arm_table(records: Iterable[dict]) -> dict[str, dict[str, dict[int, dict]]]:
     return table
 
 
-def paired(a: dict[int, dict], b: dict[int, dict], threshold_sd: float = GAP_THRESHOLD_SD) -> PairedGap | None:
+def paired(a: dict[int, dict], b: dict[int, dict]) -> PairedGap | None:
     """The gap b - a over the seeds both arms finished without diverging; None if fewer than 2 such seeds. Notebook 07."""
-    seeds = sorted(s for s in a if s in b and math.isfinite(final_loss(a[s])) and math.isfinite(final_loss(b[s])))
-    if len(seeds) < 2:
+    la, lb = ({s: final_loss(r) for s, r in runs.items()} for runs in (a, b))
+    if sum(1 for s in la if s in lb and math.isfinite(la[s]) and math.isfinite(lb[s])) < 2:
         return None
-    fa = np.array([final_loss(a[s]) for s in seeds])
-    fb = np.array([final_loss(b[s]) for s in seeds])
-    return PairedGap(_norm_of(a), _norm_of(b), seeds, fb - fa, float(fa.mean()), float(fb.mean()),
-                     float(fa.std(ddof=1)), float(fb.std(ddof=1)), threshold_sd)
+    return paired_seeds(_norm_of(a), _norm_of(b), la, lb)
 
 
 def _norm_of(runs: dict[int, dict]) -> str:
@@ -435,20 +479,23 @@ def _norm_of(runs: dict[int, dict]) -> str:
 def gap_dict(gap: PairedGap | None) -> dict | None:
     if gap is None:
         return None
-    return {"mean": gap.mean, "sd": gap.sd, "n": gap.n, "seeds": gap.seeds, "diffs": gap.diffs.tolist(),
-            "mean_pre": gap.mean_a, "sd_pre": gap.sd_a, "mean_lns": gap.mean_b, "sd_lns": gap.sd_b,
-            "in_seed_sd": gap.in_seed_sd if math.isfinite(gap.in_seed_sd) else None, "lns_better": gap.b_better,
-            "verdict": verdict_of(gap)}
+    return {**gap.to_dict(), "lns_better": gap.b_better, "verdict": verdict_of(gap)}
 
 
 def verdict_of(gap: PairedGap) -> str:
-    """'lns' (LNS ahead by more than the threshold), 'pre', or 'tie'. Notebook 07."""
-    return {None: "tie", gap.a: "pre", gap.b: "lns"}[gap.winner]
+    """'lns' or 'pre' when the paired t-test finds a difference at ALPHA, else 'no difference'. Notebook 07."""
+    return {None: "no difference", gap.a: "pre", gap.b: "lns"}[gap.winner]
+
+
+def deep_skip_deltas(record: dict) -> list[float]:
+    """The skip costs of the deepest third's blocks (records hold them for every block, or for the deep third only)."""
+    deep = set(deep_third(max(record["skip_layers"])))  # both lists end with the last block
+    return [d for layer, d in zip(record["skip_layers"], record["skip_delta"]) if layer in deep]
 
 
 def redundancy(runs: dict[int, dict]) -> dict | None:
     """Skip-one-block cost of the deepest third, over seeds: mean Δ, smallest Δ, share of blocks below SKIP_CHEAP. Notebook 07."""
-    deltas = [np.asarray(r["skip_delta"]) for r in runs.values() if r.get("skip_delta")]
+    deltas = [np.asarray(deep_skip_deltas(r)) for r in runs.values() if r.get("skip_delta")]
     if not deltas:
         return None
     per_seed_mean = np.array([d.mean() for d in deltas])
@@ -511,12 +558,11 @@ def map_verdict(row: dict, which: str = "gap_same_lr", label: str = "") -> str:
     key = row["point"]["key"] + label
     if gap is None:
         return f"{key}: no paired result"
-    agree = f"{gap['lns_better']}/{gap['n']} seeds favour LNS"
-    if gap["verdict"] == "tie":
-        lead = "LNS" if gap["mean"] < 0 else "Pre-LN"
-        return f"{key}: tie within {GAP_THRESHOLD_SD:g} seed-sd ({lead} ahead on average; {agree})"
+    counts = f"{gap['n']} paired seeds: {gap['b_better']} favour LNS, {gap['a_better']} favour Pre-LN"
+    if gap["verdict"] == "no difference":
+        return f"{key}: no clear difference ({counts}; paired t-test p >= {gap['alpha']:g})"
     win = "LNS" if gap["verdict"] == "lns" else "Pre-LN"
-    return f"{key}: {win} ahead by more than {GAP_THRESHOLD_SD:g} seed-sd ({agree})"
+    return f"{key}: {win} ahead ({counts}; paired t-test p < {gap['alpha']:g})"
 
 
 def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, list[str]]:
@@ -535,7 +581,7 @@ def stored_map_complete(data: dict, min_seeds: int = MIN_SEEDS) -> tuple[bool, l
 
 def format_table(rows: Sequence[dict]) -> str:
     """The complete points as a text table: gaps (mean +- sd over paired seeds) and deep-third skip costs. Notebook 07."""
-    lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} {'sd':>5s} "
+    lines = [f"{'point':28s} {'steps':>5s} {'Pre-LN':>14s} {'LNS':>14s} {'LNS-Pre (same lr)':>20s} {'p':>5s} "
              f"{'LNS@1e-2 - Pre':>17s} {'skip Pre':>9s} {'skip LNS':>9s}"]
     for r in rows:
         if not r["complete"]:
@@ -544,7 +590,7 @@ def format_table(rows: Sequence[dict]) -> str:
         pre, lns = r["arms"][PRE.key], r["arms"][LNS.key]
         own = f"{o['mean']:+.3f} ± {o['sd']:.3f}" if o else "—"
         lines.append(f"{r['point']['key']:28s} {r['point']['steps']:5d} {pre['mean']:7.3f} ± {pre['sd']:.3f} "
-                     f"{lns['mean']:7.3f} ± {lns['sd']:.3f} {g['mean']:+13.3f} ± {g['sd']:.3f} {g['in_seed_sd']:5.1f} "
+                     f"{lns['mean']:7.3f} ± {lns['sd']:.3f} {g['mean']:+13.3f} ± {g['sd']:.3f} {g['p']:5.2f} "
                      f"{own:>17s} {pre['redundancy']['mean_delta']:9.4f} {lns['redundancy']['mean_delta']:9.4f}")
     return "\n".join(lines)
 
@@ -557,8 +603,8 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Seq
     The stored runs are written back as run files first, so the runner skips them and the new
     ``scale_map`` holds old and new runs together. Returns the new stored record. Notebook 07.
     """
+    from .._files import atomic_write_json, data_dir
     from . import results
-    from .cache import atomic_write_json, data_dir
 
     record = results.load(name, folder=results_folder)
     folder = Path(work_dir) if work_dir else data_dir() / f"{name}_runs"
@@ -571,7 +617,7 @@ def extend_stored_map(name: str = "scale_map", grid_name: str = "map", gpus: Seq
         gpus = _gpus("auto")
     report = run_jobs(jobs_for(points), folder, gpus, per_device, deadline_s)
     main(["collect", "--grid", grid_name, "--runs", str(folder), "--name", name,
-          "--command", f"curse_of_depth.sweep.extend_stored_map (COD_MODE=full): {len(report.finished)} new runs",
+          "--command", f"curse_of_depth.workshop.sweep.extend_stored_map (COD_MODE=full): {len(report.finished)} new runs",
           *(["--results-dir", str(results_folder)] if results_folder else [])])
     return results.load(name, folder=results_folder)
 
@@ -592,8 +638,8 @@ CHECKPOINT_TAG = "d64_L24_s480"  # seed-0 Pre-LN and LNS checkpoints ship for no
 
 def band_configs(tag: str, norm: str, seed: int, vocab_size: int, dtype: str = "fp32"):
     """(ModelConfig, TrainConfig) of one band run; the configuration notebook 03 trains live, with ``seed``."""
-    from .model import ModelConfig
-    from .train import TrainConfig
+    from ..model import ModelConfig
+    from ..train import TrainConfig
 
     if tag not in BAND_TAGS:
         raise ValueError(f"unknown band tag {tag!r}: choose one of {', '.join(BAND_TAGS)}")
@@ -610,9 +656,9 @@ def run_band_group(tag: str, norm: str, seeds: Sequence[int], out: Path, dtype: 
     """Train one norm's seeds of one band (in this process) and write their ``RunResult.to_dict()`` list. Notebooks 03/04."""
     import torch
 
-    from .cache import atomic_write_json, sha256_file
-    from .data import load_corpus
-    from .train import save_checkpoint, train
+    from .._files import atomic_write_json, sha256_file
+    from ..data import load_corpus
+    from ..train import save_checkpoint, train
 
     if torch.cuda.is_available():  # fp32 bands must be fp32 matmuls too, like the live CPU runs
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -649,7 +695,7 @@ def collect_bands(folder: Path, command: str, save: bool = True, results_folder:
     for tag, by_norm in groups.items():
         missing_norms = [n for n in BAND_NORMS if n not in by_norm]
         if missing_norms:
-            raise ValueError(f"band {tag!r} lacks norms {missing_norms}; rerun: python -m curse_of_depth.sweep bands")
+            raise ValueError(f"band {tag!r} lacks norms {missing_norms}; rerun: python -m curse_of_depth.workshop.sweep bands")
         first = by_norm["pre"]["runs"][0]
         model = {k: v for k, v in first["model_config"].items() if k != "norm"}
         train_cfg = dict(first["train_config"])
@@ -680,18 +726,23 @@ def _gpus(arg: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m curse_of_depth.workshop.sweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train a grid's missing runs as concurrent worker processes")
     r.add_argument("--grid", default="map", choices=sorted(GRIDS))
     r.add_argument("--points", default="", help="comma-separated point keys (default: all, in grid order)")
     r.add_argument("--first", type=int, default=0, help="only the first N points of the grid")
+    r.add_argument("--depths", default="", help="comma-separated depths: only the points of these depths")
+    r.add_argument("--names", type=Path, default=None, help="a file of run names, one per line: only these runs")
     r.add_argument("--out", type=Path, required=True, help="folder for one JSON per run")
     r.add_argument("--gpus", default="auto", help="'auto', '' (CPU) or a list like 0,1")
     r.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU (or on the CPU)")
     r.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would not finish")
-    r.add_argument("--compile", action="store_true", help="torch.compile each model (GPU only)")
-    r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run} for the deadline estimate")
+    r.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile on a GPU)")
+    r.add_argument("--device-gb", type=float, default=120.0, help="GPU memory the runs may take on each device "
+                   "(estimated by memory_gb)")
+    r.add_argument("--rates", default="", help="JSON {\"d128\": token-blocks/s per run, \"overhead_s\": s} for the "
+                   "deadline estimate")
     w = sub.add_parser("worker", help="(internal) one run")
     w.add_argument("--spec", required=True)
     w.add_argument("--out", type=Path, required=True)
@@ -741,8 +792,15 @@ def main(argv: list[str] | None = None) -> int:
             points = [by_key[k] for k in wanted]  # in the order given: longest first packs the GPUs best
         if args.first:
             points = points[:args.first]
+        if args.depths:
+            points = [p for p in points if p.n_layers in {int(d) for d in args.depths.split(",")}]
         est = throughput_estimator(json.loads(args.rates)) if args.rates else None
-        report = run_jobs(jobs_for(points, args.compile), args.out, _gpus(args.gpus), args.per_device, args.deadline, est)
+        jobs = [dataclasses.replace(j, compile=False if args.no_compile else None) for j in jobs_for(points)]
+        if args.names:
+            wanted = set(args.names.read_text().split())
+            jobs = [j for j in jobs if j.name in wanted]
+        report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est,
+                          device_gb=args.device_gb)
         print(json.dumps(asdict(report)))
         return 0 if not report.failed else 1
     if args.cmd == "bands":
@@ -753,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, COD_THREADS="1")
             if gpus[0] != "cpu":
                 env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-            cmd = [sys.executable, "-m", "curse_of_depth.sweep", "band-group", "--tag", tag, "--norm", norm,
+            cmd = [sys.executable, "-m", "curse_of_depth.workshop.sweep", "band-group", "--tag", tag, "--norm", norm,
                    "--out", str(args.out / f"band_{tag}_{norm}.json"), "--dtype", args.dtype,
                    "--checkpoint-dir", str(args.out)]
             procs.append((tag, norm, subprocess.Popen(cmd, env=env)))
@@ -778,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(points, records)
     hw = sorted({r.get("hardware", "") for r in records})
     data = {"grid": args.grid, "points": [p.to_dict() for p in points], "summary": rows,
-            "missing": missing(points, records), "runs": records, "threshold_sd": GAP_THRESHOLD_SD,
+            "missing": missing(points, records), "runs": records, "alpha": ALPHA,
             "skip_cheap": SKIP_CHEAP}
     prov = results.provenance(seeds=sorted({int(r["seed"]) for r in records}),
                               wall_s=sum(r.get("wall_s", 0.0) for r in records),

@@ -35,7 +35,7 @@ def for_notebook(nb: str, run_mode: str | None = None) -> dict:
 # probe_seconds: how long the doctor's matmul speed probe runs (the estimate of each notebook's time here).
 SETTINGS["00"] = {"smoke": {"probe_seconds": 0.05}, "workshop": {"probe_seconds": 0.3}, "full": {"probe_seconds": 1.0}}
 REFERENCE_SECONDS["00"] = {"smoke": 6.7, "workshop": 13.6}  # smoke: 12.2 s as its own pytest run
-# The doctor's speed probe (curse_of_depth.doctor.matmul_gflops(): 512x512 fp32 matmul, best of 3, with the thread
+# The doctor's speed probe (curse_of_depth.workshop.doctor.matmul_gflops(): 512x512 fp32 matmul, best of 3, with the thread
 # count the kit chose, as in notebook 00) on the reference CPU while it was idle, as REFERENCE_SECONDS were measured:
 # median of 7 probes at 20:24 UTC on 2026-11-28 with 2 threads (163-246 GFLOP/s; this KVM guest's speed varies with
 # its host: the same probe on 1 thread gave 75-80 GFLOP/s at 18:03 UTC, the benchmark's 1-thread 1024^3 matmul
@@ -151,7 +151,7 @@ REFERENCE_SECONDS["07"] = {"smoke": 7.3, "workshop": 14.3}  # smoke: 13.4 s as i
 # One-notebook pytest runs: 03 24.2 s, 04 22.6 s.
 REFERENCE_SECONDS["03"] = {"smoke": 17.7, "workshop": 163.1}
 REFERENCE_SECONDS["04"] = {"smoke": 16.5, "workshop": 30.7}
-# 01/06 from a warm model cache (the first conversion adds ~6-13 s, hf.py).
+# 01/06 from a warm model cache (the first conversion adds ~6-13 s, workshop/gguf.py).
 # One-notebook pytest runs: 01 26.1 s, 06 30.5 s.
 REFERENCE_SECONDS["01"] = {"smoke": 20.9, "workshop": 60.8}
 REFERENCE_SECONDS["06"] = {"smoke": 24.7, "workshop": 50.2}

@@ -33,7 +33,8 @@ of tokens reads about once, offline. What we chose, and why:
 Source acquisition: ``COD_GCIDE_DICT=/path/to/gcide.dict.dz``, or a copy in
 ``<data_dir>/gcide/``, or ``apt-get download dict-gcide`` (Debian/Ubuntu).
 The file is checked against a recorded sha256 before use.
-Registered corpora: ``gcide`` (characters), ``gcide-bpe``, ``shakespeare-bpe``.
+Registered with ``curse_of_depth.data.load_corpus`` when ``curse_of_depth.workshop`` is imported: ``gcide``
+(characters), ``gcide-bpe``, ``shakespeare-bpe``.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import atomic_save_safetensors, atomic_write_json, data_dir, sha256_bytes, sha256_file
-from .data import SEPARATOR, CharTokenizer, Corpus, CorpusUnavailable, load_corpus, register_corpus
+from .._files import atomic_save_safetensors, atomic_write_json, data_dir, sha256_bytes, sha256_file
+from ..data import SEPARATOR, CharTokenizer, Corpus, CorpusUnavailable, load_corpus, register_corpus
 
 GCIDE_FILE = "gcide.dict.dz"
 GCIDE_SHA256 = "3e6b2cdcbc1b3664c2f1466e3c8e44012e815c4c67fa83fa61f39777cd6e8517"  # dict-gcide 0.48.5+nmu2 (Debian 13)

@@ -1,6 +1,6 @@
 """The environment doctor: is this machine ready for the workshop? (notebook 00 runs it).
 
-``python -m curse_of_depth.doctor`` (or ``cod-doctor``) prints one line per
+``python -m curse_of_depth.workshop.doctor`` (or ``cod-doctor``) prints one line per
 check, ``OK``, ``WARN`` or ``FAIL``, and every ``FAIL`` line names its fix.
 The exit code is 1 when any check fails, so a set-up script can stop on it;
 attendees paste the block into an issue when something breaks.
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from . import budgets, cache, runtime
+from .. import _files
+from . import budgets, gguf, runtime
 
 STATUSES = ("OK", "WARN", "FAIL")
 DIST_NAME = "curse-of-depth"
@@ -107,7 +108,7 @@ class Report:
 def shown(path: Path) -> str:
     """A path as the report prints it: relative inside the repository, ``~/...`` under home, else absolute."""
     path = Path(path)
-    for base, prefix in ((cache.REPO_ROOT, ""), (Path.home(), "~/")):
+    for base, prefix in ((_files.REPO_ROOT, ""), (Path.home(), "~/")):
         try:
             return prefix + str(path.resolve().relative_to(base.resolve()))
         except ValueError:
@@ -127,7 +128,7 @@ def _declared_requirements() -> tuple[str | None, dict[str, str]]:
         python_spec = metadata.metadata(DIST_NAME).get("Requires-Python")
         lines = metadata.requires(DIST_NAME) or []
     except metadata.PackageNotFoundError:
-        pyproject = cache.REPO_ROOT / "pyproject.toml"
+        pyproject = _files.REPO_ROOT / "pyproject.toml"
         if pyproject.exists():
             import tomllib  # Python >= 3.11; on 3.10 without an install there is nothing to read
 
@@ -282,13 +283,13 @@ CORPUS_FIX = "make corpus (from a clone) or python -m curse_of_depth.data prepar
 
 def corpus_dir() -> Path:
     """Where ``curse_of_depth.data`` keeps the prepared corpus (``COD_DATA_DIR`` moves it)."""
-    return cache.data_dir() / "shakespeare"
+    return _files.data_dir() / "shakespeare"
 
 
 def check_corpus() -> Check:
     """Is the prepared Shakespeare cache there and intact? Never fetches or prepares anything itself."""
     try:
-        from . import data
+        from .. import data
     except ImportError as exc:
         return Check("corpus", "FAIL", f"curse_of_depth.data cannot be imported ({exc})",
                      "update the kit: git pull, then pip install -e .")
@@ -327,17 +328,13 @@ def _converted_model_cache() -> Path | None:
     Checks the cache's manifest and that every file it lists is there, but does not hash 540 MB on every
     doctor run: ``load_pretrained`` verifies the checksums (and rebuilds a damaged copy) when it loads.
     """
+    folder = Path(gguf.default_cache_path())
     try:
-        from . import hf
-    except ImportError:
-        return None
-    folder = Path(hf.default_cache_path())
-    try:
-        info = json.loads((folder / hf._MANIFEST).read_text())
+        info = json.loads((folder / gguf._MANIFEST).read_text())
     except (OSError, ValueError):
         return None
     files = info.get("files") or {}
-    complete = info.get("format") == hf._CACHE_FORMAT and files and all((folder / f).is_file() for f in files)
+    complete = info.get("format") == gguf._CACHE_FORMAT and files and all((folder / f).is_file() for f in files)
     return folder if complete else None
 
 
@@ -364,7 +361,7 @@ RESULTS_FIX = ("restore data/results from the repository (git checkout -- data/r
 def check_results() -> Check:
     from . import results
 
-    folder = cache.results_dir()
+    folder = results.results_dir()
     if not folder.is_dir():
         return Check("precomputed results", "FAIL", f"no results pack at {shown(folder)}", RESULTS_FIX)
     names = results.available(folder)
@@ -573,7 +570,7 @@ def print_report(report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m curse_of_depth.doctor [--no-probe] [--json]``; exit code 1 if any check FAILs."""
+    """``python -m curse_of_depth.workshop.doctor [--no-probe] [--json]``; exit code 1 if any check FAILs."""
     parser = argparse.ArgumentParser(prog="cod-doctor", description="Is this machine ready for the curse-of-depth workshop?")
     parser.add_argument("--no-probe", action="store_true", help="skip the ~0.3 s speed probe")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

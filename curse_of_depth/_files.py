@@ -1,4 +1,4 @@
-"""Files the kit writes: where they go, atomic writes, checksums.
+"""Files the kit writes: where they go (``data_dir``), atomic writes, checksums.
 
 Every file is written to a temporary name in the same folder and renamed into
 place, so an interrupted write never leaves a half file under the real name.
@@ -27,16 +27,6 @@ def data_dir() -> Path:
         path = Path.home() / ".cache" / "curse_of_depth"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def results_dir() -> Path:
-    """The precomputed results pack: ``COD_RESULTS_DIR`` if set, else ``data/results`` in a checkout, else the
-    copy inside the installed package (``curse_of_depth/results_pack``, shipped in the wheel for Colab)."""
-    env = os.environ.get("COD_RESULTS_DIR")
-    if env:
-        return Path(env).expanduser()
-    checkout = REPO_ROOT / "data" / "results"
-    return checkout if checkout.is_dir() else PACKAGE_ROOT / "results_pack"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -33,7 +33,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import plots
+from .. import plots
 
 ENV_VAR = "COD_WIDGETS"
 HEADLESS_RUNNERS = ("nbconvert", "nbclient", "papermill", "pytest", "py.test", "nbval", "nbmake", "jupyter-execute")
