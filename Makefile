@@ -43,17 +43,17 @@ corpus: $(LABCONF)
 lab: corpus
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) notebooks/
 
-# Playwright (from PyPI) drives the system's Chromium: scripts/browser_test.py says what it checks
+# Playwright (from PyPI) drives the system's Chromium: tests/browser/run_browser.py says what it checks
 $(BROWSER): $(STAMP)
 	$(PY) -m pip install -q -e ".[browser]"
 	touch $(BROWSER)
 
 browser-test: corpus $(BROWSER)
-	$(PY) scripts/browser_test.py
+	$(PY) tests/browser/run_browser.py
 
 # make test does not open a browser: it says whether `make browser-test` can run here, and why not
 browser-status: $(STAMP)
-	@$(PY) scripts/browser_test.py --status
+	@$(PY) tests/browser/run_browser.py --status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check curse_of_depth tests benchmarks notebooks

@@ -1,4 +1,4 @@
-"""The parts of scripts/browser_test.py that need no browser: what it excuses, when it can run, what it expects.
+"""The parts of tests/browser/run_browser.py that need no browser: what it excuses, when it can run, what it expects.
 
 The browser test itself is `make browser-test` (JupyterLab and RISE in headless Chromium); `make test` only says
 whether it could run here.
@@ -13,9 +13,9 @@ import sys
 
 from curse_of_depth._files import REPO_ROOT
 
-_spec = importlib.util.spec_from_file_location("browser_test", REPO_ROOT / "scripts" / "browser_test.py")
+_spec = importlib.util.spec_from_file_location("run_browser", REPO_ROOT / "tests" / "browser" / "run_browser.py")
 bt = importlib.util.module_from_spec(_spec)
-sys.modules["browser_test"] = bt  # dataclasses look their module up
+sys.modules["run_browser"] = bt  # dataclasses look their module up
 _spec.loader.exec_module(bt)
 
 
@@ -50,7 +50,7 @@ def test_status_without_chromium_says_why_and_how(monkeypatch):
 def test_status_line_for_make_test_always_exits_zero():
     # `make test` runs this: with or without Chromium it prints one line and passes
     env = {"PATH": "/nonexistent", "COD_CHROMIUM": "/nonexistent/chrome"}
-    r = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "browser_test.py"), "--status"],
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "browser" / "run_browser.py"), "--status"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("browser test skipped: no Chromium found"), r.stdout + r.stderr
 

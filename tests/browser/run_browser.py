@@ -2,8 +2,8 @@
 """The kit in a real browser: every notebook in JupyterLab and as a RISE slideshow, in headless Chromium.
 
     make browser-test                          # all notebooks (the Makefile installs the `browser` extra)
-    python scripts/browser_test.py --only 02   # some notebooks
-    python scripts/browser_test.py --status    # can it run here? (what `make test` prints)
+    python tests/browser/run_browser.py --only 02   # some notebooks
+    python tests/browser/run_browser.py --status    # can it run here? (what `make test` prints)
 
 It starts JupyterLab from this Python's environment (the kit's .venv) on 127.0.0.1 (a free port, a random token,
 ``--allow-root`` only as root), with COD_MODE=smoke in the server's environment, serving *copies* of the notebooks
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NB_DIR = REPO / "notebooks"
 OUT_DEFAULT = REPO / "build" / "browser"
 VIEWPORT = {"width": 1280, "height": 720}
@@ -613,7 +613,7 @@ def explorer_slide_screenshot(ctx, lab: Lab, rel: str, out: Path, stem: str) -> 
     page.close()
 
 
-def test_notebook(ctx, lab: Lab, nb_path: Path, out: Path, args, first: bool) -> Result:
+def check_notebook(ctx, lab: Lab, nb_path: Path, out: Path, args, first: bool) -> Result:
     res = Result(nb_path.name)
     rel = f"notebooks/{nb_path.name}"
     served = lab.root / rel
@@ -741,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {nb.name}", flush=True)
                 t0 = time.monotonic()
                 try:
-                    res = test_notebook(ctx, lab, nb, out, args, first=(k == 0))
+                    res = check_notebook(ctx, lab, nb, out, args, first=(k == 0))
                 except Exception as exc:  # noqa: BLE001 - one broken notebook must not hide the others
                     res = Result(nb.name)
                     res.fail(f"the test itself failed: {type(exc).__name__}: {str(exc)[:500]}")
