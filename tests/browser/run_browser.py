@@ -694,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     ok, why = status()
     if args.status:
         if ok:
-            print(f"browser test: not part of `make test`; run `make browser-test` ({why}; ~6 min on 2 cores)")
+            print(f"browser test: not part of `make test`; run `make browser-test` ({why}; 5-6 min on 2 cores)")
         else:
             print(f"browser test skipped: {why}")
         return 0
