@@ -372,7 +372,8 @@ def check_cells(cells: list[dict], res: Result) -> None:
 def screenshot_notebook(page, path: Path, max_height: int = 16000) -> None:
     """The whole notebook in one tall image (the viewport grows to the notebook's height, then shrinks back)."""
     js_outer = "document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer')"
-    run_cmd(page, "notebook:move-cursor-heading-above-or-collapse")  # leave the last cell: no scroll back to it
+    # leave the last cell (JupyterLab would scroll back to it), then scroll to the top
+    page.evaluate("() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 0; }")
     page.evaluate(f"() => {{ const o = {js_outer}; if (o) o.scrollTop = 0; }}")
     js_bottom = f"""() => {{ const o = {js_outer}; if (!o) return 0; const cells = o.querySelectorAll('.jp-Cell');
       const last = cells.length ? cells[cells.length - 1].getBoundingClientRect().bottom : 0;
