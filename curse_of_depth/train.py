@@ -407,8 +407,7 @@ def train(
     ``compile`` runs the training steps through ``torch.compile`` (default: on a CUDA GPU only; the same
     weights, data and optimizer, fused kernels); evaluation and callbacks use the plain model.
     """
-    from tqdm.auto import tqdm
-
+    from ._progress import progress_bar as tqdm
     from .data import load_corpus
 
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)

@@ -332,8 +332,9 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
 def _convert(dest: Path, progress: bool) -> Path:
     """The conversion itself; callers hold the lock and have checked that ``dest`` may be replaced."""
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
     from transformers import GenerationConfig
+
+    from .._progress import progress_bar as tqdm
 
     try:  # transformers >= 5: the fast tokenizer class AutoTokenizer picks for a GGUF
         from transformers import TokenizersBackend as _Tok

@@ -43,20 +43,20 @@ class ClaimFailed(AssertionError):
     """A notebook's claim did not hold on this run."""
 
 
-def claim(statement: str, ok: bool, detail: str = "") -> str:
-    """Assert ``ok``; print and return the verdict line ``CLAIM HOLDS: <statement>``."""
+def claim(statement: str, ok: bool, detail: str = "") -> None:
+    """Assert ``ok``; print the verdict line ``CLAIM HOLDS: <statement>``.
+
+    Returns None, so a cell that ends with ``claim(...)`` shows the line once (a returned string was echoed
+    as the cell's ``Out[]``, a second copy of the line)."""
     if not ok:
         raise ClaimFailed(f"claim does not hold: {statement}" + (f" ({detail})" if detail else ""))
-    line = f"CLAIM HOLDS: {statement}"
-    print(line)
-    return line
+    print(f"CLAIM HOLDS: {statement}")
 
 
-def verdict(statement: str) -> str:
-    """Print a measured finding whose direction is not asserted (e.g. which method won)."""
-    line = f"MEASURED: {statement}"
-    print(line)
-    return line
+def verdict(statement: str) -> None:
+    """Print a measured finding whose direction is not asserted (e.g. which method won). Returns None (see
+    ``claim``)."""
+    print(f"MEASURED: {statement}")
 
 
 def code_version() -> str:
