@@ -20,6 +20,7 @@ scaled-dot-product attention, untied embeddings, a final norm before the head.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -107,6 +108,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+_INT_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "ffn_hidden")
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
 
 
 @dataclass
@@ -127,33 +133,56 @@ class ModelConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        for name in _INT_FIELDS:  # numpy integers (a sweep grid) become plain ints: JSON-friendly
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, name, int(value))
         self.validate()
 
     def validate(self) -> None:
-        if self.norm not in NORMS:
-            names = ", ".join(f"{k!r} = {v}" for k, v in NORM_LABELS.items())
-            raise ValueError(f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)} ({names})")
-        if not isinstance(self.n_layers, int) or self.n_layers < 1:
-            raise ValueError(f"n_layers must be an integer >= 1, got {self.n_layers!r}: a model needs at least one block")
-        if self.d_model < 1 or self.n_heads < 1:
-            raise ValueError(f"d_model and n_heads must be positive, got d_model={self.d_model}, n_heads={self.n_heads}")
-        if self.d_model % self.n_heads:
-            divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and (self.d_model // h) % 2 == 0]
-            raise ValueError(
-                f"n_heads={self.n_heads} does not divide d_model={self.d_model}: "
-                f"pick n_heads from {divisors[:8]} or change d_model to a multiple of {self.n_heads}"
-            )
-        if (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"head width d_model/n_heads = {self.d_model // self.n_heads} is odd; rotary embeddings rotate "
-                "pairs of features, so choose n_heads so that the head width is even"
-            )
-        if self.seq_len < 1 or self.vocab_size < 2:
-            raise ValueError(f"seq_len must be >= 1 and vocab_size >= 2, got {self.seq_len}, {self.vocab_size}")
-        if not 0.0 <= self.mix_alpha <= 1.0:
-            raise ValueError(f"mix_alpha must lie in [0, 1], got {self.mix_alpha}")
-        if self.init_std <= 0:
-            raise ValueError(f"init_std must be positive, got {self.init_std}")
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            need(whole or (name == "ffn_hidden" and value is None),
+                 f"{name} must be a whole number (int), got {value!r}: write e.g. "
+                 f"ModelConfig({name}={int(value) if _is_whole(value) else 64})")
+        names = ", ".join(f"{k!r} = {v}" for k, v in NORM_LABELS.items())
+        need(self.norm in NORMS, f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)} "
+             f"({names})")
+        need(self.n_layers >= 1, f"n_layers must be an integer >= 1, got {self.n_layers!r}")
+        need(self.d_model >= 1 and self.n_heads >= 1,
+             f"d_model and n_heads must be positive, got {self.d_model} and {self.n_heads}")
+        heads = [h for h in range(1, self.d_model + 1) if self.d_model % (2 * h) == 0]
+        need(self.d_model % self.n_heads == 0,
+             f"n_heads={self.n_heads} does not divide d_model={self.d_model}: pick n_heads from "
+             f"{heads[:8]} or change d_model to a multiple of {self.n_heads}")
+        need(self.head_dim % 2 == 0,
+             f"head width d_model/n_heads = {self.head_dim} is odd; rotary embeddings rotate pairs "
+             "of features, so choose n_heads so that the head width is even")
+        need(self.seq_len >= 1 and self.vocab_size >= 2,
+             f"seq_len must be >= 1 and vocab_size >= 2, got {self.seq_len}, {self.vocab_size}")
+        need(self.ffn_hidden is None or self.ffn_hidden >= 1,
+             f"ffn_hidden must be >= 1, or None for LLaMA's default width ({self.hidden} at "
+             f"d_model={self.d_model}); got {self.ffn_hidden}")
+        need(0.0 <= self.mix_alpha <= 1.0, f"mix_alpha must lie in [0, 1], got {self.mix_alpha}")
+        if self.norm == "mix" and self.n_post_blocks == 0:
+            alpha = math.ceil(1000 / self.n_layers) / 1000  # the least alpha with a Post-LN block
+            deeper = next((n for n in range(self.n_layers, 10_000) if self.mix_alpha * n >= 1), 0)
+            need(False, f"norm='mix' with n_layers={self.n_layers} and mix_alpha={self.mix_alpha} "
+                 "has "
+                 "floor(mix_alpha * n_layers) = 0 Post-LN blocks: that is a pure Pre-LN model, not "
+                 f"Mix-LN. Use norm='pre' for it, or mix_alpha={alpha} (one Post-LN block)"
+                 + (f", or n_layers={deeper}" if deeper else ""))
+        for name, hint in {"init_std": "e.g. 0.02", "norm_eps": "e.g. 1e-6; 0 divides by zero",
+                           "rope_theta": "e.g. 10000.0; 0 gives NaN rotation angles"}.items():
+            value = getattr(self, name)
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            need(real and math.isfinite(value) and value > 0,
+                 f"{name} must be a positive finite number ({hint}), got {value!r}")
 
     @property
     def head_dim(self) -> int:

@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -28,9 +29,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from . import _files
+from ._memory import check_training_memory
+from ._progress import progress_bar as tqdm
 from .data import load_corpus
 from .model import CausalLM, ModelConfig, build_model
 
@@ -73,26 +75,29 @@ class TrainConfig:
             if not ok:
                 raise ValueError(msg)
 
-        need(isinstance(self.max_steps, int) and self.max_steps >= 1,
-             f"max_steps must be an integer >= 1, got {self.max_steps!r}: set TrainConfig(max_steps=...) to a positive step count")
+        for name in ("max_steps", "batch_size", "seq_len", "eval_every", "eval_batches",
+                     "eval_batch_size"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 1, f"{name} must be a whole number >= 1, got "
+                 f"{value!r}: set TrainConfig({name}=...) to one")
         need(self.max_seconds is None or self.max_seconds > 0,
              f"max_seconds must be > 0 or None (no time limit), got {self.max_seconds!r}")
-        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive finite number, got {self.lr!r}")
+        need(self.lr > 0 and math.isfinite(self.lr),
+             f"lr must be a positive finite number, got {self.lr!r}")
         need(0 <= self.warmup_frac < 1, f"warmup_frac must lie in [0, 1), got {self.warmup_frac!r}")
-        need(0 <= self.min_lr_frac <= 1, f"min_lr_frac must lie in [0, 1], got {self.min_lr_frac!r}")
+        need(0 <= self.min_lr_frac <= 1,
+             f"min_lr_frac must lie in [0, 1], got {self.min_lr_frac!r}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
         need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
         need(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}")
-        need(isinstance(self.batch_size, int) and self.batch_size >= 1,
-             f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        need(isinstance(self.seq_len, int) and self.seq_len >= 1, f"seq_len must be an integer >= 1, got {self.seq_len!r}")
-        need(self.eval_every >= 1, f"eval_every must be >= 1 step, got {self.eval_every!r}")
-        need(self.eval_batches >= 1 and self.eval_batch_size >= 1,
-             f"eval_batches and eval_batch_size must be >= 1, got {self.eval_batches}, {self.eval_batch_size}")
         need(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        gpu = str(self.device).lower().startswith("gpu") * ": PyTorch calls an NVIDIA GPU 'cuda'"
+        need(_device_ok(self.device),
+             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}{gpu}")
         need(self.diverge_factor > 1, f"diverge_factor must be > 1, got {self.diverge_factor!r}")
-        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        need(isinstance(self.seed, int) and self.seed >= 0,
+             f"seed must be an integer >= 0, got {self.seed!r}")
 
     @property
     def warmup_steps(self) -> int:
@@ -108,8 +113,16 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}"
+                             f"; known: {sorted(known)}")
         return cls(**d)
+
+
+def _device_ok(device) -> bool:
+    try:
+        return device == "auto" or torch.device(device).type in ("cpu", "cuda", "mps")
+    except (RuntimeError, TypeError):
+        return False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -141,6 +154,7 @@ class RunResult:
     train_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, that batch's loss)
     val_curve: list[tuple[int, float]] = field(default_factory=list)  # (steps done, val loss)
     final_val: float = float("nan")
+    final_val_step: int | None = None  # the step of final_val (before steps_done after a Ctrl-C)
     wall_s: float = 0.0  # the whole run, evaluations included
     tokens_per_s: float = 0.0  # training tokens (all ranks) per second of training steps
     first_step_s: float = 0.0  # the first step's seconds (with torch.compile: mostly compiling)
@@ -362,6 +376,9 @@ def _start(model_cfg, cfg, corpus, model, state_dir, checkpoint_every, resume, c
         raise ValueError("model.cfg differs from model_cfg; pass model_cfg=model.cfg")
     rank, world = _dist()
     device = _resolve_device(cfg)
+    # a batch that does not fit kills the kernel silently; CUDA raises an OOM
+    if device.type == "cpu":
+        check_training_memory(model_cfg, cfg)
     model = (build_model(model_cfg, seed=cfg.seed) if model is None else model).to(device).train()
     result = RunResult(model_cfg, cfg, n_params=model.num_params(), world_size=world,
                        device=str(device), corpus=corpus.fingerprint)
@@ -458,7 +475,13 @@ def _record_times(run: _Run) -> None:
 def _finish(run: _Run, stop: str) -> RunResult:
     r = run.result
     r.stop_reason, r.diverged, r.interrupted = stop, stop == "diverged", stop == "interrupted"
-    r.final_val = r.val_curve[-1][1] if r.val_curve else float("nan")
+    r.final_val_step, r.final_val = r.val_curve[-1] if r.val_curve else (None, float("nan"))
+    if r.interrupted and r.final_val_step != r.steps_done:
+        last = "no validation loss yet" if r.final_val_step is None else (
+            f"the last validation loss {r.final_val:.3f} is from step {r.final_val_step} "
+            "(final_val_step)")
+        print(f"interrupted: the model holds step {r.steps_done}'s weights; {last}",
+              file=sys.stderr)
     _record_times(run)
     r.model = run.model
     return r
