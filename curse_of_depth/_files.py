@@ -20,7 +20,8 @@ REPO_ROOT = PACKAGE_ROOT.parent
 
 
 def data_dir() -> Path:
-    """Cache folder: ``COD_DATA_DIR`` if set, else ``data/cache`` in a checkout, else ``~/.cache/curse_of_depth``."""
+    """Cache folder: ``COD_DATA_DIR`` if set, else ``data/cache`` in a checkout, else
+    ``~/.cache/curse_of_depth``."""
     env = os.environ.get("COD_DATA_DIR")
     if env:
         path = Path(env).expanduser()
@@ -45,7 +46,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def umask() -> int:
-    """This process's umask, read without changing it where the OS shows it (Linux), else set and restored."""
+    """This process's umask, read without changing it where the OS shows it (Linux), else set and
+    restored."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
@@ -58,7 +60,8 @@ def umask() -> int:
 
 
 def usual_mode(path: str | os.PathLike) -> None:
-    """Give a file written by another library (safetensors writes 0600) the mode a plain ``open`` would."""
+    """Give a file written by another library (safetensors writes 0600) the mode a plain ``open``
+    would."""
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask())
 
 
@@ -67,7 +70,8 @@ def _fresh_name(folder: Path, prefix: str, suffix: str) -> Path:
 
 
 def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
-    """A new, uniquely named folder in ``parent`` with the umask's usual mode (``tempfile.mkdtemp`` gives 0700)."""
+    """A new, uniquely named folder in ``parent`` with the umask's usual mode (``tempfile.mkdtemp``
+    gives 0700)."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     while True:
@@ -83,7 +87,8 @@ def _open_temp(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
     while True:
         path = _fresh_name(folder, prefix, suffix)
         try:  # O_EXCL: never reuse another writer's name; 0o666 & ~umask, as for any new file
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), path
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o666), path
         except FileExistsError:
             continue
 
@@ -112,7 +117,8 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
-def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+def atomic_save_safetensors(tensors: dict, path: str | os.PathLike,
+                            metadata: dict[str, str] | None = None) -> Path:
     """safetensors, written atomically (safe to load: no pickle)."""
     from safetensors.torch import save
 

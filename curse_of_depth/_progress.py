@@ -3,13 +3,15 @@
 ``progress_bar`` takes tqdm's arguments and picks the bar for where the code runs:
 
 - In a terminal or a script: tqdm's text bar on stderr.
-- In a notebook kernel a person is watching (``workshop.runtime.frontend_attached``: JupyterLab, Notebook,
-  VS Code, Colab): tqdm's live widget bar, which on ``close()`` replaces itself with its final text line
-  (``leave=True``) or with nothing (``leave=False``). So a saved notebook never keeps a widget that, once its
-  kernel is gone, can only show a frozen "0%" (GitHub, nbviewer, RISE) or "Error displaying widget".
+- In a notebook kernel a person is watching (``workshop.runtime.frontend_attached``: JupyterLab,
+  Notebook, VS Code, Colab): tqdm's live widget bar, which on ``close()`` replaces itself with its
+  final text line (``leave=True``) or with nothing (``leave=False``). So a saved notebook never
+  keeps a widget that, once its kernel is gone, can only show a frozen "0%" (GitHub, nbviewer, RISE)
+  or "Error displaying widget".
 - In a kernel nobody watches (nbconvert, nbval, papermill): no bar, so committed outputs carry none.
 
-The core imports the workshop's front-end rule only inside a notebook kernel (lazily, as it does for results).
+The core imports the workshop's front-end rule only inside a notebook kernel (lazily, as it does for
+results).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sys
 
 
 def progress_bar(*args, **kwargs):
-    """A ``tqdm`` bar suited to where the code runs (see the module docstring); same arguments as ``tqdm``."""
+    """A ``tqdm`` bar suited to where the code runs (see the module docstring); same arguments as
+    ``tqdm``."""
     from tqdm.std import tqdm
 
     if "ipykernel" not in sys.modules:  # not a notebook kernel: no need for the widgets module

