@@ -17,11 +17,11 @@ class _Handle:
 def _fake_frontend(monkeypatch, attached: bool, in_kernel: bool = True):
     import sys
 
-    from curse_of_depth.workshop import widgets
+    from curse_of_depth.workshop import runtime
 
     monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
-    monkeypatch.setattr(widgets, "frontend_attached", lambda: attached)
-    monkeypatch.setattr(widgets, "_in_kernel", lambda: in_kernel)
+    monkeypatch.setattr(runtime, "frontend_attached", lambda: attached)
+    monkeypatch.setattr(runtime, "_in_kernel", lambda: in_kernel)
 
 
 def test_progress_bar_outside_a_notebook_is_tqdms_text_bar(capsys):
