@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -186,19 +187,68 @@ def _tokens(hs: torch.Tensor | list | tuple, skip_first: bool) -> torch.Tensor:
     return hs.reshape(hs.shape[0], -1, hs.shape[-1]).float()
 
 
-def rms_per_layer(hs, skip_first: bool = True) -> torch.Tensor:
-    """sqrt(mean h^2) of each hidden state over tokens and features, shape ``(L + 1,)`` (notebook 01)."""
+# Two different "residual variances" exist, and each has one name here:
+#   * per token: the variance over the d features of one token's vector, averaged over tokens. What the theory
+#     (notebook 02, ``curse_of_depth.theory``) predicts and what the kit's own models report (notebooks 03, 04).
+#   * pooled: the variance (or mean square) over all tokens *and* features at once. A handful of tokens with
+#     "massive activations" (SmolLM2: single features of ~800 on a few tokens) dominate it, so pooled RMS curves of
+#     pretrained LLMs can jump where the per-token median does not move (notebook 01; docs/evidence/).
+# The per-token RMS distribution (``residual_rms_quantiles``) is the robust view of a pretrained model.
+
+
+def residual_rms_pooled(hs, skip_first: bool = True) -> torch.Tensor:
+    """sqrt(mean h^2) of each hidden state, pooled over tokens and features, shape ``(L + 1,)`` (notebook 01).
+
+    Pooling lets a few tokens with massive activations drive the curve; ``residual_rms_quantiles`` gives the
+    per-token view.
+    """
     x = _tokens(hs, skip_first)
     return x.pow(2).mean(dim=(1, 2)).sqrt()
 
 
-def variance_per_layer(hs, skip_first: bool = True) -> torch.Tensor:
-    """Variance of each hidden state over all tokens and features, shape ``(L + 1,)`` (notebooks 01, 04).
+def residual_variance_pooled(hs, skip_first: bool = True) -> torch.Tensor:
+    """Variance of each hidden state over all tokens and features pooled, shape ``(L + 1,)``.
 
-    The quantity of the paper's Fig. 4 (output variance per layer).
+    Equals ``residual_variance_per_token`` plus the variance across tokens of each token's feature mean.
     """
     x = _tokens(hs, skip_first)
     return x.flatten(1).var(dim=1)
+
+
+def residual_variance_per_token(hs, skip_first: bool = True) -> torch.Tensor:
+    """Variance over the features of each token's vector (1/d normalization), averaged over tokens, shape
+    ``(L + 1,)``: the quantity ``curse_of_depth.theory`` predicts (notebooks 02, 03, 04).
+
+    ``skip_first=False`` for random-init stacks (no attention sink there, every position counts).
+    """
+    x = _tokens(hs, skip_first)
+    return x.var(dim=-1, unbiased=False).mean(dim=-1)
+
+
+def residual_rms_per_token(hs, skip_first: bool = True) -> torch.Tensor:
+    """sqrt(mean over features of h^2) of every token, shape ``(L + 1, n_tokens)`` (notebook 01).
+
+    The RMS each RMSNorm divides by: the block Jacobian's 1/rms factor is per token.
+    """
+    return _tokens(hs, skip_first).pow(2).mean(dim=-1).sqrt()
+
+
+RMS_QUANTILES = (0.1, 0.5, 0.9, 0.99)
+
+
+def residual_rms_quantiles(hs, quantiles=RMS_QUANTILES, skip_first: bool = True) -> dict[str, list]:
+    """Quantiles of the per-token RMS at every hidden state, plus its max (notebook 01).
+
+    Returns ``{"quantiles": [...], "values": [[q-th quantile at state 0..L] for each q], "max": [...]}``,
+    JSON-friendly. The median is the typical token; the top quantiles and the max show the few tokens that
+    carry massive activations, which ``residual_rms_pooled`` mixes into its single number.
+    """
+    qs = [float(q) for q in quantiles]
+    if not qs or any(not 0.0 <= q <= 1.0 for q in qs):
+        raise ValueError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
+    r = residual_rms_per_token(hs, skip_first).double()
+    vals = torch.quantile(r, torch.tensor(qs, dtype=torch.float64), dim=1)
+    return {"quantiles": qs, "values": vals.tolist(), "max": r.max(dim=1).values.tolist()}
 
 
 def angular_distance_matrix(hs, skip_first: bool = True, last_token: bool = False) -> torch.Tensor:
@@ -491,11 +541,12 @@ def block_grad_norms(model: nn.Module | LayerStack, idx: torch.Tensor, targets: 
 class LayerProfile:
     """Per-layer diagnostics of one model on one batch; JSON-friendly through ``to_dict`` (notebooks 01, 04).
 
-    ``rms``/``variance`` have ``L + 1`` entries (embeddings first); the rest have ``L`` (one per layer).
+    ``rms_pooled``/``variance_per_token`` have ``L + 1`` entries (embeddings first); the rest have ``L`` (one per
+    layer).
     """
 
-    rms: list[float]
-    variance: list[float]
+    rms_pooled: list[float]
+    variance_per_token: list[float]
     angular: list[float]  # input -> output of each layer
     block_influence: list[float]
     removal: RemovalScan | None = None
@@ -521,8 +572,8 @@ def layer_profile(model: nn.Module | LayerStack, idx: torch.Tensor, targets: tor
     scan = layer_removal_scan(st, idx, targets, hidden=hs, progress=progress) if removal else None
     g = block_grad_norms(st, idx, targets).tolist() if grads else None
     return LayerProfile(
-        rms=rms_per_layer(hs, skip_first).tolist(),
-        variance=variance_per_layer(hs, skip_first).tolist(),
+        rms_pooled=residual_rms_pooled(hs, skip_first).tolist(),
+        variance_per_token=residual_variance_per_token(hs, skip_first).tolist(),
         angular=adjacent_angular_distance(hs, skip_first).tolist(),
         block_influence=block_influence(hs, skip_first).tolist(),
         removal=scan,
@@ -531,29 +582,43 @@ def layer_profile(model: nn.Module | LayerStack, idx: torch.Tensor, targets: tor
 
 
 def rank_correlation(a, b) -> float:
-    """Spearman rank correlation (ties broken by order; fine for continuous measurements)."""
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    if a.shape != b.shape or a.numel() < 2:
-        raise ValueError(f"need two equally long sequences of >= 2 values, got {tuple(a.shape)} and {tuple(b.shape)}")
-    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    """Spearman rank correlation: the Pearson correlation of the ranks, ties given their average rank.
+
+    The kit's one implementation (notebooks 01, 02; ``theory.check_decreasing`` uses it too).
+    """
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"need two equally long sequences of >= 2 values, got {a.shape} and {b.shape}")
+    ra, rb = rankdata(a), rankdata(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+    den = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    if den == 0:
+        raise ValueError("rank correlation is undefined when one sequence is constant")
+    return float((ra * rb).sum() / den)
 
 
 def layer_report(model: nn.Module | LayerStack, idx: torch.Tensor, removal: bool = True,
                  progress: bool = True) -> dict:
     """Everything notebook 01 plots, as plain JSON-friendly data, from one forward pass over ``idx``.
 
-    Keys: ``loss`` (nats/token, next token within each sequence), ``rms`` and ``rms_with_first`` (L + 1), ``variance`` (L + 1), ``angular`` (L, input -> output),
-    ``dist`` (the (L + 1)^2 angular-distance matrix), ``block_influence`` (L), ``removal`` (the
-    single-layer scan, when ``removal``), ``n_tokens``, ``seq_len``.
+    Keys: ``loss`` (nats/token, next token within each sequence); per hidden state (L + 1 entries, position 0
+    left out unless the key says so): ``rms_pooled``, ``rms_pooled_with_first``, ``variance_per_token``,
+    ``variance_pooled``, ``rms_per_token`` (``residual_rms_quantiles``: median, percentiles, max of the per-token
+    RMS); ``angular`` (L, input -> output), ``dist`` (the (L + 1)^2 angular-distance matrix), ``block_influence``
+    (L), ``removal`` (the single-layer scan, when ``removal``), ``n_tokens``, ``seq_len``.
     """
     st = layer_stack(model)
     hs = residual_stream(st, idx)
     out = {
         "n_tokens": int(idx.numel()), "seq_len": int(idx.shape[1]),
-        "rms": rms_per_layer(hs).tolist(), "rms_with_first": rms_per_layer(hs, skip_first=False).tolist(),
-        "variance": variance_per_layer(hs).tolist(), "angular": adjacent_angular_distance(hs).tolist(),
+        "rms_pooled": residual_rms_pooled(hs).tolist(),
+        "rms_pooled_with_first": residual_rms_pooled(hs, skip_first=False).tolist(),
+        "variance_per_token": residual_variance_per_token(hs).tolist(),
+        "variance_pooled": residual_variance_pooled(hs).tolist(),
+        "rms_per_token": residual_rms_quantiles(hs),
+        "angular": adjacent_angular_distance(hs).tolist(),
         "dist": angular_distance_matrix(hs).tolist(), "block_influence": block_influence(hs).tolist(),
         "loss": _nll(st, hs[-1][:, :-1], idx[:, 1:]),
     }
@@ -614,7 +679,8 @@ def attention_logit_std(model: CausalLM, idx: torch.Tensor) -> list[float]:
 def block_diagnostics(model: CausalLM, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
     """The four per-block diagnostics of notebook 04 on one batch, as plain lists (block 1 first).
 
-    ``variance`` after each block, ``angular`` distance in -> out, ``skip_delta`` (loss increase when that block
+    ``variance`` after each block (``residual_variance_per_token``: the quantity of notebook 02's theory),
+    ``angular`` distance in -> out, ``skip_delta`` (loss increase when that block
     alone is skipped, reusing the inputs of the full pass), ``grad_norm`` of the block's parameters; plus
     ``embedding_variance`` and ``base_loss``. Built on ``curse_of_depth.analysis.layer_profile``.
     """
@@ -624,5 +690,6 @@ def block_diagnostics(model: CausalLM, x: torch.Tensor, y: torch.Tensor) -> dict
         prof = layer_profile(model, x, y, removal=True, grads=True, skip_first=False)
     finally:
         model.train(was_training)
-    return {"variance": prof.variance[1:], "embedding_variance": prof.variance[0], "angular": prof.angular,
+    return {"variance": prof.variance_per_token[1:], "embedding_variance": prof.variance_per_token[0],
+            "angular": prof.angular,
             "skip_delta": prof.removal.delta, "grad_norm": prof.grad_norms, "base_loss": prof.removal.base_loss}
