@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     norms = [n for n in args.norms.split(",") if n]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     skip_steps = {int(s) for s in args.skip_steps.split(",") if s}
-    command = "COD_THREADS=%d %s" % (torch.get_num_threads(),
-                                     " ".join(shlex.quote(a) for a in ["python", *sys.argv]))
+    argv_text = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    command = f"COD_THREADS={torch.get_num_threads()} {argv_text}"
     corpus = load_corpus("shakespeare")
     mcfg0, tcfg0 = band_configs(args.tag, "pre", 0, corpus.vocab_size)
     x, y = corpus.fixed_batches("val", 1, args.probe_batch, tcfg0.seq_len, seed=2)[0]
