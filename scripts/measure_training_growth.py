@@ -12,9 +12,16 @@ Trains notebook 03's recipe (``curse_of_depth.workshop.sweep.band_configs('d64_L
 * the validation loss at that step.
 
 Writes the results pack entry ``training_growth`` (``curse_of_depth.workshop.results.save``) after every run, so an
-interrupted measurement keeps what it finished. One process, ``COD_THREADS`` threads (2 here):
+interrupted measurement keeps what it finished. Eager (no ``torch.compile``), fp32 (TF32 off on a GPU). On a CPU,
+one process with ``COD_THREADS`` threads:
 
     COD_THREADS=2 .venv/bin/python scripts/measure_training_growth.py --norms pre,lns,peri --seeds 0,1,2
+
+The stored entries were made on one H200 (the shared 2-core CPU was loaded ~5x at the time):
+
+    python scripts/measure_training_growth.py --norms pre,lns,peri --seeds 0,1,2,3,4
+    python scripts/measure_training_growth.py --norms pre,lns --seeds 0,1,2 --max-steps 1920 --eval-every 160 \
+        --skip-steps 0,480,1920 --name training_growth_long
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import torch
 import curse_of_depth as cod  # noqa: F401  (sets the thread count before torch work starts)
 from curse_of_depth import analysis
 from curse_of_depth.data import load_corpus
-from curse_of_depth.train import train
+from curse_of_depth.train import TrainConfig, train
 from curse_of_depth.workshop import results
 from curse_of_depth.workshop.sweep import band_configs
 
@@ -63,14 +70,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-steps", default="0,80,480", help="steps at which the skip-one-block scan also runs")
     ap.add_argument("--probe-batch", type=int, default=16)
     ap.add_argument("--name", default="training_growth", help="results pack entry to write")
+    ap.add_argument("--max-steps", type=int, default=None, help="a longer (or shorter) schedule than the tag's")
+    ap.add_argument("--eval-every", type=int, default=None)
     args = ap.parse_args(argv)
+    if torch.cuda.is_available():  # fp32 means fp32 matmuls, as the bands (sweep.run_band_group)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     norms = [n for n in args.norms.split(",") if n]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     skip_steps = {int(s) for s in args.skip_steps.split(",") if s}
     argv_text = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
     command = f"COD_THREADS={torch.get_num_threads()} {argv_text}"
     corpus = load_corpus("shakespeare")
-    mcfg0, tcfg0 = band_configs(args.tag, "pre", 0, corpus.vocab_size)
+    def configs(norm: str, seed: int):
+        mcfg, tcfg = band_configs(args.tag, norm, seed, corpus.vocab_size)
+        over = {k: v for k, v in (("max_steps", args.max_steps), ("eval_every", args.eval_every)) if v is not None}
+        return mcfg, (TrainConfig.from_dict({**tcfg.to_dict(), **over}) if over else tcfg)
+
+    mcfg0, tcfg0 = configs("pre", 0)
     x, y = corpus.fixed_batches("val", 1, args.probe_batch, tcfg0.seq_len, seed=2)[0]
     data = {"tag": args.tag, "model": mcfg0.to_dict(), "train": tcfg0.to_dict(),
             "probe": {"split": "val", "batch": args.probe_batch, "seq_len": tcfg0.seq_len, "seed": 2,
@@ -79,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     for seed in seeds:  # seed-major: a partial file holds complete norm sets
         for norm in norms:
-            mcfg, tcfg = band_configs(args.tag, norm, seed, corpus.vocab_size)
+            mcfg, tcfg = configs(norm, seed)
             snaps: dict[int, dict] = {}
 
             def cb(step, model, result, snaps=snaps):
@@ -87,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 model.train()
 
             t0 = time.perf_counter()
-            run = train(mcfg, tcfg, corpus=corpus, progress=False, callback=cb)
+            run = train(mcfg, tcfg, corpus=corpus, progress=False, callback=cb, compile=False)
             wall = time.perf_counter() - t0
             data["runs"].append({"norm": norm, "seed": seed, "final_val": run.final_val, "diverged": run.diverged,
-                                 "wall_s": round(wall, 1), "steps": sorted(snaps),
+                                 "wall_s": round(wall, 1), "device": run.device, "steps": sorted(snaps),
                                  "snapshots": [snaps[s] for s in sorted(snaps)]})
             print(f"{norm} seed {seed}: final val {run.final_val:.3f} in {wall:.0f} s", flush=True)
             prov = results.provenance(seeds=seeds, wall_s=time.perf_counter() - t_all, command=command,
