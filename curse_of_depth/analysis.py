@@ -649,6 +649,64 @@ def claim_layers(n_layers: int) -> list[int]:
     return [0, 1, *range(third, n_layers - third), n_layers - 2, n_layers - 1]
 
 
+# ----------------------------------------------------------------------------- the depth profile and its growth
+
+
+@dataclass
+class DepthProfile:
+    """The shape of a residual-variance profile over blocks 1..L (notebooks 02-04; ``depth_profile``).
+
+    ``total`` = v_L / v_1; ``shallow`` = v_{L/4} / v_1 (blocks 1 -> L/4); ``deep`` = v_L / v_{L/4};
+    ``exponent``: least-squares slope of log v against log l over blocks L/4..L, the p of v ~ l^p in the deep
+    three quarters (at init: ~1 for Pre-LN, linear; ~2 would be the quadratic growth of a correlated stream; ~0 flat).
+    """
+
+    total: float
+    shallow: float
+    deep: float
+    exponent: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def depth_profile(variance_after_blocks) -> DepthProfile:
+    """``DepthProfile`` of the variance after blocks 1..L (embedding left out; L >= 8). "Steeper" across training
+    means a larger ``deep`` growth and ``exponent``; the paper's super-linear regime is an exponent above 1."""
+    v = np.asarray(variance_after_blocks, dtype=float)
+    if v.ndim != 1 or v.size < 8:
+        raise ValueError(f"need the variance after at least 8 blocks, got shape {v.shape}")
+    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError("variances must be finite and positive (a diverged model has no profile)")
+    L, q = v.size, v.size // 4
+    layers = np.arange(1, L + 1, dtype=float)
+    exponent = float(np.polyfit(np.log(layers[q - 1:]), np.log(v[q - 1:]), 1)[0])
+    return DepthProfile(total=float(v[-1] / v[0]), shallow=float(v[q - 1] / v[0]), deep=float(v[-1] / v[q - 1]),
+                        exponent=exponent)
+
+
+def training_growth_table(data: dict, key: str = "variance_per_token") -> dict:
+    """Seed mean and sd of each ``DepthProfile`` field, per norm and snapshot step, from a stored
+    ``training_growth`` record (``scripts/measure_training_growth.py``; notebooks 02-04).
+
+    Returns ``{norm: {step: {field: (mean, sd, n)}}}``, plus the last-block variance as field ``last``.
+    """
+    by: dict[str, dict[int, list[dict]]] = {}
+    for run in data["runs"]:
+        for step, snap in zip(run["steps"], run["snapshots"]):
+            v = snap[key][1:]  # blocks 1..L (index 0 is the embedding)
+            row = {**depth_profile(v).to_dict(), "last": float(v[-1])}
+            by.setdefault(run["norm"], {}).setdefault(int(step), []).append(row)
+    out: dict[str, dict[int, dict]] = {}
+    for norm, steps in by.items():
+        out[norm] = {}
+        for step, rows in sorted(steps.items()):
+            out[norm][step] = {f: (float(np.mean([r[f] for r in rows])),
+                                   float(np.std([r[f] for r in rows], ddof=1)) if len(rows) > 1 else float("nan"),
+                                   len(rows)) for f in rows[0]}
+    return out
+
+
 # ----------------------------------------------------------------------------- why LNS leaves the plateau first
 
 

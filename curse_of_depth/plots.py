@@ -9,8 +9,8 @@ from __future__ import annotations
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 
-NORM_COLORS = {"pre": "#d62728", "lns": "#1f77b4", "post": "#2ca02c", "mix": "#9467bd"}
-NORM_LABELS = {"pre": "Pre-LN", "lns": "Pre-LN + LNS", "post": "Post-LN", "mix": "Mix-LN"}
+NORM_COLORS = {"pre": "#d62728", "lns": "#1f77b4", "post": "#2ca02c", "mix": "#9467bd", "peri": "#ff7f0e"}
+NORM_LABELS = {"pre": "Pre-LN", "lns": "Pre-LN + LNS", "post": "Post-LN", "mix": "Mix-LN", "peri": "Peri-LN"}
 
 _BASE = {
     "figure.dpi": 100,
@@ -60,7 +60,7 @@ use_style()
 # Plot functions of notebooks 03 (train it live) and 04 (inside the trained models). They take ``stats.Band``
 # objects and plain per-block lists, never models.
 
-UNIGRAM_NATS = 3.30  # character unigram entropy of the Shakespeare corpus (probe_training.md): the starting plateau
+UNIGRAM_NATS = 3.30  # val loss of the train split's character unigram model (3.293; docs/evidence/shakespeare_unigram.md)
 
 
 def draw_bands(ax, bands: dict, norms=None, alpha: float = 0.18, label_suffix: str = "") -> None:

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -232,3 +233,31 @@ def test_tiled_loss_equals_cross_entropy():
             torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     wrong = A._nll_rows(_BiasHead(norm, lin, True), h, (t + 1) % 1000)
     assert not torch.allclose(wrong, ref, atol=1e-3)  # the target word matters
+
+
+def test_depth_profile_reads_linear_quadratic_and_flat():
+    ell = np.arange(1, 25, dtype=float)
+    lin, quad, flat = A.depth_profile(1e-3 * ell), A.depth_profile(1e-3 * ell**2), A.depth_profile(np.full(24, 0.5))
+    assert lin.exponent == pytest.approx(1.0, abs=1e-6) and quad.exponent == pytest.approx(2.0, abs=1e-6)
+    assert flat.exponent == pytest.approx(0.0, abs=1e-9) and flat.total == pytest.approx(1.0)
+    assert lin.total == pytest.approx(24.0) and lin.shallow == pytest.approx(6.0) and lin.deep == pytest.approx(4.0)
+    # a profile that jumps in the first blocks and then saturates: large shallow growth, flat deep part
+    sat = A.depth_profile(np.r_[0.1, 1.0, 2.0, np.full(21, 2.2)])
+    assert sat.shallow > 10 and sat.exponent < 0.1 and sat.deep < 1.2
+    with pytest.raises(ValueError):
+        A.depth_profile([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="positive"):
+        A.depth_profile(np.r_[1.0, np.zeros(9)])
+
+
+def test_training_growth_table_aggregates_seeds():
+    ell = np.arange(0, 25, dtype=float)
+    runs = [{"norm": "pre", "seed": s, "steps": [0, 40],
+             "snapshots": [{"variance_per_token": list(1e-3 * (1 + ell) * (1 + s))},
+                           {"variance_per_token": list(1e-3 * (1 + ell) ** 2)}]} for s in range(3)]
+    t = A.training_growth_table({"runs": runs})
+    assert set(t) == {"pre"} and set(t["pre"]) == {0, 40}
+    mean, sd, n = t["pre"][40]["exponent"]
+    assert n == 3 and sd == pytest.approx(0.0, abs=1e-9) and mean > 1.5  # quadratic in (1 + l): steeper than linear
+    assert t["pre"][0]["exponent"][0] < 1.0
+    assert t["pre"][0]["last"][0] == pytest.approx(np.mean([1e-3 * 25 * (1 + s) for s in range(3)]))
