@@ -12,9 +12,11 @@ Conventions: layers are numbered from 0 in every returned array (entry ``i`` is 
 are stacked as ``hs[0]`` = embeddings, ``hs[i + 1]`` = output of layer ``i``.
 
 The first position of every sequence is left out of the statistics by default (``skip_first``):
-trained LLMs park an "attention sink" there, a token whose residual norm is tens of times larger
-than any other (SmolLM2: RMS 44 against 6 from layer 11 on). It would dominate every mean and hide
-the per-layer trend of the ordinary tokens.
+trained LLMs park an "attention sink" there, a token whose residual norm is orders of magnitude larger
+than any other (SmolLM2: per-token RMS ~1,000 against a median of ~6 after layer 11, almost all of it in
+feature 507; data/results/smollm2_per_token.json). It would dominate every mean and hide the per-layer trend
+of the ordinary tokens. Rarely another token turns into a second sink (docs/evidence/smollm2_massive_activation.md):
+``residual_rms_quantiles`` shows the typical token whatever a few outliers do.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ one process with ``COD_THREADS`` threads:
 
     COD_THREADS=2 .venv/bin/python scripts/measure_training_growth.py --norms pre,lns,peri --seeds 0,1,2
 
-The stored entries were made on one H200 (the shared 2-core CPU was loaded ~5x at the time):
+The stored entries (``training_growth``: Pre-LN and LNS; ``training_growth_peri``: Peri-LN) were made on the shared
+2-core CPU, one thread, one process at a time:
 
-    python scripts/measure_training_growth.py --norms pre,lns,peri --seeds 0,1,2,3,4
-    python scripts/measure_training_growth.py --norms pre,lns --seeds 0,1,2 --max-steps 1920 --eval-every 160 \
-        --skip-steps 0,480,1920 --name training_growth_long
+    COD_THREADS=1 python scripts/measure_training_growth.py --norms pre,lns --seeds 0,1,2 --name training_growth
+    COD_THREADS=1 python scripts/measure_training_growth.py --norms peri --seeds 0,1,2 --name training_growth_peri
 """
 
 from __future__ import annotations
