@@ -277,6 +277,17 @@ def adjacent_angular_distance(hs, skip_first: bool = True) -> torch.Tensor:
     return torch.arccos(cos).mean(dim=-1) / math.pi
 
 
+def relative_update(hs, skip_first: bool = True) -> torch.Tensor:
+    """||h_out - h_in|| / ||h_in|| of each layer, averaged over tokens, shape ``(L,)`` (notebooks 02-04).
+
+    What a block adds relative to the stream it reads: the quantity behind "deep blocks drift toward the
+    identity". At init it falls like ~1/sqrt(l) in any residual stack (Pre-LN, Peri-LN), whatever the stream's
+    absolute size; LNS makes it fall faster.
+    """
+    x = _tokens(hs, skip_first)
+    return ((x[1:] - x[:-1]).norm(dim=-1) / x[:-1].norm(dim=-1)).mean(dim=-1)
+
+
 def block_distances(dist: torch.Tensor) -> torch.Tensor:
     """Gromov et al.'s heatmap from an ``(L + 1, L + 1)`` distance matrix.
 

@@ -261,3 +261,13 @@ def test_training_growth_table_aggregates_seeds():
     assert n == 3 and sd == pytest.approx(0.0, abs=1e-9) and mean > 1.5  # quadratic in (1 + l): steeper than linear
     assert t["pre"][0]["exponent"][0] < 1.0
     assert t["pre"][0]["last"][0] == pytest.approx(np.mean([1e-3 * 25 * (1 + s) for s in range(3)]))
+
+
+def test_relative_update():
+    g = torch.Generator().manual_seed(0)
+    h0 = torch.randn(2, 6, 16, generator=g)
+    step = torch.randn(2, 6, 16, generator=g)
+    hs = torch.stack([h0, h0 + 0.1 * step, h0 + 0.1 * step])  # block 1 adds 0.1 x noise, block 2 nothing
+    ru = A.relative_update(hs, skip_first=False)
+    by_hand = ((0.1 * step).norm(dim=-1) / h0.norm(dim=-1)).mean()
+    assert ru[0] == pytest.approx(float(by_hand), rel=1e-5) and ru[1] == pytest.approx(0.0, abs=1e-7)
