@@ -75,3 +75,47 @@ def test_the_pooled_rms_jump_at_layer_11_is_one_token():
     opening = next(s for k, s in swaps.items() if k.startswith("' make me' as the first"))
     middle = next(s for k, s in swaps.items() if "positions 100-101" in k)
     assert min(opening["rms_state12_pos1"]) > 50 * middle["rms_state12_pos101"]  # only as the opening bigram
+
+
+def _profiles(name: str) -> dict:
+    from curse_of_depth import analysis
+
+    data = results.load(name)["data"]
+    out: dict = {}
+    for run in data["runs"]:
+        for step, snap in zip(run["steps"], run["snapshots"]):
+            out.setdefault(run["norm"], {}).setdefault(step, []).append(
+                analysis.depth_profile(snap["variance_per_token"][1:]))
+    return out
+
+
+def test_training_growth_record_is_complete_with_provenance():
+    rec = results.load("training_growth")
+    prov, data = rec["provenance"], rec["data"]
+    assert prov["complete"] and prov["command"] and prov["code_version"] and prov["hardware"] and prov["wall_s"] > 0
+    assert data["tag"] == "d64_L24_s480" and data["model"]["n_layers"] == 24
+    runs = {(r["norm"], r["seed"]) for r in data["runs"]}
+    assert runs == {(n, s) for n in ("pre", "lns") for s in (0, 1, 2)}
+    for r in data["runs"]:
+        assert r["steps"][0] == 0 and r["steps"][-1] == 480 and not r["diverged"]
+
+
+def test_pre_ln_profile_flattens_over_training_at_this_scale():
+    prof = _profiles("training_growth")
+    for norm in ("pre", "lns"):
+        init, end = prof[norm][0], prof[norm][480]
+        # in every seed the depth exponent of the deep three quarters falls from init to step 480 ...
+        assert all(e.exponent < i.exponent for i, e in zip(init, end))
+        assert all(e.total < i.total for i, e in zip(init, end))
+    # ... and Pre-LN is sub-linear at 480 steps (the paper's super-linear regime would be an exponent > 1)
+    assert max(p.exponent for p in prof["pre"][480]) < 1.0
+    # LNS keeps the flatter profile at every snapshot, in every seed (paired by seed)
+    for step in prof["pre"]:
+        assert all(lv.total < pv.total for pv, lv in zip(prof["pre"][step], prof["lns"][step]))
+
+
+def test_lns_keeps_the_last_block_variance_an_order_below_pre_ln_after_training():
+    data = results.load("training_growth")["data"]
+    last = {(r["norm"], r["seed"]): r["snapshots"][-1]["variance_per_token"][-1] for r in data["runs"]}
+    ratios = [last[("pre", s)] / last[("lns", s)] for s in (0, 1, 2)]
+    assert min(ratios) > 5  # paper (130M, 10K steps): ~175 vs ~25, i.e. ~7x
