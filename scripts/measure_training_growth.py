@@ -41,12 +41,6 @@ from curse_of_depth.workshop import results
 from curse_of_depth.workshop.sweep import band_configs
 
 
-def relative_update(hs: torch.Tensor) -> list[float]:
-    """Mean over tokens of ||h_l - h_(l-1)|| / ||h_(l-1)|| for blocks 1..L (hs: (L + 1, batch, seq, d))."""
-    x = hs.float().flatten(1, 2)
-    return ((x[1:] - x[:-1]).norm(dim=-1) / x[:-1].norm(dim=-1)).mean(-1).tolist()
-
-
 def snapshot(model, x, y, with_skip: bool) -> dict:
     model.eval()
     with torch.no_grad():
@@ -54,7 +48,7 @@ def snapshot(model, x, y, with_skip: bool) -> dict:
     snap = {
         "variance_per_token": analysis.residual_variance_per_token(hs, skip_first=False).tolist(),
         "variance_pooled": analysis.residual_variance_pooled(hs, skip_first=False).tolist(),
-        "relative_update": relative_update(hs),
+        "relative_update": analysis.relative_update(hs, skip_first=False).tolist(),
     }
     if with_skip:
         scan = analysis.layer_removal_scan(model, x, y, hidden=hs, progress=False)
