@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                 p.kill()
     with open("/proc/loadavg") as f:
         load = f.read().strip()
-    out = {"rows": rows, "steps": args.steps, "loadavg_after": load,
+    from curse_of_depth.workshop.results import code_version
+
+    out = {"rows": rows, "steps": args.steps, "loadavg_after": load, "code_version": code_version(),
            "cpu": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "command": " ".join(["python", *sys.argv])}
     (root / "docs" / "evidence" / "cpu_threads.json").write_text(json.dumps(out, indent=1) + "\n")
