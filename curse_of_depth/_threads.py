@@ -1,8 +1,9 @@
 """torch's thread count: the free physical cores unless the user chose one (importing the package sets it).
 
 OpenMP threads that share a core with a busy neighbour wait for each other at every barrier, so a second thread
-buys nothing there and can cost time (on the shared 2-core machine, beside two busy processes, a training step took
-1.07-1.13x as long with 2 threads as with 1: docs/evidence/cpu_threads.md, ``scripts/measure_thread_oversubscription.py``).
+buys nothing there and can cost time (on the shared 2-core machine, beside one or two busy processes, a training
+step took 0.96-1.13x as long with 2 threads as with 1: docs/evidence/cpu_threads.md,
+``scripts/measure_thread_oversubscription.py``).
 The kit therefore sets torch's thread count to the *free physical* cores unless the user chose one.
 """
 
