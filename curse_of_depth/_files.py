@@ -2,6 +2,9 @@
 
 Every file is written to a temporary name in the same folder and renamed into
 place, so an interrupted write never leaves a half file under the real name.
+Files and folders get the usual modes the umask allows (0644 / 0755 under umask
+022), not ``tempfile``'s private 0600 / 0700: a cache an instructor prepares on
+a shared machine must be readable by the attendees' accounts.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -41,10 +44,54 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def umask() -> int:
+    """This process's umask, read without changing it where the OS shows it (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def usual_mode(path: str | os.PathLike) -> None:
+    """Give a file written by another library (safetensors writes 0600) the mode a plain ``open`` would."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask())
+
+
+def _fresh_name(folder: Path, prefix: str, suffix: str) -> Path:
+    return folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new, uniquely named folder in ``parent`` with the umask's usual mode (``tempfile.mkdtemp`` gives 0700)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = _fresh_name(parent, prefix, "")
+        try:
+            os.mkdir(path, 0o777)  # the umask applies, as for any folder
+            return path
+        except FileExistsError:
+            continue
+
+
+def _open_temp(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+    while True:
+        path = _fresh_name(folder, prefix, suffix)
+        try:  # O_EXCL: never reuse another writer's name; 0o666 & ~umask, as for any new file
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), path
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _open_temp(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -445,7 +445,7 @@ def layer_removal_scan(model: nn.Module | LayerStack, idx: torch.Tensor, targets
     gives the CPU large matrix products (one 128-token chunk: ~1.3x faster on one core; from 512 tokens
     on it makes no difference). It does not change the numbers, and bounds the extra memory.
     """
-    from tqdm.auto import tqdm
+    from ._progress import progress_bar as tqdm
 
     st = layer_stack(model)
     idx = _check_idx(idx)
@@ -491,8 +491,7 @@ def layer_removal_scan_naive(model: nn.Module, idx: torch.Tensor, progress: bool
     """The same scan by physically deleting each layer and re-running the whole model (``model(input_ids,
     labels=...)`` for a Hugging Face model): the slow reference that tests and
     ``benchmarks/bench_layer_removal.py`` compare against."""
-    from tqdm.auto import tqdm
-
+    from ._progress import progress_bar as tqdm
     from .hf import num_layers, without_layers
 
     idx = _check_idx(idx)

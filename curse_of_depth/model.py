@@ -20,6 +20,7 @@ scaled-dot-product attention, untied embeddings, a final norm before the head.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -27,6 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("pre", "lns", "post", "mix", "peri")
+_INT_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "ffn_hidden")
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
 
 
 @dataclass
@@ -47,15 +53,26 @@ class ModelConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        for name in _INT_FIELDS:  # numpy integers (a sweep grid) become plain ints: JSON-friendly, equal configs
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, name, int(value))
         self.validate()
 
     def validate(self) -> None:
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if name == "ffn_hidden" and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a whole number (int), got {value!r}: write e.g. "
+                                 f"ModelConfig({name}={int(value) if _is_whole(value) else 64})")
         if self.norm not in NORMS:
             raise ValueError(
                 f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)} "
                 "('pre' = Pre-LN, 'lns' = LayerNorm Scaling, 'post' = Post-LN, 'mix' = Mix-LN, 'peri' = Peri-LN)"
             )
-        if not isinstance(self.n_layers, int) or self.n_layers < 1:
+        if self.n_layers < 1:
             raise ValueError(f"n_layers must be an integer >= 1, got {self.n_layers!r}: a model needs at least one block")
         if self.d_model < 1 or self.n_heads < 1:
             raise ValueError(f"d_model and n_heads must be positive, got d_model={self.d_model}, n_heads={self.n_heads}")
@@ -72,10 +89,25 @@ class ModelConfig:
             )
         if self.seq_len < 1 or self.vocab_size < 2:
             raise ValueError(f"seq_len must be >= 1 and vocab_size >= 2, got {self.seq_len}, {self.vocab_size}")
+        if self.ffn_hidden is not None and self.ffn_hidden < 1:
+            raise ValueError(f"ffn_hidden must be >= 1, or None for LLaMA's default width "
+                             f"({32 * math.ceil(8 * self.d_model / 3 / 32)} at d_model={self.d_model}); got {self.ffn_hidden}")
         if not 0.0 <= self.mix_alpha <= 1.0:
             raise ValueError(f"mix_alpha must lie in [0, 1], got {self.mix_alpha}")
-        if self.init_std <= 0:
-            raise ValueError(f"init_std must be positive, got {self.init_std}")
+        if self.norm == "mix" and self.n_post_blocks == 0:
+            alpha = math.ceil(1000 / self.n_layers) / 1000  # the smallest 3-decimal alpha giving one Post-LN block
+            deeper = next((n for n in range(self.n_layers, 10_000) if math.floor(self.mix_alpha * n) >= 1), None)
+            raise ValueError(
+                f"norm='mix' with n_layers={self.n_layers} and mix_alpha={self.mix_alpha} has floor(mix_alpha * n_layers)"
+                " = 0 Post-LN blocks: that is a pure Pre-LN model, not Mix-LN. Use norm='pre' for it, or "
+                f"mix_alpha={alpha} (one Post-LN block)" + (f", or n_layers={deeper}" if deeper else "")
+            )
+        positive = {"init_std": "e.g. 0.02", "norm_eps": "e.g. 1e-6; 0 divides by zero on an all-zero input",
+                    "rope_theta": "e.g. 10000.0; 0 gives NaN rotation angles"}
+        for name, hint in positive.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number ({hint}), got {value!r}")
 
     @property
     def head_dim(self) -> int:

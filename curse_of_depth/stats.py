@@ -24,7 +24,7 @@ import numpy as np
 
 ALPHA = 0.05  # the paired t-test's level for a verdict
 BAND_NORMS = ("pre", "lns", "post", "mix")
-NORM_NAMES = {"pre": "Pre-LN", "lns": "LNS", "post": "Post-LN", "mix": "Mix-LN"}
+NORM_NAMES = {"pre": "Pre-LN", "lns": "LNS", "post": "Post-LN", "mix": "Mix-LN", "peri": "Peri-LN"}
 
 
 # ----------------------------------------------------------------------------- curves and bands

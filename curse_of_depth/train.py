@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from ._files import atomic_save_safetensors, atomic_write_json, config_key, data_dir, sha256_file
+from ._memory import check_training_memory
 from .model import CausalLM, ModelConfig, build_model
 
 RUN_FORMAT = 1  # bump when a cached run would no longer mean the same thing (train-or-load key)
@@ -95,6 +96,10 @@ class TrainConfig:
         need(self.eval_batches >= 1 and self.eval_batch_size >= 1,
              f"eval_batches and eval_batch_size must be >= 1, got {self.eval_batches}, {self.eval_batch_size}")
         need(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        need(_device_ok(self.device), f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+             + (": PyTorch calls an NVIDIA GPU 'cuda'" if str(self.device).lower().startswith("gpu") else ""))
+        for name in ("eval_every", "eval_batches", "eval_batch_size"):
+            need(isinstance(getattr(self, name), int), f"{name} must be a whole number, got {getattr(self, name)!r}")
         need(self.diverge_factor > 1, f"diverge_factor must be > 1, got {self.diverge_factor!r}")
         need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
 
@@ -114,6 +119,13 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+
+def _device_ok(device) -> bool:
+    try:
+        return device == "auto" or torch.device(device).type in ("cpu", "cuda", "mps")
+    except (RuntimeError, TypeError):
+        return False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -143,6 +155,7 @@ class RunResult:
     train_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss of that step's batch)
     val_curve: list[tuple[int, float]] = field(default_factory=list)  # (steps done, validation loss)
     final_val: float = float("nan")
+    final_val_step: int | None = None  # the step final_val was measured at (earlier than steps_done after a Ctrl-C)
     wall_s: float = 0.0  # the whole run, evaluations included
     tokens_per_s: float = 0.0  # training tokens (all ranks) per second of training steps, evaluations excluded
     first_step_s: float = 0.0  # the first step's seconds (with torch.compile: mostly compilation)
@@ -174,7 +187,8 @@ class RunResult:
             "train_steps": [s for s, _ in self.train_curve],
             "train_loss": [_finite_or_none(v) for _, v in self.train_curve],
             "val_steps": self.val_steps, "val_loss": [_finite_or_none(v) for v in self.val_loss],
-            "final_val": _finite_or_none(self.final_val), "wall_s": self.wall_s, "tokens_per_s": self.tokens_per_s,
+            "final_val": _finite_or_none(self.final_val), "final_val_step": self.final_val_step,
+            "wall_s": self.wall_s, "tokens_per_s": self.tokens_per_s,
             "first_step_s": self.first_step_s,
             "diverged": self.diverged, "interrupted": self.interrupted, "steps_done": self.steps_done,
             "stop_reason": self.stop_reason, "diverged_reason": self.diverged_reason, "tokens_seen": self.tokens_seen,
@@ -393,8 +407,7 @@ def train(
     ``compile`` runs the training steps through ``torch.compile`` (default: on a CUDA GPU only; the same
     weights, data and optimizer, fused kernels); evaluation and callbacks use the plain model.
     """
-    from tqdm.auto import tqdm
-
+    from ._progress import progress_bar as tqdm
     from .data import load_corpus
 
     corpus = corpus if corpus is not None else load_corpus(train_cfg.corpus)
@@ -406,6 +419,8 @@ def train(
     rank, world = _dist()
     device = _resolve_device(train_cfg)
     autocast = _autocast(device, train_cfg)
+    if device.type == "cpu":  # a batch that does not fit kills the kernel silently; CUDA raises its own OOM error
+        check_training_memory(model_cfg, train_cfg)
 
     if model is None:
         model = build_model(model_cfg, seed=train_cfg.seed)
@@ -518,7 +533,11 @@ def train(
     finally:
         bar.close()
     result.stop_reason = stop or "interrupted"
-    result.final_val = result.val_curve[-1][1] if result.val_curve else float("nan")
+    result.final_val_step, result.final_val = result.val_curve[-1] if result.val_curve else (None, float("nan"))
+    if result.interrupted and result.final_val_step != result.steps_done:
+        last = "no validation loss yet" if result.final_val_step is None else (
+            f"the last validation loss {result.final_val:.3f} is from step {result.final_val_step} (final_val_step)")
+        print(f"interrupted: the model holds step {result.steps_done}'s weights; {last}", file=sys.stderr)
     _finish_times(result, prior_wall, t0, prior_train_s, train_s)
     if plot is not None:
         plot.close(result)

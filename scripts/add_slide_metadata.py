@@ -8,8 +8,10 @@ Rule (from the headings, as notebooks/INSTRUCTORS.md describes): a markdown cell
 ``#`` or ``##`` heading starts a "slide", a ``###`` heading a "subslide"; every other cell gets "-" (it
 stays on the current slide) unless its author already chose a type (a "subslide" for a big figure,
 "fragment", "notes", "skip", ...), which is kept.
-Only ``metadata.slideshow`` changes: sources, outputs and execution counts are left exactly as they are,
-and a second run changes nothing. The file is written in nbformat's own layout (indent 1, sorted keys),
+The notebook's own metadata also gets the kit's RISE settings (``metadata.rise``, ``RISE_SETTINGS``): RISE's
+scroll is on, so a slide taller than the screen (1280x720 on a projector) scrolls to its end instead of being cut.
+Only ``metadata.slideshow`` and ``metadata.rise`` change: sources, outputs and execution counts are left exactly
+as they are, and a second run changes nothing. The file is written in nbformat's own layout (indent 1, sorted keys),
 the same layout nbconvert and JupyterLab write, so the diff is the metadata lines only.
 """
 
@@ -24,6 +26,12 @@ import tempfile
 from pathlib import Path
 
 SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
+# jupyterlab-rise reads these from the notebook's metadata (over its own settings). Scroll, rather than splitting
+# slides: the notebooks' prose changes often, a figure's height depends on the screen and on plots.present(), and
+# a split made for one version of a slide goes stale with the next edit; with scroll every slide can be read to
+# its end at any size (tests/browser/run_browser.py checks it at 1280x720). notebooks/rise.css keeps each figure
+# within one screen.
+RISE_SETTINGS = {"scroll": True}
 _HEADING = re.compile(r"^(#{1,6})\s+\S")
 
 
@@ -53,8 +61,14 @@ def slide_type_for(cell: dict) -> str:
 
 
 def apply(nb: dict) -> int:
-    """Set the slide types in place; returns how many cells changed."""
+    """Set the slide types and the RISE settings in place; returns how many cells (and the notebook's own
+    metadata, counted as one) changed."""
     changed = 0
+    meta = nb.setdefault("metadata", {})
+    rise = meta.get("rise", {})
+    if any(rise.get(k) != v for k, v in RISE_SETTINGS.items()):
+        meta["rise"] = {**rise, **RISE_SETTINGS}
+        changed += 1
     for cell in nb.get("cells", []):
         want = slide_type_for(cell)
         meta = cell.setdefault("metadata", {})

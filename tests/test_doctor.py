@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from curse_of_depth import _memory
 from curse_of_depth._files import REPO_ROOT
 from curse_of_depth.workshop import budgets, doctor, results, runtime
 
@@ -137,9 +138,12 @@ def test_memory_inside_a_container_limit(tmp_path, monkeypatch):
     # Binder: a 2 GB cgroup limit with 1.2 GB used leaves 0.8 GB, whatever the host's free memory says
     (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
     (tmp_path / "memory.current").write_text(f"{int(1.2 * 2**30)}\n")
-    assert doctor._cgroup_memory_left(tmp_path) == pytest.approx(0.8 * 2**30, rel=1e-6)
+    assert _memory._cgroup_bytes_left(tmp_path) == pytest.approx(0.8 * 2**30, rel=1e-6)
+    # reclaimable page cache (a model file read once) is not counted as used
+    (tmp_path / "memory.stat").write_text(f"anon 1000\ninactive_file {int(0.5 * 2**30)}\n")
+    assert _memory._cgroup_bytes_left(tmp_path) == pytest.approx(1.3 * 2**30, rel=1e-6)
     (tmp_path / "memory.max").write_text("max\n")
-    assert doctor._cgroup_memory_left(tmp_path) is None
+    assert _memory._cgroup_bytes_left(tmp_path) is None
     monkeypatch.setattr(doctor, "_available_memory_gb", lambda: 0.8)
     low = doctor.check_memory()
     assert low.status == "WARN" and low.fix

@@ -2,12 +2,13 @@
 
 import importlib.util
 import json
+import stat
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from curse_of_depth import hf
+from curse_of_depth import _files, hf
 from curse_of_depth.workshop import gguf
 
 
@@ -152,6 +153,10 @@ def test_fast_conversion_equals_transformers_gguf_loading(tmp_path):
 
     folder = gguf.convert_smollm2(tmp_path / "smol", progress=False)
     assert gguf._cache_ok(folder)
+    umask = _files.umask()  # every file readable as the umask allows (safetensors alone writes 0600)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {
+        p.name: 0o666 & ~umask for p in folder.iterdir()}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
     ours, our_tok = hf.load_pretrained(cache_path=folder, progress=False)
     g = gguf.smollm2_gguf()
     ref = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32)
@@ -173,7 +178,9 @@ def test_fast_conversion_equals_transformers_gguf_loading(tmp_path):
         torch.testing.assert_close(ours(input_ids=idx).logits, ref(input_ids=idx).logits, rtol=0, atol=0)
 
 
-def test_cache_check_stamps_verified_files_and_still_sees_changes(tmp_path):
+def test_cache_check_hashes_once_per_process_and_sees_changes(tmp_path, monkeypatch):
+    """The weights are hashed on the first check in a process, not on reloads in the same process; a file whose
+    size, mtime or inode changed is hashed again. (A new process always hashes: tests/test_faults.py.)"""
     import os
     import time
 
@@ -184,15 +191,15 @@ def test_cache_check_stamps_verified_files_and_still_sees_changes(tmp_path):
     w = folder / "w.bin"
     w.write_bytes(b"abc")
     old = time.time() - 60
-    os.utime(w, (old, old))  # older than the racy window: its verified hash may be remembered
+    os.utime(w, (old, old))
     manifest = {"format": gguf._CACHE_FORMAT, "files": {"w.bin": sha256_file(w)}}
     (folder / gguf._MANIFEST).write_text(json.dumps(manifest))
-    assert gguf._cache_ok(folder)
-    stamp = json.loads((folder / gguf._VERIFIED).read_text())
-    assert stamp["w.bin"][0] == manifest["files"]["w.bin"]
-    assert gguf._cache_ok(folder)  # from the stamp
+    hashed = []
+    monkeypatch.setattr(gguf, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+    assert gguf._cache_ok(folder) and len(hashed) == 1
+    assert gguf._cache_ok(folder) and len(hashed) == 1  # a reload in this process: remembered
     w.write_bytes(b"abd")  # same size, new modification time: hashed again
-    assert not gguf._cache_ok(folder)
-    w.write_bytes(b"abc")  # restored but modified just now: verified, not stamped (racy window)
-    assert gguf._cache_ok(folder)
-    assert "w.bin" not in json.loads((folder / gguf._VERIFIED).read_text())
+    assert not gguf._cache_ok(folder) and len(hashed) == 2
+    w.write_bytes(b"abc")
+    assert gguf._cache_ok(folder) and len(hashed) == 3
+    assert not (folder / gguf._VERIFIED).exists()  # nothing written into the cache folder

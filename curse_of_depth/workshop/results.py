@@ -2,8 +2,10 @@
 
 Results are JSON: ``{"provenance": {...}, "data": {...}}``. Provenance records
 the exact command, code version, hardware, seeds and wall time, so every
-figure a notebook shows can be re-made. ``MANIFEST.json`` holds each file's
-sha256; ``load`` refuses a file whose checksum does not match.
+figure a notebook shows can be re-made. The pack also holds model checkpoints
+(safetensors). ``MANIFEST.json`` holds the sha256 of every file of the pack;
+``load`` and ``load_checkpoint`` refuse a file whose checksum does not match,
+and ``verify`` (the doctor) names each damaged file and how to restore it.
 
 Claims: a notebook cell measures something, then calls ``claim(statement, ok)``.
 The cell fails (an exception) when the claim is false; when it holds it prints
@@ -41,20 +43,20 @@ class ClaimFailed(AssertionError):
     """A notebook's claim did not hold on this run."""
 
 
-def claim(statement: str, ok: bool, detail: str = "") -> str:
-    """Assert ``ok``; print and return the verdict line ``CLAIM HOLDS: <statement>``."""
+def claim(statement: str, ok: bool, detail: str = "") -> None:
+    """Assert ``ok``; print the verdict line ``CLAIM HOLDS: <statement>``.
+
+    Returns None, so a cell that ends with ``claim(...)`` shows the line once (a returned string was echoed
+    as the cell's ``Out[]``, a second copy of the line)."""
     if not ok:
         raise ClaimFailed(f"claim does not hold: {statement}" + (f" ({detail})" if detail else ""))
-    line = f"CLAIM HOLDS: {statement}"
-    print(line)
-    return line
+    print(f"CLAIM HOLDS: {statement}")
 
 
-def verdict(statement: str) -> str:
-    """Print a measured finding whose direction is not asserted (e.g. which method won)."""
-    line = f"MEASURED: {statement}"
-    print(line)
-    return line
+def verdict(statement: str) -> None:
+    """Print a measured finding whose direction is not asserted (e.g. which method won). Returns None (see
+    ``claim``)."""
+    print(f"MEASURED: {statement}")
 
 
 def code_version() -> str:
@@ -97,15 +99,82 @@ def provenance(seeds=None, wall_s: float | None = None, command: str | None = No
     }
 
 
+def restore_hint(name: str, folder: Path | None = None) -> str:
+    """How to get back a pristine copy of the pack's file ``name``: git in a checkout, else a reinstall."""
+    folder = Path(folder) if folder else results_dir()
+    real = (folder / name).resolve()
+    repo = _files.REPO_ROOT.resolve()
+    if (repo / ".git").exists() and real.is_relative_to(repo):
+        return f"restore it with `git checkout -- {real.relative_to(repo).as_posix()}` (in {repo})"
+    if real.is_relative_to(_files.PACKAGE_ROOT.resolve()):
+        return ("reinstall the kit to restore it (pip install --force-reinstall --no-deps curse-of-depth, or the "
+                "notebook's first cell on Colab)")
+    return f"copy {name} again from a clone's data/results/ (git checkout -- data/results/{name})"
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, str]:
+    """``{file name: sha256}`` of the pack (empty when there is no manifest yet); a damaged manifest raises."""
+    folder = Path(folder) if folder else results_dir()
+    path = folder / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}): {restore_hint(MANIFEST, folder)}") from None
+    if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+        raise ValueError(f"{path} is not a manifest of sha256 sums: {restore_hint(MANIFEST, folder)}")
+    return manifest
+
+
+def record(path: str | os.PathLike) -> Path:
+    """Add (or update) a file of the pack in its manifest, e.g. a checkpoint copied into ``data/results``."""
+    path = Path(path)
+    manifest = read_manifest(path.parent)
+    manifest[path.name] = sha256_file(path)
+    atomic_write_json(path.parent / MANIFEST, dict(sorted(manifest.items())))
+    return path
+
+
 def save(name: str, data, prov: dict, folder: Path | None = None) -> Path:
     """Write ``<name>.json`` atomically and record its sha256 in the manifest."""
     folder = Path(folder) if folder else results_dir()
-    path = atomic_write_json(folder / f"{name}.json", {"provenance": prov, "data": data})
-    manifest_path = folder / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[path.name] = sha256_file(path)
-    atomic_write_json(manifest_path, dict(sorted(manifest.items())))
+    return record(atomic_write_json(folder / f"{name}.json", {"provenance": prov, "data": data}))
+
+
+def verify_file(name: str, folder: Path | None = None, manifest: dict[str, str] | None = None) -> Path:
+    """The path of the pack's file ``name`` once its sha256 matches the manifest; else an error naming the fix."""
+    folder = Path(folder) if folder else results_dir()
+    path = folder / name
+    manifest = read_manifest(folder) if manifest is None else manifest
+    if not path.exists():
+        raise FileNotFoundError(f"the results pack in {folder} has no {name}: {restore_hint(name, folder)}")
+    expected = manifest.get(name)
+    if expected is None:
+        raise ValueError(f"{name} is not listed in {folder / MANIFEST}: add it with "
+                         f"curse_of_depth.workshop.results.record({str(path)!r}) if it belongs to the pack")
+    if sha256_file(path) != expected:
+        raise ValueError(f"{name} in the results pack is damaged (its sha256 differs from {MANIFEST}: edited, "
+                         f"truncated or corrupted): {restore_hint(name, folder)}")
     return path
+
+
+def verify(folder: Path | None = None) -> dict[str, str]:
+    """``{file name: what is wrong and how to restore it}`` for every damaged, missing or unlisted file of the pack
+    (empty when every checksum matches)."""
+    folder = Path(folder) if folder else results_dir()
+    try:
+        manifest = read_manifest(folder)
+    except ValueError as exc:
+        return {MANIFEST: str(exc)}
+    names = sorted({p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST} | set(manifest))
+    problems = {}
+    for name in names:
+        try:
+            verify_file(name, folder, manifest)
+        except (ValueError, FileNotFoundError) as exc:
+            problems[name] = str(exc)
+    return problems
 
 
 def load(name: str, folder: Path | None = None) -> dict:
@@ -117,14 +186,22 @@ def load(name: str, folder: Path | None = None) -> dict:
             f"no precomputed result {name!r} in {folder}; regenerate it with COD_MODE=full "
             "or restore data/results/ from the repository"
         )
-    manifest_path = folder / MANIFEST
-    expected = json.loads(manifest_path.read_text()).get(path.name) if manifest_path.exists() else None
-    if expected is None:
-        raise ValueError(f"{path.name} is not listed in {manifest_path}; re-save it with curse_of_depth.workshop.results.save")
-    if sha256_file(path) != expected:
+    manifest = read_manifest(folder)
+    if manifest.get(path.name) is None:
+        raise ValueError(f"{path.name} is not listed in {folder / MANIFEST}; re-save it with curse_of_depth.workshop.results.save")
+    if sha256_file(path) != manifest[path.name]:
         raise ValueError(f"{path} does not match its sha256 in {MANIFEST} (edited or corrupt); "
-                         "restore it from the repository or regenerate it with COD_MODE=full")
+                         f"{restore_hint(path.name, folder)}, or regenerate it with COD_MODE=full")
     return json.loads(path.read_text())
+
+
+def load_checkpoint(name: str, folder: Path | None = None, device="cpu"):
+    """``(model, result)`` of the pack's checkpoint ``name`` (``.safetensors`` optional), checksum verified first:
+    a damaged file is named with its fix instead of loading wrong weights (notebook 04)."""
+    from ..train import load_checkpoint as load_verified
+
+    name = name if name.endswith(".safetensors") else f"{name}.safetensors"
+    return load_verified(verify_file(name, folder), device=device)
 
 
 def available(folder: Path | None = None) -> list[str]:

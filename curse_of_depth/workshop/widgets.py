@@ -18,6 +18,12 @@ The rule (``frontend_attached``), first match wins:
    papermill, pytest (nbval, nbmake) or jupyter-execute -> static. These start the kernel themselves, so
    they show up as its parent; a JupyterLab / Notebook / VS Code / Colab kernel has a server as parent.
 5. Otherwise -> interactive.
+
+A kernel cannot tell which front end shows its output: a JupyterLab tab and a RISE slideshow of the same notebook
+share one kernel, and RISE cannot render widgets (jupyterlab-contrib/rise issue 119). So the live explorer's
+output also carries the static small multiples as a PNG (and a one-line text): a front end with a widget manager
+shows the controls, one without (RISE slides, a static viewer of a notebook saved from JupyterLab) shows the
+preset panels with a line telling the presenter to switch to the notebook view.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ ENV_VAR = "COD_WIDGETS"
 HEADLESS_RUNNERS = ("nbconvert", "nbclient", "papermill", "pytest", "py.test", "nbval", "nbmake", "jupyter-execute")
 _FORCE_ON = ("interactive", "1", "on", "true", "yes")
 _FORCE_OFF = ("static", "0", "off", "false", "no")
+# the live explorer's stand-in where widgets cannot render (RISE slides, static viewers)
+FALLBACK_NOTE = ("The live controls run in the notebook view (JupyterLab): slides and static viewers "
+                 "cannot show widgets")
 
 
 def _ancestor_cmdlines(levels: int = 4) -> list[str]:
@@ -138,8 +147,42 @@ def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]
     return fig
 
 
-def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any], defaults: Mapping[str, Any]):
-    """The ipywidgets version: controls on top, the figure below, redrawn by ``draw`` on every change."""
+def png_bytes(fig, close: bool = True) -> bytes:
+    """The figure as PNG bytes, as the inline backend would show it (tight bounding box); closes it by default,
+    so the inline backend does not show it a second time at the end of the cell."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    if close:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def with_fallback(widget, png: bytes, text: str = FALLBACK_NOTE) -> dict:
+    """The display bundle of ``widget`` plus a static stand-in: ``image/png`` and a ``text/plain`` line.
+
+    A front end with a widget manager (JupyterLab, Notebook 7, VS Code) ranks the widget view first; one without
+    (RISE slides, nbviewer or GitHub showing a notebook saved from JupyterLab) falls back to the PNG, and a text
+    viewer to the line, never to the widget's ``VBox(children=...)`` repr.
+    """
+    import base64
+
+    data = dict(widget._repr_mimebundle_())
+    data["image/png"] = base64.b64encode(png).decode("ascii")
+    data["text/plain"] = text
+    return data
+
+
+def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any], defaults: Mapping[str, Any],
+                      fallback: Callable[[], Any] | None = None):
+    """The ipywidgets version: controls on top, the figure below, redrawn by ``draw`` on every change.
+
+    ``fallback()`` returns the figure that front ends without widgets show instead (``with_fallback``); ``explore``
+    passes the static small multiples. Returns the controls by name.
+    """
     import ipywidgets as w
     from IPython.display import display
 
@@ -155,7 +198,11 @@ def interactive_panel(draw: Callable[..., None], controls: Mapping[str, Any], de
             plots.show(fig)
 
     w.interactive_output(redraw, widgets)
-    display(w.VBox([w.HBox(list(widgets.values()), layout=w.Layout(flex_flow="row wrap")), out]))
+    panel = w.VBox([w.HBox(list(widgets.values()), layout=w.Layout(flex_flow="row wrap")), out])
+    if fallback is None:
+        display(panel)
+    else:
+        display(with_fallback(panel, png_bytes(fallback())), raw=True)
     return widgets
 
 
@@ -167,14 +214,17 @@ def explore(draw: Callable[..., None], controls: Mapping[str, Any], presets: Seq
     ``draw(ax, **params)`` draws on a matplotlib axes (keep it a thin wrapper around tested library
     functions); ``controls`` maps a parameter to a spec (see ``make_control``); ``defaults`` gives every
     parameter's starting value (parameters without a control stay fixed); ``presets`` are the panels of the
-    static figure. ``interactive`` overrides the detection rule (``frontend_attached``). Returns None, so the
-    cell's text output stays empty. Used in notebook 02.
+    static figure. ``interactive`` overrides the detection rule (``frontend_attached``). The live panel also
+    carries the static figure for front ends that cannot show widgets (RISE slides; see ``with_fallback``), titled
+    with ``FALLBACK_NOTE``. Returns None, so the cell's text output stays empty. Used in notebook 02.
     """
     missing = set(controls) - set(defaults)
     if missing:
         raise ValueError(f"controls without a default value: {sorted(missing)}; add them to defaults")
     if interactive if interactive is not None else frontend_attached():
-        interactive_panel(draw, controls, defaults)
+        slides_title = f"Explorer, static view: {len(presets)} preset settings\n{FALLBACK_NOTE}"
+        interactive_panel(draw, controls, defaults, fallback=lambda: static_figure(
+            draw, presets, defaults, ncols=ncols, sharey=sharey, title=slides_title))
         return None
     plots.show(static_figure(draw, presets, defaults, ncols=ncols, sharey=sharey, title=title))
     return None
