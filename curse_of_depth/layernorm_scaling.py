@@ -370,9 +370,9 @@ def check_init(model: nn.Module, threshold: float = 0.7, action: str = "raise") 
                         reason=reason)
     if report.depth_scaled and action != "report":
         msg = (f"{reason}. Do not combine LayerNorm Scaling with scaled initialization (arXiv "
-               "2502.05795, footnote 1 and Table 6: LNS + scaled init loses most of LNS's gain). "
-               "Fix: initialize o_proj and down_proj like every other matrix, N(0, "
-               "config.initializer_range) -- e.g. build the model with "
+               "2502.05795, v5 footnote 1 and Table 6: at LLaMA-250M, LNS + scaled init gives back 0.44 "
+               "of LNS's 1.57-perplexity gain over Pre-LN, 20.79 vs 20.35). Fix: initialize o_proj and "
+               "down_proj like every other matrix, N(0, config.initializer_range) -- e.g. build the model with "
                "curse_of_depth.layernorm_scaling.new_lns_model(config).")
         if action == "raise":
             raise ValueError(msg)

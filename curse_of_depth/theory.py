@@ -4,10 +4,11 @@ Explained in notebook 02 (``notebooks/02_why_variance_grows.ipynb``).
 
 Three kinds of prediction live here, from the simplest to the one that matches the kit's model:
 
-* the *correlated recursion* of the paper's appendix (``correlated_recursion``):
-  sigma^2_{l+1} = sigma^2_l + b_l^2 + rho * sigma_l * b_l with b_l = 1 (Pre-LN) or 1/sqrt(l) (LNS).
-  rho = 0 is Xiong et al.'s picture at initialization (linear growth); rho > 0 is the correlation between
-  stream and branch that training builds, which turns linear growth into faster growth;
+* the *correlated recursion* of the paper's appendix (``correlated_recursion``): Var(X + Y) for a stream X and a
+  branch output Y, sigma^2_{l+1} = sigma^2_l + b_l^2 + 2 rho sigma_l b_l, with rho the correlation coefficient
+  of stream and branch and b_l = b (Pre-LN, Peri-LN) or b/sqrt(l) (LNS). rho = 0 is Xiong et al.'s picture at
+  initialization (linear growth); rho > 0 is the correlation that training builds, which turns linear growth
+  into quadratic growth. (The paper's Eqs. 21-23 write rho sigma sigma_b: their rho is twice a correlation.);
 * the paper's products, iterated literally (``paper_product``): Lemma 3.2 sigma^2_{l+1} = sigma^2_l (1 + 1/sigma_l)
   and Lemma 4.1 sigma^2_{l+1} = sigma^2_l (1 + 1/(sqrt(l) sigma_l)), and their stated bounds (``paper_bounds``);
 * the *mean-field kernel recursion* (``mean_field_variance``): the expected variance after every block of
@@ -16,8 +17,11 @@ Three kinds of prediction live here, from the simplest to the one that matches t
   at init attention averages over the causal prefix: what a block adds depends on how correlated the positions
   already are. sigma^2_l = sigma^2_0 + sum_k b_k^2, with each b_k^2 derived, not measured.
 
-Measurements on real stacks of the kit's model: ``measure_variance`` (several seeds, spread),
-``jacobian_distance`` (||dy/dx - I||_F / ||I||_F per block) and ``gradient_norms``.
+All five placements of ``curse_of_depth.model.NORMS`` are covered: Pre-LN, LNS, Post-LN, Mix-LN and Peri-LN.
+
+Measurements on real stacks of the kit's model: ``measure_variance`` (several seeds, spread), ``block_jacobians``
+(how far each block's Jacobian is from its identity path, the branch's share separated from the norm's projection),
+``lns_branch_scaling`` (what LNS's 1/sqrt(l) does to each branch) and ``gradient_norms``.
 The claim checks the notebook asserts are plain functions (``check_*``) so tests can flip their inputs.
 """
 
@@ -34,11 +38,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .model import CausalLM, ModelConfig, build_model
+from .analysis import rank_correlation, residual_variance_per_token
+from .model import NORMS, CausalLM, ModelConfig, build_model
 from .stats import Check
 
-NORMS = ("pre", "lns", "post", "mix")  # the placements derived here; Peri-LN is not (yet) in the theory
+# NORMS (pre, lns, post, mix, peri) comes from the model: the theory covers every placement the model has.
 
 # ---------------------------------------------------------------------------------------------------------------
 # The toy recursions (normalized units: what one step adds at b = 1)
@@ -73,7 +79,7 @@ def branch_scale(norm: str, layer: int, lns_power: float = 0.5) -> float:
     """b_l / b: how much block ``layer`` (1-based) scales its branch input. LNS: l^-1/2 (notebook 02).
 
     ``lns_power=0`` turns LNS's factor into 1 (LNS "switched off"), which the tests use to show that the
-    LNS-vs-Pre-LN claim then fails.
+    LNS-vs-Pre-LN claim then fails. Peri-LN's branches are not scaled (its output norm fixes their size instead).
     """
     _check_norm(norm)
     return layer ** -lns_power if norm == "lns" else 1.0
@@ -89,13 +95,26 @@ def correlated_recursion(
     post_level: float = 1.0,
     lns_power: float = 0.5,
 ) -> np.ndarray:
-    """sigma^2 after 0..L steps of sigma^2_{l+1} = sigma^2_l + b_l^2 + rho sigma_l b_l (notebook 02).
+    """sigma^2 after 0..L steps of sigma^2_{l+1} = sigma^2_l + b_l^2 + 2 rho sigma_l b_l (notebook 02).
 
-    b_l = sqrt(b_sq) * branch_scale(norm, l). rho is the correlation between the stream and what the
-    branch adds: 0 at random init (Xiong et al.: linear growth for Pre-LN), > 0 once training correlates
-    them (the paper's appendix, Eqs. 21-23). Post-LN re-normalizes the stream after every step, so its
-    variance is pinned at ``post_level`` (gamma^2 = 1 at init); Mix-LN is Post-LN for the first
-    floor(mix_alpha * L) steps and Pre-LN after. Returns an array of length n_layers + 1.
+    This is Var(X + Y) = Var X + Var Y + 2 Cov(X, Y) for the stream X (std sigma_l) and what the block adds, Y
+    (std b_l), with rho = Corr(X, Y), a correlation coefficient in [-1, 1]: rho = 1 adds standard deviations
+    (sigma_{l+1} = sigma_l + b_l), rho = -1 subtracts them. rho = 0 at random init (the branch's fresh zero-mean
+    weights: Xiong et al.'s linear growth); rho > 0 once training correlates branch and stream. Deep in the stack
+    the cross term dominates, d sigma / dl ~ rho b, so sigma^2 ~ rho^2 b^2 l^2: quadratic. The paper's appendix
+    (Eqs. 21-23) writes the cross term as rho sigma sigma_b, i.e. its rho is 2x this correlation.
+
+    b_l = sqrt(b_sq) * branch_scale(norm, l), so with LNS b_l^2 = b^2 / l. That is the *attention value path* of an
+    LNS block: v = W_V (norm(x)/sqrt(l)) has variance / l, and uniform attention passes it on (the logits q.k also
+    shrink, by 1/l, which only makes attention more uniform). The SwiGLU path scales faster, ~1/l^2 in variance:
+    gate and up both read norm(x)/sqrt(l) and silu(g) ~ g/2 for small g, so silu(gate) * up ~ 1/l in amplitude.
+    ``lns_branch_scaling`` measures both; ``mean_field_variance`` uses both exactly. The toy recursion keeps one
+    b_l per step.
+
+    Post-LN re-normalizes the stream after every step, so its variance is pinned at ``post_level`` (gamma^2 = 1
+    at init); Mix-LN is Post-LN for the first floor(mix_alpha * L) steps and Pre-LN after. Peri-LN is a
+    residual stream like Pre-LN (its branch output is normalized, so b is the output norm's gain: b^2 = 2 per
+    block at init, one unit-RMS output per sublayer). Returns an array of length n_layers + 1.
     """
     _check_norm(norm)
     _check_depth(n_layers)
@@ -111,7 +130,7 @@ def correlated_recursion(
             s2 = post_level
         else:
             b = math.sqrt(b_sq) * branch_scale(norm, layer, lns_power)
-            s2 = max(s2 + b * b + rho * math.sqrt(s2) * b, 0.0)
+            s2 = max(s2 + b * b + 2.0 * rho * math.sqrt(s2) * b, 0.0)  # >= (sigma - b)^2 >= 0 up to rounding
         out[layer] = s2
     return out
 
@@ -194,6 +213,12 @@ class MeanFieldPrediction:
     increments: np.ndarray
     seconds: float
 
+    @property
+    def relative_increments(self) -> np.ndarray:
+        """b_l^2 / sigma^2_{l-1}: what block l adds relative to the stream it reads. ~1/l deep in any residual stack
+        at init (Pre-LN, Peri-LN: sigma^2_l ~ l b^2), whatever the absolute slope b^2; smaller with LNS."""
+        return self.increments / self.variance[:-1]
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["variance"], d["increments"] = self.variance.tolist(), self.increments.tolist()
@@ -213,6 +238,11 @@ def mean_field_variance(cfg: ModelConfig, seq_len: int | None = None) -> MeanFie
         covariance (gate and up are independent; the expectation is done by quadrature);
       * the branch's weights are fresh and zero-mean, so the cross term stream x branch vanishes (rho = 0);
       * Post-LN adds the branch of the *raw* stream, then re-normalizes the sum;
+      * Peri-LN normalizes the branch's output too: what it adds is the correlation matrix of the branch output,
+        unit mean square per token (gain 1) whatever the weights, so it adds ~1 per sublayer, ~2 per block:
+        linear growth with slope ~2, where Pre-LN's slope is ~q^2 + ... (~0.003 at d = 128). "~": the norm's eps
+        (1e-6) is not negligible against a SwiGLU output of mean square ~1e-5 at d = 64 (slope 1.90 there, 1.97
+        at d = 128);
       * ``scaled_init`` shrinks the output projections (o_proj, down_proj) to std init_std / sqrt(2L).
     The measured variance is taken over features, so the prediction carries the factor (1 - 1/d).
     Ignored, and small at init: softmax non-uniformity (~1%), finite-width fluctuations (seed spread).
@@ -256,6 +286,9 @@ def _mean_field(cfg_items: tuple, T: int) -> MeanFieldPrediction:
         if layer <= cfg.n_post_blocks:
             K = normalize(K + attn(K))
             K = normalize(K + ffn(K))
+        elif cfg.norm == "peri":
+            K = K + normalize(attn(normalize(K)))
+            K = K + normalize(ffn(normalize(K)))
         else:
             s = cfg.lns_factor(layer) ** 2
             K = K + attn(s * normalize(K))
@@ -288,32 +321,37 @@ def asymptotic_block_variance(d_model: int, init_std: float = 0.02, ffn_hidden: 
 def norm_placement(model: CausalLM, norm: str, mix_alpha: float | None = None) -> Iterator[CausalLM]:
     """Temporarily give ``model``'s blocks another norm placement, keeping every weight (notebook 02).
 
-    The kit's init does not depend on the norm, so the same random weights under pre/lns/post/mix make a
-    controlled comparison (and save building four 128-block models). Restores the original on exit.
+    The kit's init does not depend on the norm, so the same random weights under pre/lns/post/mix/peri make a
+    controlled comparison (and save building five 128-block models). Peri-LN's output norms (gain 1, no random
+    draw, so ``build_model`` gives the same weights with or without them) are added for the duration when the
+    model lacks them. Restores the original on exit.
     """
     _check_norm(norm)
-    saved = (model.cfg, [(b.post, b.scale) for b in model.blocks])
+    saved = (model.cfg, [(b.post, b.scale, b.peri) for b in model.blocks])
     cfg = ModelConfig(**{**model.cfg.to_dict(), "norm": norm,
                          **({} if mix_alpha is None else {"mix_alpha": mix_alpha})})
+    added = []
     try:
         model.cfg = cfg
         for b in model.blocks:
-            b.post, b.scale = b.layer <= cfg.n_post_blocks, cfg.lns_factor(b.layer)
+            b.post, b.scale, b.peri = b.layer <= cfg.n_post_blocks, cfg.lns_factor(b.layer), norm == "peri"
+            if b.peri and not hasattr(b, "ln_1_out"):
+                w = b.ln_1.weight
+                b.ln_1_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps, device=w.device, dtype=w.dtype)
+                b.ln_2_out = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps, device=w.device, dtype=w.dtype)
+                added.append(b)
         yield model
     finally:
         model.cfg = saved[0]
-        for b, (post, scale) in zip(model.blocks, saved[1]):
-            b.post, b.scale = post, scale
+        for b, (post, scale, peri) in zip(model.blocks, saved[1]):
+            b.post, b.scale, b.peri = post, scale, peri
+        for b in added:
+            del b.ln_1_out, b.ln_2_out
 
 
 def random_tokens(vocab_size: int, batch: int, seq_len: int, seed: int) -> torch.Tensor:
     """Uniform random token ids from an explicit generator (the input the mean-field prediction assumes)."""
     return torch.randint(0, vocab_size, (batch, seq_len), generator=torch.Generator().manual_seed(seed))
-
-
-def residual_variance(hidden_states: Sequence[torch.Tensor]) -> np.ndarray:
-    """Variance over features, averaged over tokens, of each hidden state (embeddings first). Notebook 02."""
-    return np.array([h.float().var(-1, unbiased=False).mean().item() for h in hidden_states])
 
 
 @dataclass
@@ -380,12 +418,17 @@ def shared_blocks(cfg: ModelConfig, a: str, b: str) -> int:
     """How many leading blocks compute the same function under norm placements ``a`` and ``b`` (same weights).
 
     Mix-LN's first floor(mix_alpha L) blocks are Post-LN blocks; LNS's first block (factor 1/sqrt(1)) is a Pre-LN
-    block. The probes run the shared blocks once and branch (notebook 02).
+    block; a Peri-LN block is like no other. The probes run the shared blocks once and branch (notebook 02).
     """
     ca, cb = (ModelConfig(**{**cfg.to_dict(), "norm": n}) for n in (a, b))
+
+    def kind(c: ModelConfig, layer: int) -> tuple:
+        post = layer <= c.n_post_blocks
+        return post, c.lns_factor(layer), c.norm == "peri" and not post
+
     k = 0
     for layer in range(1, cfg.n_layers + 1):
-        if ((layer <= ca.n_post_blocks, ca.lns_factor(layer)) != (layer <= cb.n_post_blocks, cb.lns_factor(layer))):
+        if kind(ca, layer) != kind(cb, layer):
             break
         k = layer
     return k
@@ -422,7 +465,7 @@ def _run_stream(model: CausalLM, idx: torch.Tensor, stop: int, keep: set[int],
 
 
 def _feature_variance(h: torch.Tensor) -> float:
-    return h.float().var(-1, unbiased=False).mean().item()  # as residual_variance
+    return residual_variance_per_token(h[None], skip_first=False).item()
 
 
 def measure_variance(
@@ -528,22 +571,72 @@ def _block_jacobian(block, h: torch.Tensor, rope, token: int) -> torch.Tensor:
     return J
 
 
-def jacobian_distances(
+class _NoBranch(nn.Module):
+    """A branch that adds nothing (attention or MLP switched off): what is left of a block is its identity path."""
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+@contextlib.contextmanager
+def branches_off(block) -> Iterator:
+    """Temporarily replace a block's attention and MLP by branches that add nothing (notebook 02).
+
+    What remains is the block's *identity path*: the residual connection, and for Post-LN the two norms that
+    re-normalize the stream. Pre-LN, LNS and Peri-LN blocks become exactly the identity; a Post-LN block becomes
+    x -> N(N(x)), whose Jacobian at a unit-RMS stream is the projection I - x x^T / |x|^2 (rank d - 1).
+    """
+    attn, mlp = block.attn, block.mlp
+    block.attn, block.mlp = _NoBranch(), _NoBranch()
+    try:
+        yield block
+    finally:
+        block.attn, block.mlp = attn, mlp
+
+
+@dataclass
+class BlockJacobians:
+    """Three views of each block's Jacobian J = dy_t/dx_t at init, per norm (notebook 02).
+
+    With J_path the Jacobian of the block's identity path (``branches_off``: I for Pre-LN, LNS, Peri-LN and
+    Mix-LN's Pre-LN blocks; the norms' projection for Post-LN blocks):
+
+    * ``branch`` = ||J - J_path||_F / ||J_path||_F: what the branches contribute, relative to the path they are
+      added to. The curse's quantity: near 0 means the block passes its input on unchanged. For a residual block
+      it is ||J - I||_F / sqrt(d).
+    * ``path`` = ||J_path - I||_F / ||I||_F: the identity path's own distance from I. 0 for residual blocks; for a
+      Post-LN block reading a unit-RMS stream it is 1/sqrt(d) (the norm projects out the radial direction, one of
+      d directions), whatever the branches do; for Post-LN's first block, which reads the tiny embeddings, it is
+      ~1/rms(embedding) (~50 at init_std 0.02).
+    * ``total`` = ||J - I||_F / ||I||_F, the plain distance from the identity, mixing the two (for Post-LN it
+      reads ~1/sqrt(d) because of the projection, not because the branches work).
+    """
+
+    branch: dict[str, BlockProbe]
+    path: dict[str, BlockProbe]
+    total: dict[str, BlockProbe]
+
+    def to_dict(self) -> dict:
+        return {k: {n: p.to_dict() for n, p in getattr(self, k).items()} for k in ("branch", "path", "total")}
+
+
+def block_jacobians(
     cfg: ModelConfig,
     norms: Sequence[str] = NORMS,
     seeds: Sequence[int] = (0,),
     blocks: Sequence[int] | None = None,
     seq_len: int = 8,
     token: int = -1,
-) -> dict[str, BlockProbe]:
-    """||dy_t/dx_t - I||_F / ||I||_F of each block, for one token's residual vector, per norm (notebook 02).
+) -> BlockJacobians:
+    """Each probed block's Jacobian at init against its identity path, per norm (``BlockJacobians``; notebook 02).
 
     y = block(x) at token ``token`` (the last by default), x the block's input at the same token, the other
-    positions held at their values from the forward pass. Pre-LN: the block is I + branch'(LN) * LN'(x), and
-    LN'(x) ~ 1/sigma_x, so the distance falls as the stream grows. Use a small width (d <= 128): the cost is
-    one batch of d sequences per block. ``blocks``: 1-based block numbers (default: all). Each seed's model
-    (``seeded_models``) is probed under every norm placement (same weights, see ``norm_placement``); the stream
-    is run only up to the deepest probed block, and Mix-LN's branches off Post-LN's (``shared_blocks``).
+    positions held at their values from the forward pass. Pre-LN: J = I + branch'(N) N'(x), and N'(x) ~ 1/sigma_x,
+    so ``branch`` falls as the stream grows; LNS multiplies the branch term by ~1/sqrt(l) more. Use a small width
+    (d <= 128): the cost is one batch of d sequences per block (two for Post-LN blocks, whose identity path is not
+    I). ``blocks``: 1-based block numbers (default: all). Each seed's model (``seeded_models``) is probed under
+    every norm placement (same weights, ``norm_placement``); the stream is run only up to the deepest probed block,
+    and Mix-LN's branches off Post-LN's (``shared_blocks``).
     """
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed")
@@ -558,7 +651,7 @@ def jacobian_distances(
     norms = list(norms)
     plan = _branch_plan(cfg, norms)
     inputs = {b - 1 for b in blocks}  # the stream is needed only where a probed block reads it
-    vals: dict[str, list[list[float]]] = {n: [] for n in norms}
+    vals: dict[str, dict[str, list[list[float]]]] = {k: {n: [] for n in norms} for k in ("branch", "path", "total")}
     seconds = {n: 0.0 for n in norms}
     for seed, model in seeded_models(cfg, seeds):
         idx = random_tokens(cfg.vocab_size, 1, seq_len, seed + 10_000)
@@ -567,24 +660,81 @@ def jacobian_distances(
             t0 = time.perf_counter()
             src, k = plan[n]
             keep = inputs | {kk for m, kk in plan.values() if m == n}
+            rows = {m: [] for m in vals}
             with norm_placement(model, n):
                 with torch.no_grad():  # (not inference_mode: the Jacobians differentiate through these states)
                     states[n] = _run_stream(model, idx, max(keep), keep, (k, states[src][k]) if src else None)
                     if src:  # the shared blocks' states are the source placement's
                         states[n].update({i: h for i, h in states[src].items() if i <= k})
-                row = []
                 for b in blocks:
-                    J = _block_jacobian(model.blocks[b - 1], states[n][b - 1], model.rope, token)
-                    row.append(((J - eye).norm() / eye.norm()).item())
-            vals[n].append(row)
+                    block, h = model.blocks[b - 1], states[n][b - 1]
+                    J = _block_jacobian(block, h, model.rope, token)
+                    if block.post:
+                        with branches_off(block):
+                            J_path = _block_jacobian(block, h, model.rope, token)
+                    else:  # residual blocks: the identity path is exactly the identity
+                        J_path = eye
+                    rows["branch"].append(((J - J_path).norm() / J_path.norm()).item())
+                    rows["path"].append(((J_path - eye).norm() / eye.norm()).item())
+                    rows["total"].append(((J - eye).norm() / eye.norm()).item())
+            for m in vals:
+                vals[m][n].append(rows[m])
             seconds[n] += time.perf_counter() - t0
-    return {n: BlockProbe("jacobian_distance", n, cfg.d_model, blocks, np.array(vals[n]), seconds[n]) for n in norms}
+    names = {"branch": "branch_jacobian", "path": "path_jacobian", "total": "identity_distance"}
+    return BlockJacobians(**{m: {n: BlockProbe(names[m], n, cfg.d_model, blocks, np.array(vals[m][n]), seconds[n])
+                                 for n in norms} for m in vals})
 
 
-def jacobian_distance(cfg: ModelConfig, seeds: Sequence[int] = (0,), blocks: Sequence[int] | None = None,
-                      seq_len: int = 8, token: int = -1) -> BlockProbe:
-    """``jacobian_distances`` for ``cfg.norm`` alone (notebook 02)."""
-    return jacobian_distances(cfg, (cfg.norm,), seeds, blocks, seq_len, token)[cfg.norm]
+@dataclass
+class BranchScaling:
+    """``lns_branch_scaling``'s result: per probed block, the variance ratio of each branch's output with and
+    without the LNS factor, on the same input (notebook 02)."""
+
+    attention: BlockProbe
+    mlp: BlockProbe
+
+    def slopes(self) -> dict[str, float]:
+        """Log-log slope of each ratio against the block number: ~-1 for attention, ~-2 for the SwiGLU MLP."""
+        return {name: float(np.polyfit(np.log(p.blocks), np.log(p.mean), 1)[0])
+                for name, p in (("attention", self.attention), ("mlp", self.mlp))}
+
+
+def lns_branch_scaling(cfg: ModelConfig, seeds: Sequence[int] = (0,), blocks: Sequence[int] | None = None,
+                       batch: int = 4, seq_len: int | None = None, lns_power: float = 0.5) -> BranchScaling:
+    """What LNS's factor does to each branch of a random-init stack: Var(branch(s N(x))) / Var(branch(N(x))) with
+    s = l^-lns_power (1/sqrt(l) for LNS), per block, on the stream an LNS stack computes (notebook 02).
+
+    Attention's value path is linear in its input and at init attends almost uniformly (its logits shrink by
+    s^2 too, which only flattens it further), so its ratio is ~s^2 = 1/l. SwiGLU's gate and up both read the
+    scaled input and silu(g) ~ g/2 for small g, so its output is ~s^2 in amplitude and its ratio ~s^4 = 1/l^2.
+    ``lns_power=0`` (no factor) gives ratios of exactly 1: the flip the tests use.
+    """
+    T = _probe_args(cfg, seeds, ("lns",), seq_len, batch)
+    blocks = list(blocks) if blocks is not None else list(range(1, cfg.n_layers + 1))
+    if not blocks or any(not 1 <= b <= cfg.n_layers for b in blocks):
+        raise ValueError(f"blocks must lie in 1..{cfg.n_layers}, got {blocks}")
+    att, mlp = [], []
+    t0 = time.perf_counter()
+    for seed, model in seeded_models(cfg, seeds):
+        idx = random_tokens(cfg.vocab_size, batch, T, seed + 10_000)
+        ra, rm = [], []
+        with norm_placement(model, "lns"), torch.inference_mode():
+            states = _run_stream(model, idx, max(blocks), {b - 1 for b in blocks})
+            for b in blocks:
+                block, h = model.blocks[b - 1], states[b - 1]
+                s = float(b) ** -lns_power
+                n1 = block.ln_1(h)
+                a_s, a_1 = block.attn(s * n1, model.rope), block.attn(n1, model.rope)
+                h2 = h + a_s  # the MLP reads the stream after this block's own (scaled) attention, as in forward
+                n2 = block.ln_2(h2)
+                m_s, m_1 = block.mlp(s * n2), block.mlp(n2)
+                ra.append(_feature_variance(a_s) / _feature_variance(a_1))
+                rm.append(_feature_variance(m_s) / _feature_variance(m_1))
+        att.append(ra)
+        mlp.append(rm)
+    sec = time.perf_counter() - t0
+    return BranchScaling(BlockProbe("lns_attention_variance_ratio", "lns", cfg.d_model, blocks, np.array(att), sec),
+                         BlockProbe("lns_mlp_variance_ratio", "lns", cfg.d_model, blocks, np.array(mlp), sec))
 
 
 def gradient_norms_by_norm(cfg: ModelConfig, norms: Sequence[str] = NORMS, seeds: Sequence[int] = (0,),
@@ -670,12 +820,6 @@ def check_flat(variance: Sequence[float], tol: float = 0.05) -> Check:
     return Check.of(bool(spread <= tol), spread, f"max/min - 1 = {spread:.2%} over blocks 1..L (tolerance {tol:.0%})")
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Rank correlation (ties are rare for these continuous measurements; average ranks are not needed)."""
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def check_decreasing(blocks: Sequence[int], values: Sequence[float], max_rank_corr: float = -0.8,
                      max_ratio: float = 0.5) -> Check:
     """``values`` fall with depth: rank correlation with block number <= ``max_rank_corr`` and the mean over the
@@ -684,7 +828,7 @@ def check_decreasing(blocks: Sequence[int], values: Sequence[float], max_rank_co
     if len(v) < 4:
         raise ValueError(f"need >= 4 probed blocks to judge a trend, got {len(v)}")
     q = max(1, len(v) // 4)
-    rc, ratio = spearman(blocks, v), float(v[-q:].mean() / v[:q].mean())
+    rc, ratio = rank_correlation(blocks, v), float(v[-q:].mean() / v[:q].mean())
     return Check.of(bool(rc <= max_rank_corr and ratio < max_ratio), rc,
                  f"rank correlation with depth {rc:.2f}, deepest/shallowest quarter {ratio:.3g}")
 
@@ -713,7 +857,8 @@ def explore_variance(depth: int = 128, width: int = 128, norm: str = "pre", rho:
 
     ``measured``: one random stack of the kit's model at init (rho is 0 there by construction);
     ``mean_field``: ``mean_field_variance`` for the same stack; ``linear``: Xiong's sigma_0^2 + l b^2 with b^2
-    from ``asymptotic_block_variance``; ``rho``: the correlated recursion with the chosen rho and the same
+    from ``asymptotic_block_variance`` (Peri-LN: the mean-field's deep increment, ~2 (1 - 1/d): its two unit-RMS
+    branch outputs); ``rho``: the correlated recursion with the chosen rho and the same
     sigma_0^2 and b^2 — what the same stack would do if training had correlated branch and stream.
     Measurements and predictions are cached (and a measurement ``measure_variance`` already made with the same
     config, seed and batch is reused), so moving only the rho slider is instant.
@@ -722,11 +867,14 @@ def explore_variance(depth: int = 128, width: int = 128, norm: str = "pre", rho:
     _check_depth(depth)
     if width % 4 or (width // 4) % 2:
         raise ValueError(f"width must be a multiple of 8 (4 heads of even width), got {width}")
-    b_sq, s0 = asymptotic_block_variance(width), 0.02**2 * (1 - 1 / width)
+    s0 = 0.02**2 * (1 - 1 / width)
+    mean_field = np.array(_cached_mean_field(norm, depth, width, seq_len))
+    # what one block adds deep in the stack at init: Peri-LN's two (nearly) unit-RMS outputs, the others' derived b^2
+    b_sq = float(mean_field[-1] - mean_field[-2]) if norm == "peri" else asymptotic_block_variance(width)
     out: dict[str, np.ndarray | str | float] = {
         "norm": norm, "rho": rho, "width": width, "b_sq": b_sq,
         "depth": np.arange(depth + 1),
-        "mean_field": np.array(_cached_mean_field(norm, depth, width, seq_len)),
+        "mean_field": mean_field,
         "linear": correlated_recursion(depth, 0.0, norm, s0, b_sq),
         "rho_curve": correlated_recursion(depth, rho, norm, s0, b_sq),
     }

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -72,7 +73,7 @@ def test_kit_profile_and_grad_norms():
     m = build_model(vocab_size=50, d_model=32, n_layers=3, n_heads=4, seq_len=32, seed=0)
     x, y = tokens(50, 2, 16, 4), tokens(50, 2, 16, 5)
     prof = A.layer_profile(m, x, y, grads=True)
-    assert len(prof.rms) == 4 and len(prof.angular) == 3 and len(prof.removal.losses) == 3
+    assert len(prof.rms_pooled) == len(prof.variance_per_token) == 4 and len(prof.angular) == 3 and len(prof.removal.losses) == 3
     # gradient norms by hand through .grad
     m.zero_grad()
     m(x, y).loss.backward()
@@ -86,10 +87,13 @@ def test_statistics_by_hand():
     g = torch.Generator().manual_seed(0)
     hs = torch.randn(4, 2, 5, 8, generator=g)
     hs[:, :, 0] *= 100  # a huge "attention sink" at position 0
-    rms = A.rms_per_layer(hs)
+    rms = A.residual_rms_pooled(hs)
     assert rms[1] == pytest.approx(float(hs[1, :, 1:].pow(2).mean().sqrt()))
-    assert A.rms_per_layer(hs, skip_first=False)[1] > 10 * rms[1]  # position 0 would dominate
-    assert A.variance_per_layer(hs)[2] == pytest.approx(float(hs[2, :, 1:].var()), rel=1e-5)
+    assert A.residual_rms_pooled(hs, skip_first=False)[1] > 10 * rms[1]  # position 0 would dominate
+    assert A.residual_variance_pooled(hs)[2] == pytest.approx(float(hs[2, :, 1:].var()), rel=1e-5)
+    per_token = hs[2, :, 1:].var(-1, unbiased=False).mean()
+    assert A.residual_variance_per_token(hs)[2] == pytest.approx(float(per_token), rel=1e-5)
+    assert A.residual_rms_per_token(hs).shape == (4, 8)
     D = A.angular_distance_matrix(hs)
     a, b = hs[1, :, 1:].reshape(-1, 8), hs[3, :, 1:].reshape(-1, 8)
     by_hand = torch.arccos(F.cosine_similarity(a, b, dim=-1).clamp(-1, 1)).mean() / math.pi
@@ -112,10 +116,44 @@ def test_statistics_by_hand():
 
 
 def test_rank_correlation():
+    from scipy.stats import spearmanr
+
     assert A.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert A.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert A.rank_correlation(torch.tensor([1.0, 5.0, 2.0]), [1, 3, 2]) == pytest.approx(1.0)  # tensors work
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, generator=g), torch.randn(40, generator=g)
+    assert A.rank_correlation(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    ties = [1, 1, 2, 3, 3, 3, 4]  # ties take their average rank, as scipy's Spearman does
+    assert A.rank_correlation(ties, [2, 1, 3, 5, 4, 6, 7]) == pytest.approx(spearmanr(ties, [2, 1, 3, 5, 4, 6, 7]).statistic)
     with pytest.raises(ValueError):
         A.rank_correlation([1], [2])
+    with pytest.raises(ValueError, match="constant"):
+        A.rank_correlation([1, 1, 1], [1, 2, 3])
+
+
+def test_per_token_quantiles_see_through_a_few_massive_activations():
+    g = torch.Generator().manual_seed(0)
+    hs = torch.randn(3, 4, 64, 32, generator=g)  # 3 states, 4 x 64 tokens, d = 32: RMS ~1 everywhere
+    massive = hs.clone()
+    massive[2, 1, 10, 7] = 800.0  # one feature of one ordinary token (position 10, not 0), as in SmolLM2
+    massive[2, 3, 40, 7] = -800.0
+    pooled, pooled_m = A.residual_rms_pooled(hs), A.residual_rms_pooled(massive)
+    q, q_m = A.residual_rms_quantiles(hs), A.residual_rms_quantiles(massive)
+    med = q["quantiles"].index(0.5)
+    assert pooled_m[2] > 5 * pooled[2]  # the pooled RMS jumps ...
+    assert q_m["values"][med][2] == pytest.approx(q["values"][med][2], rel=0.01)  # ... the median token does not
+    assert q_m["max"][2] == pytest.approx(800 / math.sqrt(32), rel=0.01)  # the max sees the outlier token
+    assert torch.allclose(pooled_m[:2], pooled[:2])
+    per_token = A.residual_rms_per_token(massive)
+    assert per_token.shape == (3, 4 * 63) and float(per_token[2].max()) == pytest.approx(q_m["max"][2])
+    # pooled variance = per-token variance + the variance of the per-token means (biased estimators throughout)
+    x = massive[2].reshape(-1, 32)
+    pooled_biased = float(A.residual_variance_pooled(massive, skip_first=False)[2]) * (x.numel() - 1) / x.numel()
+    assert pooled_biased == pytest.approx(float(A.residual_variance_per_token(massive, skip_first=False)[2]
+                                                + x.mean(-1).var(unbiased=False)), rel=1e-4)
+    with pytest.raises(ValueError, match="quantiles"):
+        A.residual_rms_quantiles(hs, quantiles=(1.5,))
 
 
 def test_bad_inputs():
@@ -168,3 +206,41 @@ def test_loss_reads_logits_in_row_chunks_exactly():
     st = A.layer_stack(m)
     h = A.residual_stream(m, idx)[-1]
     assert A._nll(st, h[:, :-1], idx[:, 1:], rows=7) == pytest.approx(hf_loss(m, idx), abs=1e-5)
+
+
+def test_depth_profile_reads_linear_quadratic_and_flat():
+    ell = np.arange(1, 25, dtype=float)
+    lin, quad, flat = A.depth_profile(1e-3 * ell), A.depth_profile(1e-3 * ell**2), A.depth_profile(np.full(24, 0.5))
+    assert lin.exponent == pytest.approx(1.0, abs=1e-6) and quad.exponent == pytest.approx(2.0, abs=1e-6)
+    assert flat.exponent == pytest.approx(0.0, abs=1e-9) and flat.total == pytest.approx(1.0)
+    assert lin.total == pytest.approx(24.0) and lin.shallow == pytest.approx(6.0) and lin.deep == pytest.approx(4.0)
+    # a profile that jumps in the first blocks and then saturates: large shallow growth, flat deep part
+    sat = A.depth_profile(np.r_[0.1, 1.0, 2.0, np.full(21, 2.2)])
+    assert sat.shallow > 10 and sat.exponent < 0.1 and sat.deep < 1.2
+    with pytest.raises(ValueError):
+        A.depth_profile([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="positive"):
+        A.depth_profile(np.r_[1.0, np.zeros(9)])
+
+
+def test_training_growth_table_aggregates_seeds():
+    ell = np.arange(0, 25, dtype=float)
+    runs = [{"norm": "pre", "seed": s, "steps": [0, 40],
+             "snapshots": [{"variance_per_token": list(1e-3 * (1 + ell) * (1 + s))},
+                           {"variance_per_token": list(1e-3 * (1 + ell) ** 2)}]} for s in range(3)]
+    t = A.training_growth_table({"runs": runs})
+    assert set(t) == {"pre"} and set(t["pre"]) == {0, 40}
+    mean, sd, n = t["pre"][40]["exponent"]
+    assert n == 3 and sd == pytest.approx(0.0, abs=1e-9) and mean > 1.5  # quadratic in (1 + l): steeper than linear
+    assert t["pre"][0]["exponent"][0] < 1.0
+    assert t["pre"][0]["last"][0] == pytest.approx(np.mean([1e-3 * 25 * (1 + s) for s in range(3)]))
+
+
+def test_relative_update():
+    g = torch.Generator().manual_seed(0)
+    h0 = torch.randn(2, 6, 16, generator=g)
+    step = torch.randn(2, 6, 16, generator=g)
+    hs = torch.stack([h0, h0 + 0.1 * step, h0 + 0.1 * step])  # block 1 adds 0.1 x noise, block 2 nothing
+    ru = A.relative_update(hs, skip_first=False)
+    by_hand = ((0.1 * step).norm(dim=-1) / h0.norm(dim=-1)).mean()
+    assert ru[0] == pytest.approx(float(by_hand), rel=1e-5) and ru[1] == pytest.approx(0.0, abs=1e-7)

@@ -193,7 +193,7 @@ def variance_after_blocks(idx: torch.Tensor):
     """A ``Snapshots`` measure: the residual-stream variance after each block (embedding left out)
     on ``idx``."""
     def measure(model) -> list[float]:
-        return analysis.variance_per_layer(analysis.residual_stream(model, idx)).tolist()[1:]
+        return analysis.residual_variance_per_token(analysis.residual_stream(model, idx)).tolist()[1:]
 
     return measure
 

@@ -2,8 +2,8 @@
 notebook.
 
 Every notebook's first cell calls ``configure_threads()``: torch is given the *free* physical cores,
-because oversubscribed threads were measured 36x slower on a shared 2-core machine
-(``benchmarks/README.md``). Nothing here runs at import.
+a safe default whose gain is within noise on the shared 2-core machine
+(``docs/evidence/cpu_threads.md``). Nothing here runs at import.
 """
 
 from __future__ import annotations
