@@ -3,7 +3,7 @@
 
 The teaching core is one module per concept; ``curse_of_depth/README.md`` maps each module to the
 notebook that explains it. ``curse_of_depth.workshop`` holds the tooling around them (run modes, the
-doctor, widgets, the results pack, the sweep); the core never needs it.
+doctor, figures, widgets, the results pack, the sweep).
 """
 
 import os as _os

@@ -401,7 +401,7 @@ def layer_removal_scan(model: nn.Module | LayerStack, idx: torch.Tensor, targets
 
     ``hidden`` may pass a ``residual_stream`` already computed on the same ``idx``.
     """
-    from ._progress import progress_bar as tqdm
+    from .workshop.progress import progress_bar as tqdm
 
     st = layer_stack(model)
     hs = residual_stream(st, idx) if hidden is None else hidden

@@ -68,7 +68,7 @@ def layer_drop_curves(model: nn.Module | LayerStack, idx: torch.Tensor, ns: Sequ
                       progress: bool = True) -> dict:
     """``{"base_loss", "n", "points": [{"rule", "n", "layers", "loss"}]}`` for each rule on ``idx``;
     the rankings should come from other (calibration) text. Notebook 06."""
-    from ._progress import progress_bar as tqdm
+    from .workshop.progress import progress_bar as tqdm
 
     st = layer_stack(model)
     hs = residual_stream(st, idx) if hidden is None else hidden
@@ -252,7 +252,7 @@ def sparsity_table(model: nn.Module | LayerStack, eval_idx: torch.Tensor, calib:
     """``{"dense_loss", "rows": [{"method", "sparsity", "loss", "achieved", "ratios",
     "outliers"}]}`` on ``eval_idx``; ``dense_loss`` skips measuring the unpruned model again.
     Notebook 06."""
-    from ._progress import progress_bar as tqdm
+    from .workshop.progress import progress_bar as tqdm
 
     st = layer_stack(model)
     rows = []

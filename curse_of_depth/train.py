@@ -31,8 +31,6 @@ import torch
 import torch.distributed as dist
 
 from . import _files
-from ._memory import check_training_memory
-from ._progress import progress_bar as tqdm
 from .data import load_corpus
 from .model import CausalLM, ModelConfig, build_model
 
@@ -338,8 +336,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus=None, progress:
     steps through ``torch.compile``; evaluation and callbacks use the plain model.
     """
     run = _start(model_cfg, train_cfg, corpus, model, state_dir, checkpoint_every, resume, compile)
+    from .workshop.progress import progress_bar
+
     desc = f"{model_cfg.norm} L{model_cfg.n_layers} d{model_cfg.d_model}"
-    run.bar = tqdm(total=train_cfg.max_steps, initial=run.step, desc=desc,
+    run.bar = progress_bar(total=train_cfg.max_steps, initial=run.step, desc=desc,
                    disable=not progress or run.rank != 0)
     stop = ""
     try:
@@ -376,8 +376,9 @@ def _start(model_cfg, cfg, corpus, model, state_dir, checkpoint_every, resume, c
         raise ValueError("model.cfg differs from model_cfg; pass model_cfg=model.cfg")
     rank, world = _dist()
     device = _resolve_device(cfg)
-    # a batch that does not fit kills the kernel silently; CUDA raises an OOM
-    if device.type == "cpu":
+    if device.type == "cpu":  # a batch that does not fit kills the kernel silently; CUDA raises
+        from .workshop.memory import check_training_memory
+
         check_training_memory(model_cfg, cfg)
     model = (build_model(model_cfg, seed=cfg.seed) if model is None else model).to(device).train()
     result = RunResult(model_cfg, cfg, n_params=model.num_params(), world_size=world,

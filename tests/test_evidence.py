@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from curse_of_depth import hf
-from curse_of_depth.workshop.precompute import STORED_EVAL_CHUNKS, STORED_SEQ
 from curse_of_depth.workshop import results
+from curse_of_depth.workshop.precompute import STORED_EVAL_CHUNKS, STORED_SEQ
 
 
 class CharTok:

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from curse_of_depth import _files, _memory, hf
+from curse_of_depth import _files, hf
 from curse_of_depth.data import CharTokenizer, Corpus
 from curse_of_depth.model import ModelConfig, build_model
 from curse_of_depth.train import RunResult, TrainConfig, load_checkpoint, save_checkpoint, train
 from curse_of_depth.workshop import doctor, gguf, results
+from curse_of_depth.workshop import memory as _memory
 
 # ------------------------------------------------------------------ 1. cache_path never deletes the user's files
 

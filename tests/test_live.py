@@ -362,7 +362,7 @@ def test_plot_functions_return_figures_with_the_expected_panels():
     import matplotlib
 
     matplotlib.use("Agg")
-    from curse_of_depth import plots
+    from curse_of_depth.workshop import plots
 
     bands = {"pre": band("pre", [2.0, 2.2, 2.4]), "lns": band("lns", [1.9, 2.0, 2.1])}
     fig = plot_bands({"a": bands, "b": bands}, live={"a": {"pre": (STEPS, [3.3, 2.7, 2.1])}})

@@ -156,7 +156,7 @@ def test_checked_cells_print_verdict_lines_only(nb):
 def test_no_stored_widget_views(nb):
     # a widget view in a saved notebook renders only while its kernel lives: everywhere else (GitHub, nbviewer,
     # RISE, JupyterLab after a restart) it is its text repr (a tqdm bar frozen at "0%") or "Error displaying widget".
-    # The kit's progress bars replace themselves on close (runtime.progress_bar) and are off under nbconvert/nbval.
+    # The kit's progress bars replace themselves on close (workshop.progress.progress_bar) and are off under nbconvert/nbval.
     _, book = nb
     for i, c in enumerate(book["cells"]):
         for o in c.get("outputs", []):

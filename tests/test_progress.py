@@ -1,9 +1,9 @@
-"""The core's progress bars (curse_of_depth._progress): a text bar in a terminal, none in a kernel nobody watches
+"""The core's progress bars (curse_of_depth.workshop.progress): a text bar in a terminal, none in a kernel nobody watches
 (nbconvert, nbval), and a live widget bar that replaces itself when it closes (no frozen "0%" in saved notebooks)."""
 
 import pytest
 
-from curse_of_depth import _progress
+from curse_of_depth.workshop import progress as _progress
 
 
 class _Handle:

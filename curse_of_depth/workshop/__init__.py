@@ -1,5 +1,6 @@
-"""Workshop and research tooling around the notebooks; the teaching core (``curse_of_depth``) never
-imports it at module level. ``curse_of_depth/README.md`` lists its modules and their notebooks.
+"""Workshop and research tooling around the notebooks; the teaching core (``curse_of_depth``)
+imports it only inside functions (progress bars, the trainer's memory guard).
+``curse_of_depth/README.md`` lists its modules and their notebooks.
 
 Importing this package registers the scale map's corpora (gcide, gcide-bpe, shakespeare-bpe) with
 ``curse_of_depth.data.load_corpus``. The modules with a command line (doctor, sweep, precompute,

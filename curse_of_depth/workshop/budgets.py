@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import plots
+from . import plots
 from .runtime import mode
 
 SETTINGS: dict[str, dict[str, dict]] = {}

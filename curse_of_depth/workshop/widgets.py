@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .. import plots
+from . import plots
 from .runtime import frontend_attached
 
 # the live explorer's stand-in where widgets cannot render (RISE slides, static viewers)

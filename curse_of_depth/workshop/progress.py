@@ -1,4 +1,4 @@
-"""Progress bars for the core's long loops (layer scans, pruning, training, the GGUF conversion).
+"""Progress bars for the kit's long loops (layer scans, pruning, training, the GGUF conversion).
 
 ``progress_bar`` takes tqdm's arguments and picks the bar for where the code runs:
 
@@ -10,8 +10,7 @@
   or "Error displaying widget".
 - In a kernel nobody watches (nbconvert, nbval, papermill): no bar, so committed outputs carry none.
 
-The core imports the workshop's front-end rule only inside a notebook kernel (lazily, as it does for
-results).
+The core imports this module inside the functions that draw a bar, never at import.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ def progress_bar(*args, **kwargs):
 
     if "ipykernel" not in sys.modules:  # not a notebook kernel: no need for the widgets module
         return tqdm(*args, **kwargs)
-    from .workshop import runtime
+    from . import runtime
 
     if runtime.frontend_attached():
         return _live_bar_class()(*args, **kwargs)
