@@ -48,8 +48,13 @@ def heading_level(cell: dict) -> int | None:
     return None
 
 
+COLAB_MARK = "# Colab only: install the kit"
+
+
 def slide_type_for(cell: dict) -> str:
     """The slide type the rule gives this cell (an author's own non-heading choice is kept)."""
+    if cell.get("cell_type") == "code" and "".join(cell.get("source", "")).startswith(COLAB_MARK):
+        return "skip"  # the Colab install cell: nothing to show in a talk
     level = heading_level(cell)
     if level is not None and level <= 2:
         return "slide"
