@@ -4,6 +4,9 @@ objects), a figure out, never a model. Each function names the notebook that dra
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,22 +20,41 @@ _BASE = {"figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (7.5, 4.0), "a
          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
          "legend.frameon": False, "font.size": 10}
 _PROJECTOR = {"font.size": 15, "figure.figsize": (11, 6), "lines.linewidth": 2.5, "figure.dpi": 110}
+# The projector view for a whole series: set COD_PRESENT=1 before starting Jupyter and every notebook's figures
+# are drawn large (read when the first figure of a kernel is drawn; notebook 00, README, INSTRUCTORS.md).
+PRESENT_ENV = "COD_PRESENT"
 _styled = False
 
 
-def use_style(projector: bool = False) -> None:
-    """Apply the kit's style (the first kit figure does); ``projector=True`` enlarges everything."""
+def projector_requested() -> bool:
+    """True when ``COD_PRESENT`` asks for the projector view (1, true, yes or on)."""
+    return os.environ.get(PRESENT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def use_style(projector: bool | None = None) -> None:
+    """Apply the kit's style (the first kit figure does); ``projector=True`` enlarges everything, ``None``
+    follows ``COD_PRESENT``."""
     global _styled
     mpl.rcParams.update(_BASE)
-    if projector:
+    if projector_requested() if projector is None else projector:
         mpl.rcParams.update(_PROJECTOR)
     _styled = True
 
 
 def present(on: bool = True) -> None:
-    """Projector view for instructors: big fonts and figures (``present(False)`` goes back)."""
+    """Projector view in this kernel only (``present(False)`` goes back); ``COD_PRESENT=1`` does it for the
+    whole series without a call."""
     mpl.rcdefaults()
     use_style(projector=on)
+
+
+@contextlib.contextmanager
+def projector_view():
+    """Figures drawn inside the ``with`` block look as under ``COD_PRESENT=1`` (notebook 00's preview)."""
+    if not _styled:
+        use_style()
+    with mpl.rc_context(_PROJECTOR):
+        yield
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kw):
@@ -344,31 +366,64 @@ def plot_lns_trainer_curves(curves: dict, title: str | None = None,
 # ------------------------------------------------------------ notebooks 01 and 06: a real LLM
 
 
-def plot_residual_growth(rms: list, rms_with_first: list | None = None,
-                         contrast: dict | None = None, title: str | None = None):
-    """Residual RMS after each layer (0 = embeddings), log axis; ``contrast`` (``{"label",
-    "rms"}``): a Post-LN model beside it on a linear axis. Notebook 01."""
+def _token_band(ax, q: dict, color: str, label: str) -> None:
+    """Median of the per-token RMS with its 10-90 % band, from ``analysis.residual_rms_quantiles``."""
+    qs, vals = list(q["quantiles"]), np.asarray(q["values"], dtype=float)
+    x = np.arange(vals.shape[1])
+    ax.plot(x, vals[qs.index(0.5)], marker="o", ms=3, color=color, label=f"{label}: median token")
+    if 0.1 in qs and 0.9 in qs:
+        ax.fill_between(x, vals[qs.index(0.1)], vals[qs.index(0.9)], color=color, alpha=0.2, lw=0,
+                        label="10–90 % of tokens")
+
+
+def plot_token_rms(q: dict, pooled: list | None = None, contrast: dict | None = None,
+                   title: str | None = None):
+    """Per-token RMS of the residual stream after each layer: the median token and its 10-90 % band
+    (``analysis.residual_rms_quantiles``, position 0 left out), log axis; ``pooled``: the pooled RMS,
+    dashed; ``contrast`` (``{"label", "q"}``): a Post-LN model's per-token median beside it, linear axis.
+    Notebook 01."""
     fig, axes = subplots(1, 2 if contrast else 1)
     ax = axes[0] if contrast else axes
-    ax.plot(range(len(rms)), rms, marker="o", ms=3, color=NORM_COLORS["pre"],
-            label="ordinary tokens (position ≥ 1)")
-    if rms_with_first is not None:
-        ax.plot(range(len(rms_with_first)), rms_with_first, ls="--", color="gray",
-                label="including position 0 (attention sink)")
-    _axes(ax, "after layer ℓ (0 = embeddings)", "residual-stream RMS",
-          title or "Pre-LN: the residual stream grows with depth", True, {})
+    _token_band(ax, q, NORM_COLORS["pre"], "Pre-LN")
+    if pooled is not None:
+        ax.plot(range(len(pooled)), pooled, ls="--", color="0.35", label="pooled over all tokens")
+    _axes(ax, "layers applied (0 = embeddings)", "residual-stream RMS (log scale)",
+          title or "Pre-LN: the residual stream grows with depth", True, {"fontsize": "small"})
     if contrast:
-        axes[1].plot(range(len(contrast["rms"])), contrast["rms"], marker="o",
-                     color=NORM_COLORS["post"])
-        axes[1].set_ylim(0, max(contrast["rms"]) * 1.3)
-        _axes(axes[1], "after layer ℓ (0 = embeddings)", "hidden-state RMS (linear axis)",
-              contrast.get("label", "Post-LN contrast"))
+        vals = np.asarray(contrast["q"]["values"], dtype=float)
+        med = vals[list(contrast["q"]["quantiles"]).index(0.5)]
+        axes[1].plot(range(len(med)), med, marker="o", color=NORM_COLORS["post"], label="median token")
+        axes[1].set_ylim(0, max(med) * 1.3)
+        _axes(axes[1], "layers applied (0 = embeddings)", "hidden-state RMS (linear axis)",
+              contrast.get("label", "Post-LN contrast"), legend={"fontsize": "small"})
+    return fig
+
+
+def plot_pooled_vs_per_token(texts: dict, outlier: dict | None = None, title: str | None = None):
+    """Pooled RMS against the per-token median and maximum, one colour per text (``{label: record}``, records
+    as in ``smollm2_per_token.json``: ``rms_pooled``, ``rms_per_token``); ``outlier``: one token's
+    ``rms_by_state`` and a ``label``, marked where it peaks. Log axis. Notebook 01."""
+    fig, ax = subplots()
+    for (label, rec), color in zip(texts.items(), ("#d62728", "#1f77b4", "#2ca02c")):
+        q = rec["rms_per_token"]
+        med = np.asarray(q["values"], dtype=float)[list(q["quantiles"]).index(0.5)]
+        x = np.arange(med.size)
+        ax.plot(x, rec["rms_pooled"], color=color, lw=2, label=f"{label}: pooled")
+        ax.plot(x, med, color=color, ls="--", label=f"{label}: median token")
+        ax.plot(x, q["max"], color=color, ls=":", lw=1, label=f"{label}: largest token")
+    if outlier is not None:
+        r = np.asarray(outlier["rms_by_state"], dtype=float)
+        i = int(np.argmax(r))
+        ax.annotate(outlier["label"], (i, r[i]), xytext=(i + 2, r[i] * 0.3), fontsize="small",
+                    arrowprops={"arrowstyle": "->", "color": "0.3"})
+    _axes(ax, "layers applied (0 = embeddings; position 0 left out)", "RMS (log scale)",
+          title or "Pooled RMS vs the typical token", True, {"fontsize": "x-small", "ncol": 2})
     return fig
 
 
 def plot_block_heatmap(heat, title: str | None = None):
-    """Gromov et al.'s heatmap: angular distance d(h_l, h_{l+n}) by first layer l (x) and block
-    size n (y). Notebook 01."""
+    """Gromov et al.'s heatmap: the angular distance from a block's input to its output, by the block's first
+    layer ℓ (x) and its size n (y). Notebook 01."""
     h = np.asarray(heat, dtype=float)
     fig, ax = subplots()
     im = ax.imshow(h, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=np.nanmax(h),
@@ -376,28 +431,28 @@ def plot_block_heatmap(heat, title: str | None = None):
     ax.plot([int(np.nanargmin(row)) for row in h], range(1, h.shape[0] + 1), "w.", ms=4,
             label="most similar block for each n")
     ax.grid(False)
-    fig.colorbar(im, ax=ax, label="angular distance d(h_l, h_{l+n})")
-    _axes(ax, "first layer of the block, l", "block size n (layers)",
+    fig.colorbar(im, ax=ax, label="angular distance, block input → output")
+    _axes(ax, "first layer of the block, ℓ (0-based)", "block size n (layers)",
           title or "Which blocks of layers barely change the stream?",
           legend={"loc": "upper right", "fontsize": "small"})
     return fig
 
 
 def plot_removal_cost(ratio: list, angular: list | None = None, reference: list | None = None,
-                      layers: list | None = None, title: str | None = None):
+                      layers: list | None = None, title: str | None = None,
+                      reference_label: str = "stored run", live_label: str = "measured live"):
     """Perplexity ratio when each single layer is removed (log axis), above the angular distance
     it is often predicted from; ``reference``: the stored larger sample's ratios. Notebook 01."""
     fig, axes = subplots(2 if angular is not None else 1, 1, sharex=True)
     ax = axes[0] if angular is not None else axes
     xs = layers if layers is not None else list(range(len(ratio)))
     ax.bar(xs, [r - 1 for r in ratio], bottom=1, color=NORM_COLORS["pre"], alpha=0.8,
-           label="measured live")
+           label=live_label)
     if reference is not None:
-        ax.plot(range(len(reference)), reference, "k.-", lw=1, ms=4,
-                label="stored run (4,096 tokens)")
+        ax.plot(range(len(reference)), reference, "k.-", lw=1, ms=4, label=reference_label)
     ax.axhline(1, color="gray", lw=0.8)
     xlabel = "" if angular is not None else "layer removed (0-based)"
-    _axes(ax, xlabel, "perplexity × when removed",
+    _axes(ax, xlabel, "perplexity × when removed\n(log scale)",
           title or "What each layer is worth: remove it and measure", True, {})
     if angular is not None:
         axes[1].bar(range(len(angular)), angular, color="#7f7f7f")
@@ -421,20 +476,36 @@ _RULE_STYLE = {"angular": ("#1f77b4", "o"), "block_influence": ("#9467bd", "s"),
                "measured": ("#2ca02c", "^"), "last": ("#d62728", "v")}
 
 
-def plot_drop_curves(curves: dict, base_ppl: float, labels: dict | None = None,
-                     stored: dict | None = None, title: str | None = None):
-    """Perplexity against layers dropped, one line per rule (``{rule: (ns, ppl)}``); ``stored``: the
-    same from the results pack, drawn faint. Notebook 06."""
+def plot_drop_curves(runs: dict, labels: dict | None = None, cap: float = 30.0,
+                     title: str | None = None):
+    """Perplexity ratio against layers dropped: each run (``{label: layer_drop_curves output}``) divided by
+    its own full model, one colour per rule, a marker at each measured n (first run solid and filled, later
+    runs dashed and hollow). Log axis with labelled ticks, cut at ``cap``: points above it sit on the top edge
+    as open triangles, their values said in the legend. Notebook 06."""
     fig, ax = subplots()
-    for rule, (ns, ppl) in curves.items():
-        color, marker = _RULE_STYLE.get(rule, ("gray", "."))
-        ax.plot(ns, ppl, marker=marker, color=color, label=(labels or {}).get(rule, rule))
-        if stored and rule in stored:
-            ax.plot(*stored[rule], color=color, alpha=0.35, lw=3)
-    ax.axhline(base_ppl, color="gray", ls=":", label="full model")
-    _axes(ax, "layers removed, n (of 30)", "perplexity (Shakespeare, held-out)",
-          title or "Which layers to drop? Rules compared" + (" (faint: stored)" if stored else ""),
-          True, {"fontsize": "small"})
+    ticks = [t for t in (1, 1.5, 2, 3, 5, 10, 20, 30, 50, 100) if t <= cap]
+    for k, (run, result) in enumerate(runs.items()):
+        base = result["base_loss"]
+        for rule in dict.fromkeys(p["rule"] for p in result["points"]):
+            pts = sorted((p["n"], float(np.exp(p["loss"] - base))) for p in result["points"] if p["rule"] == rule)
+            ns, ratio = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+            color, marker = _RULE_STYLE.get(rule, ("gray", "."))
+            name = (labels or {}).get(rule, rule)
+            over = ratio > cap
+            if over.any():
+                name += f" (×{ratio[over].min():.0f} or more: off the chart)"
+            face = color if k == 0 else "white"
+            ax.plot(ns[~over], ratio[~over], ls="-" if k == 0 else "--", marker=marker, color=color,
+                    mfc=face, label=f"{name}, {run}")
+            ax.plot(ns[over], np.full(over.sum(), cap), ls="none", marker="^", ms=9, color=color, mfc="white")
+    ax.axhline(1, color="gray", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_ylim(0.95, cap * 1.15)
+    ax.set_yticks(ticks, [f"×{t:g}" for t in ticks])
+    ax.yaxis.set_minor_locator(mpl.ticker.NullLocator())
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+    _axes(ax, "layers dropped, n", "perplexity ÷ the run's own full model\n(log scale)",
+          title or "Which layers to drop? Four rules", legend={"fontsize": "x-small"})
     return fig
 
 
