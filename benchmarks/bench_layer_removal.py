@@ -73,7 +73,7 @@ def default_cases() -> list[tuple[int, int]]:
     from curse_of_depth.workshop.budgets import for_notebook
 
     nb01 = for_notebook("01", "workshop")
-    return [(nb01["scan_chunks"], nb01["scan_seq"]), (1, 128)]
+    return [(nb01["scan_chunks"], 256), (1, 128)]  # notebook 01 scans chunks of 256 tokens (hf.SMOLLM2_EVAL)
 
 
 def run_case(chunks: int, seq: int, repeats: int) -> dict:

@@ -156,15 +156,16 @@ def residual_stream(model: nn.Module | LayerStack, idx: torch.Tensor) -> torch.T
     idx = _check_idx(idx)
     h = st.embed(idx)
     ctx = st.context(h)
-    out = [h]
+    out = h.new_empty((st.n_layers + 1, *h.shape))  # written in place: a stack of a list would hold two copies
+    out[0] = h
     for i in range(st.n_layers):
         h = st.run_layer(i, h, ctx)
-        out.append(h)
-    return torch.stack(out)
+        out[i + 1] = h
+    return out
 
 
-def _tokens(hs: torch.Tensor | list | tuple, skip_first: bool) -> torch.Tensor:
-    """``(L + 1, n_tokens, d)`` in float32, position 0 of each sequence dropped when ``skip_first``."""
+def _states(hs: torch.Tensor | list | tuple, skip_first: bool) -> torch.Tensor:
+    """``(L + 1, batch, seq, d)``, position 0 of each sequence dropped when ``skip_first`` (a view, no copy)."""
     if isinstance(hs, (list, tuple)):
         hs = torch.stack(list(hs))
     if hs.ndim == 3:  # (L + 1, seq, d): one sequence
@@ -175,6 +176,12 @@ def _tokens(hs: torch.Tensor | list | tuple, skip_first: bool) -> torch.Tensor:
         if hs.shape[2] < 2:
             raise ValueError("skip_first needs sequences of at least 2 tokens")
         hs = hs[:, :, 1:]
+    return hs
+
+
+def _tokens(hs: torch.Tensor | list | tuple, skip_first: bool) -> torch.Tensor:
+    """``(L + 1, n_tokens, d)`` in float32, position 0 of each sequence dropped when ``skip_first``."""
+    hs = _states(hs, skip_first)
     return hs.reshape(hs.shape[0], -1, hs.shape[-1]).float()
 
 
@@ -193,8 +200,7 @@ def residual_rms_pooled(hs, skip_first: bool = True) -> torch.Tensor:
     Pooling lets a few tokens with massive activations drive the curve; ``residual_rms_quantiles`` gives the
     per-token view.
     """
-    x = _tokens(hs, skip_first)
-    return x.pow(2).mean(dim=(1, 2)).sqrt()
+    return residual_rms_per_token(hs, skip_first).pow(2).mean(dim=1).sqrt()
 
 
 def residual_variance_pooled(hs, skip_first: bool = True) -> torch.Tensor:
@@ -221,7 +227,8 @@ def residual_rms_per_token(hs, skip_first: bool = True) -> torch.Tensor:
 
     The RMS each RMSNorm divides by: the block Jacobian's 1/rms factor is per token.
     """
-    return _tokens(hs, skip_first).pow(2).mean(dim=-1).sqrt()
+    hs = _states(hs, skip_first)  # a norm per token reduces in place: no copy of the (large) hidden states
+    return (torch.linalg.vector_norm(hs.float(), dim=-1) / math.sqrt(hs.shape[-1])).reshape(hs.shape[0], -1)
 
 
 RMS_QUANTILES = (0.1, 0.5, 0.9, 0.99)
@@ -245,18 +252,21 @@ def residual_rms_quantiles(hs, quantiles=RMS_QUANTILES, skip_first: bool = True)
 def angular_distance_matrix(hs, skip_first: bool = True, last_token: bool = False) -> torch.Tensor:
     """``D[a, b]`` = mean over tokens of arccos(cos(h_a, h_b)) / pi for all pairs of hidden states.
 
-    Computed in one batched contraction (no Python loop over pairs). ``last_token=True`` uses only
-    each sequence's last position, as Gromov et al. (2024) do. Range 0 (same direction) to 1
-    (opposite). Shape ``(L + 1, L + 1)`` (notebook 01).
+    Computed in one batched contraction per sequence (no Python loop over pairs; one sequence's copy in memory at
+    a time). ``last_token=True`` uses only each sequence's last position, as Gromov et al. (2024) do. Range 0 (same
+    direction) to 1 (opposite). Shape ``(L + 1, L + 1)`` (notebook 01).
     """
     if last_token:
         if isinstance(hs, (list, tuple)):
             hs = torch.stack(list(hs))
         hs = hs[:, :, -1:] if hs.ndim == 4 else hs[:, -1:]
         skip_first = False
-    x = F.normalize(_tokens(hs, skip_first), dim=-1)
-    cos = torch.einsum("and,bnd->abn", x, x).clamp_(-1.0, 1.0)
-    return torch.arccos(cos).mean(dim=-1) / math.pi
+    st = _states(hs, skip_first)
+    total = torch.zeros(st.shape[0], st.shape[0])
+    for b in range(st.shape[1]):
+        x = F.normalize(st[:, b].float(), dim=-1)
+        total += torch.einsum("and,bnd->abn", x, x).clamp_(-1.0, 1.0).arccos_().sum(dim=-1)
+    return total / (st.shape[1] * st.shape[2] * math.pi)
 
 
 def adjacent_angular_distance(hs, skip_first: bool = True) -> torch.Tensor:

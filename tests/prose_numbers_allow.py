@@ -26,6 +26,7 @@ ALLOW: dict[str, dict[str, str]] = {
         "20.79": "paper Table 6: LLaMA-250M, LNS combined with scaled initialization",
         "130M": "the paper's smallest model, LLaMA-130M (Table 1; abstract: model sizes 130M to 7B)",
         "7B": "the paper's largest models (abstract: model sizes 130M to 7B); 7B open models in its Fig. 2",
+        "7B–13B": "paper Fig. 2 (v5): DeepSeek-7B, Qwen3-8B and LLaMA2-13B, the open models whose layers it removes",
         "250M": "LLaMA-250M: the size from which the paper's Post-LN diverges (Table 1)",
         "1B @ LLaMA-130M to 1B": "LLaMA-1B, the largest model of the paper's Table 1",
         "0.037 @ paper's gain": "paper Table 1 in nats: ln(26.73 / 25.76) = 0.037",

@@ -96,30 +96,27 @@ SETTINGS["05"] = {
                        "evals": 8, "lr": 3e-3, "seed": 0}, "eval_batches": 16},
 }
 
-# 01 and 06 (SmolLM2-135M, fp32, forward passes): stats_* = RMS / angular distance / Block Influence
-# tokens; scan_* = the live removal scan (scan_layers "claim" = only the layers the claim reads);
-# bert_* = the Post-LN contrast; 06: eval_* = held-out chunks, calib_* = Wanda/OWL calibration, ns =
-# layers dropped, sparsities/methods = the live sparsity table. The stored results
-# (workshop.precompute) use more tokens.
+# 01 and 06 (SmolLM2-135M, fp32, forward passes), all on the one evaluation text (hf.eval_tokens: 8 chunks x 256
+# tokens; None = all 8, k = its first k chunks, whose stored perplexity the notebooks print): stats_chunks = RMS and
+# angular distance; scan_chunks = the live removal scan (scan_layers "claim" = only the layers the claim reads);
+# bert_* = the Post-LN contrast; 06: eval_chunks = the live layer drops and pruning, calib_chunks = Wanda/OWL
+# calibration (chunks 0+, disjoint), ns = layers dropped, sparsities/methods = the live sparsity table. The stored
+# results (workshop.precompute) use all 8 chunks.
 SETTINGS["01"] = {
-    "smoke": {"stats_chunks": 2, "stats_seq": 128, "scan_chunks": 1, "scan_seq": 128,
-              "scan_layers": "claim", "bert_chunks": 2, "bert_seq": 128},
-    "workshop": {"stats_chunks": 8, "stats_seq": 256, "scan_chunks": 2, "scan_seq": 256,
-                 "scan_layers": "all", "bert_chunks": 16, "bert_seq": 128},
-    "full": {"stats_chunks": 16, "stats_seq": 256, "scan_chunks": 16, "scan_seq": 256,
-             "scan_layers": "all", "bert_chunks": 80, "bert_seq": 256, "regenerate": True},
+    "smoke": {"stats_chunks": 1, "scan_chunks": 1, "scan_layers": "claim", "bert_chunks": 2, "bert_seq": 128},
+    "workshop": {"stats_chunks": None, "scan_chunks": 2, "scan_layers": "all", "bert_chunks": 16,
+                 "bert_seq": 128},
+    "full": {"stats_chunks": None, "scan_chunks": 8, "scan_layers": "all", "bert_chunks": 80, "bert_seq": 256,
+             "regenerate": True},
 }
 _RULES = ["angular", "block_influence", "measured", "last"]
 SETTINGS["06"] = {
-    "smoke": {"eval_start": 32, "eval_chunks": 1, "eval_seq": 128, "ns": [2, 4],
-              "rules": ["measured", "last"], "calib_chunks": 1, "calib_seq": 128,
-              "sparsities": [0.7], "methods": ["wanda", "owl"]},
-    "workshop": {"eval_start": 32, "eval_chunks": 2, "eval_seq": 256, "ns": [2, 4, 8],
-                 "rules": _RULES, "calib_chunks": 2, "calib_seq": 256, "sparsities": [0.7],
+    "smoke": {"eval_chunks": 1, "ns": [2, 8], "rules": _RULES, "calib_chunks": 1, "sparsities": [0.7],
+              "methods": ["magnitude", "wanda", "owl"]},
+    "workshop": {"eval_chunks": 2, "ns": [2, 4, 8], "rules": _RULES, "calib_chunks": 2, "sparsities": [0.7],
                  "methods": ["magnitude", "wanda", "owl"]},
-    "full": {"eval_start": 32, "eval_chunks": 8, "eval_seq": 256, "ns": [1, 2, 3, 4, 6, 8],
-             "rules": _RULES, "calib_chunks": 8, "calib_seq": 256, "sparsities": [0.5, 0.7],
-             "methods": ["magnitude", "wanda", "owl"], "regenerate": True},
+    "full": {"eval_chunks": 8, "ns": [1, 2, 3, 4, 6, 8], "rules": _RULES, "calib_chunks": 8,
+             "sparsities": [0.5, 0.7], "methods": ["magnitude", "wanda", "owl"], "regenerate": True},
 }
 
 # 07 reads the stored GPU map; full mode on a GPU machine runs its missing points.

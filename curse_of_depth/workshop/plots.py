@@ -400,9 +400,9 @@ def plot_token_rms(q: dict, pooled: list | None = None, contrast: dict | None = 
 
 
 def plot_pooled_vs_per_token(texts: dict, outlier: dict | None = None, title: str | None = None):
-    """Pooled RMS against the per-token median and maximum, one colour per text (``{label: record}``, records
-    as in ``smollm2_per_token.json``: ``rms_pooled``, ``rms_per_token``); ``outlier``: one token's
-    ``rms_by_state`` and a ``label``, marked where it peaks. Log axis. Notebook 01."""
+    """Pooled RMS against the per-token median, one colour per text (``{label: record}``, records as in
+    ``smollm2_per_token.json``: ``rms_pooled``, ``rms_per_token``); ``outlier``: one token of the first text,
+    its ``rms_by_state`` drawn dotted with a ``label`` where it peaks. Log axis. Notebook 01."""
     fig, ax = subplots()
     for (label, rec), color in zip(texts.items(), ("#d62728", "#1f77b4", "#2ca02c")):
         q = rec["rms_per_token"]
@@ -410,14 +410,15 @@ def plot_pooled_vs_per_token(texts: dict, outlier: dict | None = None, title: st
         x = np.arange(med.size)
         ax.plot(x, rec["rms_pooled"], color=color, lw=2, label=f"{label}: pooled")
         ax.plot(x, med, color=color, ls="--", label=f"{label}: median token")
-        ax.plot(x, q["max"], color=color, ls=":", lw=1, label=f"{label}: largest token")
     if outlier is not None:
+        ax.plot(range(len(outlier["rms_by_state"])), outlier["rms_by_state"], color="#d62728", ls=":", lw=1,
+                label=f"{next(iter(texts))}: that one token")
         r = np.asarray(outlier["rms_by_state"], dtype=float)
         i = int(np.argmax(r))
         ax.annotate(outlier["label"], (i, r[i]), xytext=(i + 2, r[i] * 0.3), fontsize="small",
                     arrowprops={"arrowstyle": "->", "color": "0.3"})
     _axes(ax, "layers applied (0 = embeddings; position 0 left out)", "RMS (log scale)",
-          title or "Pooled RMS vs the typical token", True, {"fontsize": "x-small", "ncol": 2})
+          title or "Pooled RMS vs the typical token, two texts", True, {"fontsize": "small"})
     return fig
 
 
