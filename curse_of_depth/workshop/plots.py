@@ -482,31 +482,41 @@ def plot_drop_curves(runs: dict, labels: dict | None = None, cap: float = 30.0,
     """Perplexity ratio against layers dropped: each run (``{label: layer_drop_curves output}``) divided by
     its own full model, one colour per rule, a marker at each measured n (first run solid and filled, later
     runs dashed and hollow). Log axis with labelled ticks, cut at ``cap``: points above it sit on the top edge
-    as open triangles, their values said in the legend. Notebook 06."""
+    as open triangles, with their smallest value written beside them. Notebook 06."""
+    from matplotlib.lines import Line2D
+
     fig, ax = subplots()
     ticks = [t for t in (1, 1.5, 2, 3, 5, 10, 20, 30, 50, 100) if t <= cap]
-    for k, (run, result) in enumerate(runs.items()):
+    over_all: dict[str, float] = {}
+    for k, result in enumerate(runs.values()):
         base = result["base_loss"]
         for rule in dict.fromkeys(p["rule"] for p in result["points"]):
             pts = sorted((p["n"], float(np.exp(p["loss"] - base))) for p in result["points"] if p["rule"] == rule)
             ns, ratio = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
             color, marker = _RULE_STYLE.get(rule, ("gray", "."))
-            name = (labels or {}).get(rule, rule)
             over = ratio > cap
-            if over.any():
-                name += f" (×{ratio[over].min():.0f} or more: off the chart)"
-            face = color if k == 0 else "white"
             ax.plot(ns[~over], ratio[~over], ls="-" if k == 0 else "--", marker=marker, color=color,
-                    mfc=face, label=f"{name}, {run}")
+                    mfc=color if k == 0 else "white")
             ax.plot(ns[over], np.full(over.sum(), cap), ls="none", marker="^", ms=9, color=color, mfc="white")
+            if over.any():
+                over_all[rule] = min(over_all.get(rule, np.inf), float(ratio[over].min()))
+    for rule, low in over_all.items():
+        ax.annotate(f"{(labels or {}).get(rule, rule)}: ×{low:.0f} and more, off the chart", (1, cap),
+                    xytext=(0, -14), textcoords="offset points", fontsize="x-small",
+                    color=_RULE_STYLE.get(rule, ("gray",))[0])
+    handles = [Line2D([], [], color=c, marker=m, label=(labels or {}).get(r, r)) for r, (c, m) in _RULE_STYLE.items()
+               if any(p["rule"] == r for res in runs.values() for p in res["points"])]
+    handles += [Line2D([], [], color="k", ls="-" if k == 0 else "--", marker="o", mfc="k" if k == 0 else "white",
+                       label=run) for k, run in enumerate(runs)]
     ax.axhline(1, color="gray", ls=":", lw=1)
     ax.set_yscale("log")
     ax.set_ylim(0.95, cap * 1.15)
     ax.set_yticks(ticks, [f"×{t:g}" for t in ticks])
     ax.yaxis.set_minor_locator(mpl.ticker.NullLocator())
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, 0.9), fontsize="x-small")
     _axes(ax, "layers dropped, n", "perplexity ÷ the run's own full model\n(log scale)",
-          title or "Which layers to drop? Four rules", legend={"fontsize": "x-small"})
+          title or "Which layers to drop? Four rules")
     return fig
 
 
@@ -514,8 +524,9 @@ LIVE_NOTE = "\n(bars: stored run; dots: this run)"
 
 
 def plot_sparsity(table: dict, live: dict | None = None, title: str | None = None):
-    """Left: perplexity per method at each sparsity (log axis; ``live``: another table, as black
-    dots). Right: OWL's per-layer sparsity. Notebook 06."""
+    """Left: perplexity per method at each sparsity, divided by the same run's dense model (log axis;
+    ``live``: another table, as black dots, divided by its own dense model). Right: OWL's per-layer sparsity.
+    Notebook 06."""
     rows = table["rows"]
     sps = sorted({r["sparsity"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -526,22 +537,21 @@ def plot_sparsity(table: dict, live: dict | None = None, title: str | None = Non
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):
         x = np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width
-        ppl = {r["sparsity"]: np.exp(r["loss"]) for r in rows if r["method"] == m}
-        ax.bar(x, [ppl.get(s, np.nan) for s in sps], width, color=colors.get(m, "gray"),
+        ratio = {r["sparsity"]: np.exp(r["loss"] - table["dense_loss"]) for r in rows if r["method"] == m}
+        ax.bar(x, [ratio.get(s, np.nan) - 1 for s in sps], width, bottom=1, color=colors.get(m, "gray"),
                label=names.get(m, m))
         if live is not None:
-            got = {r["sparsity"]: np.exp(r["loss"]) for r in live["rows"] if r["method"] == m}
+            got = {r["sparsity"]: np.exp(r["loss"] - live["dense_loss"]) for r in live["rows"] if r["method"] == m}
             ax.plot(x, [got.get(s, np.nan) for s in sps], "k.", ms=9,
                     label="this run" if k == 0 else None)
-    ax.axhline(np.exp(table["dense_loss"]), color="black", ls=":",
-               label="dense" + (" (bars' run)" if live else ""))
+    ax.axhline(1, color="black", ls=":", label="dense model")
     ax.set_xticks(range(len(sps)), [f"{s:.0%}" for s in sps])
-    _axes(ax, "unstructured sparsity of every block", "perplexity",
+    _axes(ax, "unstructured sparsity of every block", "perplexity ÷ the run's dense model\n(log scale)",
           title or "Pruning weights: uniform vs layer-wise" + (LIVE_NOTE if live else ""), True,
           {"fontsize": "small"})
     for r in [r for r in rows if r["method"] == "owl"]:
         ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".",
                  label=f"OWL at {r['sparsity']:.0%}")
-    _axes(ax2, "layer", "sparsity given to the layer", "OWL: fewer zeros where outliers live",
+    _axes(ax2, "layer (0-based)", "sparsity given to the layer", "OWL: fewer zeros where outliers live",
           legend={"fontsize": "small"})
     return fig
