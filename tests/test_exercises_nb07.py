@@ -8,7 +8,7 @@ from curse_of_depth.workshop.exercises import nb07
 
 
 def reading(**change):
-    """The solution of exercise 7.1, with ``change`` applied (a mistake)."""
+    """The solution of exercise 7.2, with ``change`` applied (a mistake)."""
     answer = {"depth": 24, "tokens": 32_000_000, "recipe": "kit", "lr": {"pre": 3e-3, "lns": 1e-2}, "winner": "tie",
               "n_seeds": 3}
     return lambda: {**answer, **change}
@@ -55,7 +55,7 @@ def _t(d):
 
 
 def gap(pre, lns, ddof=1, sign=1, by="seed", winner_rule="p"):
-    """The solution of exercise 7.2 and, through its options, its classic mistakes."""
+    """The solution of exercise 7.1 and, through its options, its classic mistakes."""
     seeds = sorted(set(pre) & set(lns))
     if by == "seed":
         d = np.array([lns[s] - pre[s] for s in seeds]) * sign

@@ -1,7 +1,7 @@
 """Checkers for notebook 07 (the recipe map). Solutions: notebooks/solutions/07_scale_map.ipynb.
 
-Exercise 7.1 reads one point off the recipe map and states its conditions (a small dict); exercise 7.2 computes a
-paired gap and its verdict by hand from per-seed final losses. Both checkers take their expected answers from the
+Exercise 7.1 computes a paired gap and its verdict by hand from per-seed final losses; exercise 7.2 reads one point
+off the recipe map and states its conditions (a small dict). Both checkers take their expected answers from the
 stored runs (``results.load("recipe_map")``, re-summarized from the raw runs), never from numbers typed here.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from ...stats import ALPHA, paired
 from . import Verdict, attempt, correct, wrong
 
-# Exercise 7.1's question: the kit's recipe, depth 24, 32M characters, each norm at its own best learning rate.
+# Exercise 7.2's question: the kit's recipe, depth 24, 32M characters, each norm at its own best learning rate.
 QUESTION = {"depth": 24, "tokens": 32_000_000, "recipe": "kit"}
 KEYS = ("depth", "tokens", "recipe", "lr", "winner", "n_seeds")
 _TIE = {"tie", "none", "no clear difference", "no difference", "neither", ""}
@@ -67,10 +67,10 @@ def _fmt_lr(lr: float) -> str:
 
 
 def check_read_point(my_reading) -> Verdict:
-    """Exercise 7.1: ``my_reading()`` returns ``{"depth", "tokens", "recipe", "lr": {"pre": .., "lns": ..},
+    """Exercise 7.2: ``my_reading()`` returns ``{"depth", "tokens", "recipe", "lr": {"pre": .., "lns": ..},
     "winner", "n_seeds"}`` for LNS vs Pre-LN at depth 24, 32M characters, the kit's recipe, each norm at its own
     best learning rate."""
-    ex = "7.1"
+    ex = "7.2"
     answer, stop = attempt(ex, my_reading)
     if stop:
         return stop
@@ -139,7 +139,7 @@ def check_read_point(my_reading) -> Verdict:
                        f"{'a tie' if gap['winner'] is None else gap['winner'] + ' ahead'} over {gap['n']} paired seeds")
 
 
-# ------------------------------------------------------------------------------------- exercise 7.2
+# ------------------------------------------------------------------------------------- exercise 7.1
 
 
 def stored_finals(depth: int, recipe: str, lr: float = 3e-3, tokens: int = 32_000_000) -> tuple[dict, dict]:
@@ -240,9 +240,9 @@ def _diagnose_gap(ex: str, label: str, out: Mapping, ref: dict, pre: dict, lns: 
 
 
 def check_paired_gap(paired_gap) -> Verdict:
-    """Exercise 7.2: ``paired_gap(loss_pre, loss_lns)`` (``{seed: final loss}`` each) returns ``{"mean", "sd", "n",
+    """Exercise 7.1: ``paired_gap(loss_pre, loss_lns)`` (``{seed: final loss}`` each) returns ``{"mean", "sd", "n",
     "p", "winner"}`` of LNS − Pre-LN paired by seed, the verdict at the paired t-test's 0.05."""
-    ex = "7.2"
+    ex = "7.1"
     for label, pre, lns in _cases():
         out, stop = attempt(ex, paired_gap, dict(pre), dict(lns))
         if stop:
