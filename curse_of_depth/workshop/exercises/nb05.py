@@ -9,6 +9,7 @@ model whose LNS lives in hand-made hooks and checks that LNS survived.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import tempfile
 from collections.abc import Callable
@@ -52,6 +53,19 @@ def tokens(seed: int = 1) -> torch.Tensor:
 @torch.no_grad()
 def _logits(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     return model(idx).logits.float()
+
+
+def _one_thread(check: Callable) -> Callable:
+    """Run a checker on one torch thread: its models are tiny, and idle threads only wait on a busy CPU."""
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return run
 
 
 # ------------------------------------------------------------------ LNS and its classic mistakes, as hooks
@@ -162,6 +176,7 @@ def _run_by_hand(ex: str, fn, model: nn.Module) -> tuple[nn.Module | None, Verdi
     return model, None
 
 
+@_one_thread
 def check_lns_by_hand(lns_by_hand) -> Verdict:
     """Exercise 5.1: ``lns_by_hand(model)`` puts LayerNorm Scaling on a Hugging Face Qwen2/Mistral model with
     forward hooks (in place; returning the model is optional), checked against ``apply_layernorm_scaling``."""
@@ -198,6 +213,7 @@ def check_lns_by_hand(lns_by_hand) -> Verdict:
 # --------------------------------------------------------------------------------------- the round trip
 
 
+@_one_thread
 def check_round_trip(save_and_reload) -> Verdict:
     """Exercise 5.2: ``save_and_reload(model, folder)`` saves a model whose LNS lives in hand-made hooks into
     ``folder``, reloads it, and returns a model with LNS intact (the same logits)."""
