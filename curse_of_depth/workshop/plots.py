@@ -235,12 +235,13 @@ def _curve(c, key: str) -> np.ndarray:
 
 
 def slope_guide(ax, slope: float, through: tuple[float, float], start: float = 1.0,
-                label: str | None = None) -> None:
+                label: str | None = None, **style) -> None:
     """A dotted line y ∝ x^slope on log-log axes, ending at ``through`` = (x, y) and starting at
-    x = ``start``: slope 1 is linear growth, 2 quadratic, 0 flat (notebook 02)."""
+    x = ``start``: slope 1 is linear growth, 2 quadratic, 0 flat (notebook 02). ``style``: plot
+    keywords over the default dotted grey."""
     x1, y1 = through
     xs = np.geomspace(start, x1, 32)
-    ax.plot(xs, y1 * (xs / x1) ** slope, ls=":", color="0.45", lw=1.3,
+    ax.plot(xs, y1 * (xs / x1) ** slope, **{"ls": ":", "color": "0.45", "lw": 1.3, **style},
             label=label or f"slope {slope:g} guide")
 
 
@@ -270,7 +271,7 @@ def plot_variance_vs_theory(curves: dict, predictions: dict, norms=None, title: 
     right: measured / predicted - 1 (linear axis). Notebook 02."""
     fig, (ax, ax2) = subplots(1, 2, figsize=(12, 4.4))
     draw_variance_vs_theory(ax, curves, predictions, norms)
-    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     for norm in [n for n in norms or list(curves) if n in predictions]:
         mean = _curve(curves[norm], "mean")
         ax2.plot(np.arange(1, len(mean)), 100 * (mean[1:] / np.asarray(predictions[norm])[1:] - 1),
@@ -319,8 +320,8 @@ def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: 
 
 def draw_variance_explorer(ax, data: dict) -> None:
     """One panel of notebook 02's explorer, from ``theory.explore_variance``'s dict: log-log axes
-    from block 1, a slope-1 (linear) guide ending on the ρ = 0 recursion and a slope-2 (quadratic)
-    guide ending on the recursion with the chosen ρ."""
+    from block 1, and a slope-1 (linear) and a slope-2 (quadratic) guide fanning out from the
+    recursion with the chosen ρ at block L/16."""
     c, depth = NORM_COLORS.get(data["norm"], "0.3"), data["depth"][1:]
     if "measured" in data:
         ax.plot(depth, data["measured"][1:], color=c, lw=2.2, label="measured at init (ρ = 0)")
@@ -329,14 +330,14 @@ def draw_variance_explorer(ax, data: dict) -> None:
             label="recursion, ρ = 0 (b² of a deep block)")
     ax.plot(depth, data["rho_curve"][1:], color=c, ls="-.", lw=1.4,
             label=f"recursion with ρ = {data['rho']:g}")
-    xs = np.geomspace(max(1.0, depth[-1] / 16), depth[-1], 16)  # guides over the deepest blocks
-    for slope, key, ls in ((1.0, "linear", ":"), (2.0, "rho_curve", (0, (1, 4)))):
-        end = float(data[key][-1])
-        ax.plot(xs, end * (xs / depth[-1]) ** slope, ls=ls, color="0.3", lw=1,
+    x0 = max(1, depth[-1] // 16)  # a fan of guides from the ρ curve at block L/16 to block L
+    xs, y0 = np.geomspace(x0, depth[-1], 16), float(data["rho_curve"][x0])
+    for slope, ls in ((1.0, ":"), (2.0, (0, (1, 4)))):
+        ax.plot(xs, y0 * (xs / x0) ** slope, ls=ls, color="0.3", lw=1,
                 label=f"slope {slope:g} ({'linear' if slope == 1 else 'quadratic'})")
     ax.set_xscale("log")
     _axes(ax, "block ℓ (log axis)", "residual variance (log axis)", log=True,
-          legend={"fontsize": 7, "loc": "lower right"})
+          legend={"fontsize": 7, "loc": "upper left"})
 
 
 # ---------------------------------------------------------------- notebook 05: LNS for your model

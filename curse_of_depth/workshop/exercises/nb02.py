@@ -177,20 +177,23 @@ def plot_your_stack(pre_ln_block=None, lns_block=None, **stack) -> None:
     fns = {"your Pre-LN block": ("pre", pre_ln_block), "your LNS block": ("lns", lns_block),
            "kit's Pre-LN block": ("pre", _kit_block), "kit's LNS block": ("lns", _kit_lns_block)}
     curves = stack_variance({k: f for k, (_, f) in fns.items() if f is not None}, **stack)
-    fig, ax = plots.subplots()
+    fig, (ax, zoom) = plots.subplots(1, 2, figsize=(12, 4.0))
     for name, (norm, _) in fns.items():
         v = curves.get(name)
         if v is None:
             print(f"{name}: not ready yet (blank, an error, or a wrong shape) - left out of the figure")
             continue
         kit = name.startswith("kit")
-        ax.plot(np.arange(len(v)), v, color=plots.NORM_COLORS[norm], ls="--" if kit else "-", lw=1.2 if kit else 2.5,
-                alpha=1.0 if kit else 0.6, label=name)
+        style = {"color": plots.NORM_COLORS[norm], "ls": "--" if kit else "-", "lw": 1.2 if kit else 2.5,
+                 "alpha": 1.0 if kit else 0.6, "label": name}
+        for a in (ax, zoom) if norm == "lns" else (ax,):
+            a.plot(np.arange(len(v)), v, **style)
         print(f"{name}: variance {v[1]:.2g} after block 1, {v[-1]:.2g} after block {len(v) - 1} "
               f"(×{v[-1] / v[1]:.3g})")
-    plots._axes(ax, "block ℓ (0 = embeddings)", "residual variance (linear axis)",
-                "Your blocks stacked over a random model (same weights and tokens as the kit's)",
+    plots._axes(ax, "block ℓ (0 = embeddings)", "residual variance (linear axis)", "Pre-LN and LNS",
                 legend={"fontsize": 8})
+    plots._axes(zoom, "block ℓ (0 = embeddings)", "residual variance (linear axis)", "LNS alone, zoomed in")
+    fig.suptitle("Your blocks stacked over a random model (the kit's blocks dashed, on the same weights and tokens)")
     plots.show(fig)
 
 
