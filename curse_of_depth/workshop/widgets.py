@@ -62,11 +62,11 @@ _PRESET_NAMES = {"rho": "ρ"}
 
 
 def preset_label(preset: Mapping[str, Any]) -> str:
-    """Panel title of a static preset, e.g. ``Pre-LN, ρ = 0.5`` (a norm by its label, other controls as
-    name = value)."""
+    """Panel title of a static preset, e.g. ``Pre-LN, ρ=0.5`` (a norm by its label, other controls as
+    name=value)."""
     from ..model import NORM_LABELS
 
-    return ", ".join(NORM_LABELS[v] if k == "norm" and v in NORM_LABELS else f"{_PRESET_NAMES.get(k, k)} = {v}"
+    return ", ".join(NORM_LABELS[v] if k == "norm" and v in NORM_LABELS else f"{_PRESET_NAMES.get(k, k)}={v}"
                      for k, v in preset.items())
 
 
