@@ -195,3 +195,18 @@ def test_power_reading_correct_and_blank():
 def test_each_reading_mistake_gets_its_own_message(answer, words):
     v = nb02.check_power_reading(lambda: answer)
     assert v.status == "wrong" and words in str(v), str(v)
+
+
+def test_power_reading_error():
+    v = nb02.check_power_reading(lambda: 1 / 0)
+    assert v.status == "error" and "ZeroDivisionError" in str(v)
+
+
+def test_plot_your_stack_draws_what_works_and_names_what_does_not(capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    nb02.plot_your_stack(pre_ln, blank, depth=8, width=32, batch=2, seq_len=8)
+    out = capsys.readouterr().out
+    assert "your LNS block: not ready yet" in out and "your Pre-LN block: variance" in out
+    assert out.count("kit's") == 2
