@@ -32,6 +32,7 @@ from curse_of_depth.workshop.live import (
     chain,
     config_label,
     live_configs,
+    lr_text,
     plot_bands,
     recipe_label,
     train_live,
@@ -264,7 +265,8 @@ def test_config_label_and_live_configs_copy_the_band():
                                  "device": "cuda", "dtype": "bf16", "seed": 4}}}
     assert config_label(record) == "width 32, 4 blocks, 30-step schedule"
     record["data"]["train"].update(betas=[0.9, 0.95], weight_decay=0.1, grad_clip=1.0)
-    assert recipe_label(record) == "AdamW, lr 3e-3, β2 0.95, weight decay 0.1, clip 1"
+    assert recipe_label(record) == "AdamW, lr 3e-3, β2 0.95, weight decay 0.1, clipping at 1.0"
+    assert recipe_label(record, short=True) == "AdamW, lr 3e-3" and lr_text(1e-2) == "1e-2" and lr_text(0.1) == "0.1"
     record["data"]["train"]["grad_clip"] = 0.0
     assert recipe_label(record).endswith("no clipping")
     cfgs = live_configs(record, vocab_size=84, norms=["pre", "lns"])

@@ -46,13 +46,20 @@ def config_label(record: dict) -> str:
     return f"width {m['d_model']}, {m['n_layers']} blocks, {t['max_steps']}-step schedule"
 
 
-def recipe_label(record: dict) -> str:
-    """The optimizer recipe of a bands record, e.g. "AdamW, lr 3e-3, β2 0.95, weight decay 0.1, clip 1.0": every
-    verdict holds at this recipe and learning rate (notebook 03)."""
+def lr_text(lr: float) -> str:
+    """A learning rate as the notebooks write it: 3e-3, 1e-2, 0.1."""
+    return f"{lr:.0e}".replace("e-0", "e-") if lr < 0.05 else f"{lr:g}"
+
+
+def recipe_label(record: dict, short: bool = False) -> str:
+    """The optimizer recipe of a bands record, e.g. "AdamW, lr 3e-3, β2 0.95, weight decay 0.1, clipping at 1.0"
+    (``short``: "AdamW, lr 3e-3"): every verdict holds at this recipe and learning rate (notebook 03)."""
     t = record.get("data", record)["train"]
-    clip = f"clip {t['grad_clip']:g}" if t.get("grad_clip") else "no clipping"
-    return (f"AdamW, lr {t['lr']:.0e}".replace("e-0", "e-") + f", β2 {t['betas'][1]:g}, "
-            f"weight decay {t['weight_decay']:g}, {clip}")
+    head = f"AdamW, lr {lr_text(t['lr'])}"
+    if short:
+        return head
+    clip = f"clipping at {t['grad_clip']:.1f}" if t.get("grad_clip") else "no clipping"
+    return f"{head}, β2 {t['betas'][1]:g}, weight decay {t['weight_decay']:g}, {clip}"
 
 
 # ---------------------------------------------------------------- where a live run sits in its band

@@ -124,7 +124,7 @@ def train_experiment(my_experiment, prediction, live_configs: tuple, live_run, s
     """
     verdict = check_experiment(my_experiment, prediction)
     if not verdict.ok:
-        print("… nothing trained yet: exercise 3.1's checker says ✓ first")
+        print("… nothing trained yet: this cell trains your run once exercise 3.1's checker says ✓")
         return
     from .. import live
 
