@@ -99,3 +99,17 @@ def test_the_paired_gap_agrees_with_stats():
     gap = stats.paired("pre", "lns", pre, lns)
     ref, _ = nb03._gap_mistakes(pre, lns)
     assert np.allclose(ref, (gap.mean, gap.sd, gap.t))
+
+
+def test_the_learning_rate_range_rests_on_the_stored_runs():
+    """Exercise 3.1's bounds (nb03.LR_RANGE) quote the results pack's live_variants: at lr 3e-4 the live run is still
+    above the unigram plateau at step 80 and at lr 0.1 it ends near it, while 1e-3 and 3e-2 leave it."""
+    from curse_of_depth.workshop import plots, results
+
+    runs = {(r["norm"], r["field"], r["value"]): r for r in results.load("live_variants")["data"]["runs"]}
+    lo, hi = nb03.LR_RANGE
+    assert runs["pre", "lr", 3e-4]["final_val"] > plots.UNIGRAM_NATS
+    assert runs["pre", "lr", lo]["final_val"] < plots.UNIGRAM_NATS - 0.2
+    assert runs["pre", "lr", hi]["final_val"] < plots.UNIGRAM_NATS - 0.2
+    assert abs(runs["pre", "lr", 0.1]["final_val"] - plots.UNIGRAM_NATS) < 0.2
+    assert runs["pre", "n_layers", 12]["final_val"] < 2.8  # the solution's prediction: lower than 24 blocks (2.88)
