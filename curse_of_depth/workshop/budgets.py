@@ -65,20 +65,19 @@ SETTINGS["04"] = {
 }
 
 # 02: width/depth/seq_len/batch/seeds = the variance measurement (>= 3 seeds and >= 128 tokens keep
-# the prediction within 10%); other_seeds = LNS / Post-LN / Mix-LN, whose checks have wide margins;
-# jac_* = the block-Jacobian probe; grad_* = per-block gradient norms (a figure without a claim).
-_ALL = ["pre", "lns", "post", "mix"]
+# the prediction within 10%; Pre-LN and Peri-LN carry that claim); other_seeds = LNS / Post-LN / Mix-LN,
+# whose checks have wide margins; jac_* = the block-Jacobian probe.
+_ALL = ["pre", "lns", "post", "mix", "peri"]
 SETTINGS["02"] = {
     "smoke": {"width": 128, "depth": 128, "seq_len": 16, "batch": 8, "seeds": [0, 1, 2],
               "other_seeds": [0], "jac_width": 32, "jac_blocks": 10, "jac_seeds": [0],
-              "jac_norms": ["pre", "post"], "grad_width": 32, "grad_depth": 32, "grad_batch": 2},
+              "jac_norms": ["pre", "post"]},
     "workshop": {"width": 128, "depth": 128, "seq_len": 32, "batch": 16, "seeds": [0, 1, 2],
                  "other_seeds": [0, 1, 2], "jac_width": 64, "jac_blocks": 16, "jac_seeds": [0, 1],
-                 "jac_norms": _ALL, "grad_width": 64, "grad_depth": 128, "grad_batch": 4},
+                 "jac_norms": _ALL},
     "full": {"width": 256, "depth": 128, "seq_len": 64, "batch": 8, "seeds": list(range(8)),
              "other_seeds": list(range(8)), "jac_width": 128, "jac_blocks": 32,
-             "jac_seeds": [0, 1, 2, 3], "jac_norms": _ALL, "grad_width": 128, "grad_depth": 128,
-             "grad_batch": 8},
+             "jac_seeds": [0, 1, 2, 3], "jac_norms": _ALL},
 }
 
 # 05: smol_* = Shakespeare tokens through SmolLM2 before/after LNS; kit_layers = the kit-vs-HF

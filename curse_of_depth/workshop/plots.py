@@ -222,7 +222,7 @@ def _draw_column(ax, x0: float, items: list, norm: str) -> None:
 
     ax.annotate("", xy=(x0, 0.45), xytext=(x0, -0.2),
                 arrowprops={"arrowstyle": "-", "color": "0.2"})
-    ax.text(x0, -0.38, r"$x_\ell$", ha="center", va="center")
+    ax.text(x0, -0.38, "stream in", ha="center", va="center", fontsize=8)
     y = 0.45
     for kind, *what in items:
         if kind == "branch":
@@ -236,40 +236,42 @@ def _draw_column(ax, x0: float, items: list, norm: str) -> None:
     top = y + 0.1 if items[-1][0] == "branch" else y + 0.16
     ax.annotate("", xy=(x0, y + 0.45), xytext=(x0, top),
                 arrowprops={"arrowstyle": "->", "color": "0.2", "lw": 1.6})
-    ax.text(x0, y + 0.62, r"$x_{\ell+1}$", ha="center", va="center")
+    ax.text(x0, y + 0.62, "stream out", ha="center", va="center", fontsize=8)
     ax.text(x0 + 0.35, -0.85, _label(norm), ha="center", va="center", fontsize=10,
             color=NORM_COLORS[norm], fontweight="bold")
 
 
 def plot_block_equations():
-    """The block types side by side: where each norm sits (notebook 02). The spine is the residual
-    stream; boxes to its right are a branch that reads the stream and adds to it. A norm on the
-    spine (Post-LN) re-normalizes the stream; a norm in a branch (Pre-LN, LNS) only what the branch
-    reads."""
+    """The five block types side by side: where each norm sits (notebook 02). The spine is the
+    residual stream; boxes to its right are a branch that reads the stream and adds to it. A norm on
+    the spine (Post-LN) re-normalizes the stream; a norm in a branch (Pre-LN, LNS, Peri-LN) only
+    what the branch reads (and, for Peri-LN, what it writes)."""
     from matplotlib.patches import Rectangle
 
     norm_c, scale_c, sub_c = "#fde0c5", "#c6dbef", "#eeeeee"
-    scale = (r"$\times 1/\sqrt{\ell}$", scale_c)
+    scale = ("× 1/√ℓ", scale_c)
     subs = ("Attention", "SwiGLU")
     columns = {"pre": [("branch", [("RMSNorm", norm_c), (sub, sub_c)]) for sub in subs],
                "lns": [("branch", [("RMSNorm", norm_c), scale, (sub, sub_c)]) for sub in subs],
                "post": [item for sub in subs
-                        for item in (("branch", [(sub, sub_c)]), ("norm", "RMSNorm", norm_c))]}
-    fig, ax = subplots(figsize=(10, 5.2))
-    for x0, (norm, items) in zip((0.0, 2.3, 4.6), columns.items()):
+                        for item in (("branch", [(sub, sub_c)]), ("norm", "RMSNorm", norm_c))],
+               "peri": [("branch", [("RMSNorm", norm_c), (sub, sub_c), ("RMSNorm", norm_c)])
+                        for sub in subs]}
+    fig, ax = subplots(figsize=(12, 5.2))
+    for x0, (norm, items) in zip((0.0, 2.3, 4.6, 6.9), columns.items()):
         _draw_column(ax, x0, items, norm)
-    n, n_post = 12, 3  # Mix-LN: a stack of blocks, the first quarter Post-LN
+    n, n_post, x_mix = 12, 3, 9.3  # Mix-LN: a stack of blocks, the first quarter Post-LN
     for i in range(n):
-        ax.add_patch(Rectangle((7.0, 0.2 + i * 0.36), 0.9, 0.3,
+        ax.add_patch(Rectangle((x_mix, 0.2 + i * 0.36), 0.9, 0.3,
                                fc=NORM_COLORS["post" if i < n_post else "pre"], alpha=0.55,
                                ec="0.3"))
-        ax.text(7.45, 0.35 + i * 0.36, f"block {i + 1}", ha="center", va="center", fontsize=7)
+        ax.text(x_mix + 0.45, 0.35 + i * 0.36, f"block {i + 1}", ha="center", va="center", fontsize=7)
     for y, text, norm in ((0.2 + n_post * 0.18, "Post-LN\n(first αL)", "post"),
                           (0.2 + (n + n_post) * 0.18, "Pre-LN\n(the rest)", "pre")):
-        ax.text(8.05, y, text, va="center", fontsize=8, color=NORM_COLORS[norm])
-    ax.text(7.45, -0.85, "Mix-LN (α = 1/4)", ha="center", va="center", fontsize=10,
+        ax.text(x_mix + 1.05, y, text, va="center", fontsize=8, color=NORM_COLORS[norm])
+    ax.text(x_mix + 0.45, -0.85, "Mix-LN (α = 1/4)", ha="center", va="center", fontsize=10,
             color=NORM_COLORS["mix"], fontweight="bold")
-    ax.set(xlim=(-0.6, 9.0), ylim=(-1.1, 5.6), aspect="equal")
+    ax.set(xlim=(-0.6, 11.3), ylim=(-1.1, 5.6), aspect="equal")
     ax.axis("off")
     return fig
 
@@ -279,27 +281,44 @@ def _curve(c, key: str) -> np.ndarray:
     return np.asarray(c[key] if isinstance(c, dict) else getattr(c, key), dtype=float)
 
 
-def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None,
-                            log: bool = True) -> None:
-    """Measured residual variance (mean, seed band) against the prediction (dashed). Notebook 02."""
-    for norm in norms or list(curves):
-        mean, std = _curve(curves[norm], "mean"), _curve(curves[norm], "std")
-        depth, c = np.arange(len(mean)), NORM_COLORS.get(norm, "0.3")
+def slope_guide(ax, slope: float, through: tuple[float, float], start: float = 1.0,
+                label: str | None = None, **style) -> None:
+    """A dotted line y ∝ x^slope on log-log axes, ending at ``through`` = (x, y) and starting at
+    x = ``start``: slope 1 is linear growth, 2 quadratic, 0 flat (notebook 02). ``style``: plot
+    keywords over the default dotted grey."""
+    x1, y1 = through
+    xs = np.geomspace(start, x1, 32)
+    ax.plot(xs, y1 * (xs / x1) ** slope, **{"ls": ":", "color": "0.45", "lw": 1.3, **style},
+            label=label or f"slope {slope:g} guide")
+
+
+def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None) -> None:
+    """Measured residual variance after blocks 1..L (mean, seed band) against the prediction
+    (dashed), on log-log axes with a slope-1 guide: a curve parallel to it grows linearly.
+    Notebook 02."""
+    norms = norms or list(curves)
+    for norm in norms:
+        mean, std = _curve(curves[norm], "mean")[1:], _curve(curves[norm], "std")[1:]
+        depth, c = np.arange(1, len(mean) + 1), NORM_COLORS.get(norm, "0.3")
         ax.plot(depth, mean, color=c, lw=2, label=f"{_label(norm)} measured")
         ax.fill_between(depth, np.maximum(mean - std, mean * 0.05), mean + std, color=c, alpha=0.2,
                         lw=0)
         if norm in predictions:
-            ax.plot(depth, np.asarray(predictions[norm]), color="k", ls="--", lw=1)
+            ax.plot(depth, np.asarray(predictions[norm])[1:], color="k", ls="--", lw=1)
     ax.plot([], [], color="k", ls="--", lw=1, label="mean-field prediction")
-    _axes(ax, "block ℓ (0 = embeddings)", "residual variance", log=log)
+    ref = next((n for n in ("pre", "peri") if n in norms), norms[0])
+    last = _curve(curves[ref], "mean")
+    slope_guide(ax, 1.0, (len(last) - 1, 3 * last[-1]), label="slope 1 = linear growth")
+    ax.set_xscale("log")
+    _axes(ax, "block ℓ (log axis)", "residual variance (log axis)", log=True)
 
 
 def plot_variance_vs_theory(curves: dict, predictions: dict, norms=None, title: str | None = None):
-    """Left: measured variance after every block vs the prediction; right: measured / predicted - 1.
-    Notebook 02."""
-    fig, (ax, ax2) = subplots(1, 2, figsize=(12, 4.2))
+    """Left: measured variance after every block vs the prediction, log-log with a slope-1 guide;
+    right: measured / predicted - 1 (linear axis). Notebook 02."""
+    fig, (ax, ax2) = subplots(1, 2, figsize=(12, 4.4))
     draw_variance_vs_theory(ax, curves, predictions, norms)
-    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     for norm in [n for n in norms or list(curves) if n in predictions]:
         mean = _curve(curves[norm], "mean")
         ax2.plot(np.arange(1, len(mean)), 100 * (mean[1:] / np.asarray(predictions[norm])[1:] - 1),
@@ -347,17 +366,25 @@ def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: 
 
 
 def draw_variance_explorer(ax, data: dict) -> None:
-    """One panel of notebook 02's explorer, from ``theory.explore_variance``'s dict."""
-    c, depth = NORM_COLORS.get(data["norm"], "0.3"), data["depth"]
+    """One panel of notebook 02's explorer, from ``theory.explore_variance``'s dict: log-log axes
+    from block 1, and a slope-1 (linear) and a slope-2 (quadratic) guide fanning out from the
+    recursion with the chosen ρ at block L/16."""
+    c, depth = NORM_COLORS.get(data["norm"], "0.3"), data["depth"][1:]
     if "measured" in data:
-        ax.plot(depth, data["measured"], color=c, lw=2.2, label="measured at init (ρ = 0)")
-    ax.plot(depth, data["mean_field"], "k--", lw=1, label="mean-field prediction")
-    ax.plot(depth, data["linear"], ":", color="0.4", lw=1.2,
+        ax.plot(depth, data["measured"][1:], color=c, lw=2.2, label="measured at init (ρ = 0)")
+    ax.plot(depth, data["mean_field"][1:], "k--", lw=1, label="mean-field prediction")
+    ax.plot(depth, data["linear"][1:], color="0.4", lw=1.2, alpha=0.6,
             label="recursion, ρ = 0 (b² of a deep block)")
-    ax.plot(depth, data["rho_curve"], color=c, ls="-.", lw=1.4, label="recursion with ρ = "
-                                                                      f"{data['rho']:g}")
-    _axes(ax, "block ℓ", "residual variance", log=True,
-          legend={"fontsize": 7, "loc": "lower right"})
+    ax.plot(depth, data["rho_curve"][1:], color=c, ls="-.", lw=1.4,
+            label=f"recursion with ρ = {data['rho']:g}")
+    x0 = max(1, depth[-1] // 16)  # a fan of guides from the ρ curve at block L/16 to block L
+    xs, y0 = np.geomspace(x0, depth[-1], 16), float(data["rho_curve"][x0])
+    for slope, ls in ((1.0, ":"), (2.0, (0, (1, 4)))):
+        ax.plot(xs, y0 * (xs / x0) ** slope, ls=ls, color="0.3", lw=1,
+                label=f"slope {slope:g} ({'linear' if slope == 1 else 'quadratic'})")
+    ax.set_xscale("log")
+    _axes(ax, "block ℓ (log axis)", "residual variance (log axis)", log=True,
+          legend={"fontsize": 7, "loc": "upper left"})
 
 
 # ---------------------------------------------------------------- notebook 05: LNS for your model

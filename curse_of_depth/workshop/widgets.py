@@ -58,9 +58,16 @@ def make_control(name: str, spec: Any, value: Any):
                      "options, nor a widget")
 
 
+_PRESET_NAMES = {"rho": "ρ"}
+
+
 def preset_label(preset: Mapping[str, Any]) -> str:
-    """Panel title of a static preset, e.g. ``norm=pre, rho=0.5``."""
-    return ", ".join(f"{k}={v}" for k, v in preset.items())
+    """Panel title of a static preset, e.g. ``Pre-LN, ρ=0.5`` (a norm by its label, other controls as
+    name=value)."""
+    from ..model import NORM_LABELS
+
+    return ", ".join(NORM_LABELS[v] if k == "norm" and v in NORM_LABELS else f"{_PRESET_NAMES.get(k, k)}={v}"
+                     for k, v in preset.items())
 
 
 def static_figure(draw: Callable[..., None], presets: Sequence[Mapping[str, Any]],

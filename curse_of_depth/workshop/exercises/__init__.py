@@ -85,11 +85,12 @@ def close(a, b, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
 
 
 def diagnose(exercise: str, out, reference, mistakes: Sequence[tuple[object, str, str]], what: str,
-             fallback_hint: str) -> Verdict:
-    """Compare ``out`` with the reference, then with each known mistake's output (name, hint)."""
-    if close(out, reference):
+             fallback_hint: str, atol: float = 1e-5, rtol: float = 1e-4) -> Verdict:
+    """Compare ``out`` with the reference, then with each known mistake's output (name, hint), within ``close``'s
+    tolerances."""
+    if close(out, reference, atol, rtol):
         return correct(exercise, what)
     for value, mistake, hint in mistakes:
-        if close(out, value):
+        if close(out, value, atol, rtol):
             return wrong(exercise, mistake, hint)
     return wrong(exercise, "not the expected result (and not one of the usual mistakes)", fallback_hint)
