@@ -52,8 +52,9 @@ def lr_text(lr: float) -> str:
 
 
 def recipe_label(record: dict, short: bool = False) -> str:
-    """The optimizer recipe of a bands record, e.g. "AdamW, lr 3e-3, β2 0.95, weight decay 0.1, clipping at 1.0"
-    (``short``: "AdamW, lr 3e-3"): every verdict holds at this recipe and learning rate (notebook 03)."""
+    """The optimizer recipe of a bands record, e.g. "AdamW, lr 3e-3, β2 0.95, weight decay 0.1,
+    clipping at 1.0" (``short``: "AdamW, lr 3e-3"): every verdict holds at this recipe and learning
+    rate (notebook 03)."""
     t = record.get("data", record)["train"]
     head = f"AdamW, lr {lr_text(t['lr'])}"
     if short:
@@ -206,8 +207,8 @@ def chain(*callbacks):
 
 
 def variance_after_blocks(idx: torch.Tensor):
-    """A ``Snapshots`` measure: the per-token residual variance after each block (embedding left out,
-    every position counted, as in the results pack's ``training_growth``) on ``idx``."""
+    """A ``Snapshots`` measure: the per-token residual variance after each block (embedding left
+    out, every position counted, as in the results pack's ``training_growth``) on ``idx``."""
     def measure(model) -> list[float]:
         hs = analysis.residual_stream(model, idx)
         return analysis.residual_variance_per_token(hs, skip_first=False).tolist()[1:]

@@ -76,9 +76,9 @@ def _p(p: float) -> str:
 
 
 def plot_gaps(gaps: dict):
-    """Paired gaps, one row per comparison (``{label: stats.PairedGap}``): each seed's difference b − a as a dot
-    (the colour of b), their mean ± sd as a black bar; left of 0, b reached the lower loss. The row label says how
-    many seeds favour b and the paired t-test's p. Notebook 03."""
+    """Paired gaps, one row per comparison (``{label: stats.PairedGap}``): each seed's difference
+    b − a as a dot (the colour of b), their mean ± sd as a black bar; left of 0, b reached the lower
+    loss. The row label says how many seeds favour b and the paired t-test's p. Notebook 03."""
     n = len(gaps)
     fig, ax = subplots(figsize=(7.5, 0.9 + 0.7 * n))
     labels = []
@@ -92,15 +92,16 @@ def plot_gaps(gaps: dict):
     ax.set_yticks(range(n), labels[::-1], fontsize="small")
     ax.set_ylim(-0.6, n - 0.4)
     ax.grid(axis="y", visible=False)
-    _axes(ax, "difference in final validation loss (nats)\nleft of 0: the first-named norm is ahead", "",
-          "per-seed differences (dots) and their mean ± sd (black)")
+    xlabel = "difference in final validation loss (nats)\nleft of 0: the first-named norm is ahead"
+    _axes(ax, xlabel, "", "per-seed differences (dots) and their mean ± sd (black)")
     return fig
 
 
-def plot_profile_snapshots(snapshots: dict, ylabel: str = "per-token residual variance after block"):
-    """Per-block profiles at several training steps, one panel per norm (``{norm: {step: values}}``), log-log with a
-    dotted slope-1 guide (∝ ℓ: linear growth in depth); step 0 (initialization) dashed, later steps darker. Notebook
-    03."""
+def plot_profile_snapshots(snapshots: dict,
+                           ylabel: str = "per-token residual variance after block"):
+    """Per-block profiles at several training steps, one panel per norm (``{norm: {step:
+    values}}``), log-log with a dotted slope-1 guide (∝ ℓ: growth linear in depth); step 0
+    (initialization) dashed, later steps darker. Notebook 03."""
     fig, axes = subplots(1, len(snapshots), squeeze=False, sharey=True)
     for ax, (norm, snaps) in zip(axes[0], snapshots.items()):
         steps, cmap = sorted(snaps), plt.get_cmap("Reds" if norm == "pre" else "Blues")
@@ -110,40 +111,44 @@ def plot_profile_snapshots(snapshots: dict, ylabel: str = "per-token residual va
                     ls="--" if step == 0 else "-", label="init" if step == 0 else f"step {step}")
         last = np.asarray(snaps[steps[-1]])
         blocks = np.arange(1, last.size + 1)
-        ax.plot(blocks, last[-1] * blocks / last.size, color="gray", ls=":", label="∝ ℓ (slope 1)")
+        ax.plot(blocks, last[-1] * blocks / last.size, color="gray", ls=":",
+                label="∝ ℓ (slope 1)")
         ax.set_xscale("log")
         _axes(ax, "block ℓ", ylabel, _label(norm), True, {"fontsize": "small", "ncol": 2})
     return fig
 
 
 def plot_training_growth(table: dict, steps=None):
-    """How the depth profile changes over training (``analysis.training_growth_table``: ``{norm: {step: {field:
-    (mean, sd, n)}}}``): variance after the last block over that after block 1 (left, log), and the log-log
-    exponent of the deep three quarters (right; 1 = linear in depth), seed mean ± sd. Notebook 03."""
+    """How the depth profile changes over training (``analysis.training_growth_table``: ``{norm:
+    {step: {field: (mean, sd, n)}}}``): variance after the last block over that after block 1
+    (left, log), and the log-log exponent of the deep three quarters (right; 1 = linear in depth),
+    seed mean ± sd. Notebook 03."""
     fig, axes = subplots(1, 2)
     for norm, rows in table.items():
         xs = [s for s in sorted(rows) if steps is None or s in steps]
         for ax, field in zip(axes, ("total", "exponent")):
-            mean = [rows[s][field][0] for s in xs]
-            sd = [rows[s][field][1] for s in xs]
-            ax.errorbar(xs, mean, yerr=sd, color=NORM_COLORS.get(norm, "k"), marker="o", ms=4, capsize=3,
-                        label=f"{_label(norm)} ({rows[xs[0]][field][2]} seeds)")
+            mean, sd = [rows[s][field][0] for s in xs], [rows[s][field][1] for s in xs]
+            ax.errorbar(xs, mean, yerr=sd, color=NORM_COLORS.get(norm, "k"), marker="o", ms=4,
+                        capsize=3, label=f"{_label(norm)} ({rows[xs[0]][field][2]} seeds)")
     axes[1].axhline(1, color="gray", ls=":", lw=1)
-    axes[1].text(0.98, 1, "linear in depth", transform=axes[1].get_yaxis_transform(), ha="right", va="bottom",
-                 color="gray", fontsize="small")
-    _axes(axes[0], "training step", "last block / block 1 (×)", "growth over the stack", True, {"fontsize": "small"})
+    axes[1].text(0.98, 1, "linear in depth", transform=axes[1].get_yaxis_transform(), ha="right",
+                 va="bottom", color="gray", fontsize="small")
+    _axes(axes[0], "training step", "last block / block 1 (×)", "growth over the stack", True,
+          {"fontsize": "small"})
     _axes(axes[1], "training step", "log-log slope, blocks L/4..L", "shape of the profile")
     return fig
 
 
 def plot_recipe_probe(runs: list, unigram: float = UNIGRAM_NATS):
-    """Validation curves of the stored recipe probe (``cpu_recipe_probe``: runs with ``norm``, ``recipe``,
-    ``val`` = [[step, loss], ...]): colour = norm, solid = the kit's recipe, dashed = the paper's. Notebook 03."""
+    """Validation curves of the stored recipe probe (``cpu_recipe_probe``: runs with ``norm``,
+    ``recipe``, ``val`` = [[step, loss], ...]): colour = norm, solid = the kit's recipe, dashed =
+    the paper's. Notebook 03."""
     fig, ax = subplots()
     for run in runs:
         steps, losses = zip(*run["val"])
         ax.plot(steps, losses, color=NORM_COLORS.get(run["norm"], "k"), marker="o", ms=3,
-                ls="-" if run["recipe"] == "kit" else "--", label=f"{_label(run['norm'])}, {run['recipe']}'s recipe")
+                ls="-" if run["recipe"] == "kit" else "--",
+                label=f"{_label(run['norm'])}, {run['recipe']}'s recipe")
     ax.axhline(unigram, color="gray", lw=0.8, ls=":")
     ax.text(ax.get_xlim()[1], unigram, " unigram", va="center", color="gray", fontsize="small")
     _axes(ax, "training step", "validation loss (nats/char)", None, False, {"fontsize": "small"})
