@@ -81,12 +81,6 @@ ALLOW: dict[str, dict[str, str]] = {
     "06": {
         "0.75 @ rank correlation": "see notebook 01 (its printed rank correlation between angular distance and cost)",
     },
-    "07": {
-        "64 @ width": "see notebook 03 (the width of the models it trains)",
-        "768": "the paper's LLaMA-250M and up are 768+ wide (its configs)",
-        "2.6 B": "the paper's LLaMA-130M run: 20,000 steps x 512 sequences x 256 token slots = 2.6B",
-        "1913 @ Webster": "the dictionary's edition (Webster 1913), not a quantity",
-    },
     "INSTRUCTORS": {
         "30 minutes @ before the session": "advice to the instructor, not a measurement",
         "0.1 s @ samples it every": "the sampling interval of scripts/time_notebooks.py (its constant)",

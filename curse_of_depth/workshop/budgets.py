@@ -80,17 +80,17 @@ SETTINGS["02"] = {
              "jac_seeds": [0, 1, 2, 3], "jac_norms": _ALL},
 }
 
-# 05: smol_* = Shakespeare tokens through SmolLM2 before/after LNS; kit_layers = the kit-vs-HF
-# equivalence check; train = the from-scratch Trainer demo (tiny HF Llama, Pre-LN vs LNS);
+# 05: smol_chunks = chunks of SmolLM2's evaluation text (hf.SMOLLM2_EVAL, 8 = all) before/after LNS;
+# kit_layers = the kit-vs-HF equivalence check; train = the from-scratch Trainer demo (tiny HF Llama, Pre-LN vs LNS);
 # eval_batches = fixed validation batches.
 SETTINGS["05"] = {
-    "smoke": {"smol_chunks": 1, "smol_seq": 64, "kit_layers": 6, "show_unimported_auto": False,
+    "smoke": {"smol_chunks": 1, "kit_layers": 6, "show_unimported_auto": False,
               "train": {"layers": 4, "width": 32, "seq_len": 32, "batch": 4, "steps": 6, "evals": 2,
                         "lr": 3e-3, "seed": 0}, "eval_batches": 2},
-    "workshop": {"smol_chunks": 1, "smol_seq": 128, "kit_layers": 12, "show_unimported_auto": True,
+    "workshop": {"smol_chunks": 8, "kit_layers": 12, "show_unimported_auto": True,
                  "train": {"layers": 24, "width": 64, "seq_len": 64, "batch": 16, "steps": 48,
                            "evals": 4, "lr": 3e-3, "seed": 0}, "eval_batches": 4},
-    "full": {"smol_chunks": 4, "smol_seq": 256, "kit_layers": 12, "show_unimported_auto": True,
+    "full": {"smol_chunks": 8, "kit_layers": 12, "show_unimported_auto": True,
              "train": {"layers": 24, "width": 64, "seq_len": 128, "batch": 16, "steps": 480,
                        "evals": 8, "lr": 3e-3, "seed": 0}, "eval_batches": 16},
 }

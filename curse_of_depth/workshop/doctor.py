@@ -58,13 +58,13 @@ NOTEBOOKS: dict[str, tuple[str, str]] = {
            "which layers matter after training, per norm: variance, angular distance, skip-one-layer "
            "loss, gradient norms"),
     "05": ("LNS for your model",
-           "LayerNorm Scaling on a Hugging Face LLaMA-family model in one call, its equivalences, and "
-           "why not to combine it with scaled init"),
+           "LayerNorm Scaling on a Hugging Face Llama/Qwen2/Mistral model: the one call, by hand with "
+           "hooks, a round trip that keeps it, and why not with scaled init"),
     "06": ("exploiting the curse",
            "compression: drop the most redundant layers of SmolLM2, non-uniform sparsity"),
-    "07": ("the scale map",
-           "where LNS starts to pay: the LNS - Pre-LN gap and Pre-LN's deep-block redundancy against "
-           "depth and training tokens, from GPU runs (precomputed)"),
+    "07": ("the recipe map",
+           "when LNS pays at this scale: Pre-LN, LNS and Peri-LN across depth, training length, optimizer "
+           "recipe and learning rate, from GPU runs (precomputed), and what is still missing"),
 }
 
 

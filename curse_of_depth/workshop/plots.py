@@ -395,15 +395,15 @@ def draw_variance_explorer(ax, data: dict) -> None:
 # ---------------------------------------------------------------- notebook 05: LNS for your model
 
 
-def plot_lns_residual_rms(rms_by_label: dict, title: str | None = None):
+def plot_lns_residual_rms(rms_by_label: dict, title: str | None = None,
+                          ylabel: str = "residual-stream RMS (first position excluded)"):
     """Residual-stream RMS after each decoder layer (0 = embeddings), one line per label; labels
     with "LNS" in the LNS colour. Notebook 05."""
     fig, ax = subplots()
     for label, rms in rms_by_label.items():
         ax.plot(range(len(rms)), list(rms), marker="o", ms=3,
                 color=NORM_COLORS["lns" if "LNS" in label else "pre"], label=label)
-    _axes(ax, "after decoder layer ℓ (0 = embeddings)",
-          "residual-stream RMS (first position excluded)", title, True, {})
+    _axes(ax, "after decoder layer ℓ (0 = embeddings)", ylabel, title, True, {})
     return fig
 
 
