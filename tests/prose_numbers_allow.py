@@ -74,9 +74,6 @@ ALLOW: dict[str, dict[str, str]] = {
         "5 GB @ 1B model": "1B parameters x 4 bytes (fp32) = 4 GB plus activations: arithmetic, not a measurement",
     },
     "03": {
-        "12–32": "the paper's models have 12 (LLaMA-130M) to 32 layers (7B) (its configs, Table 1)",
-        "2–20 billion": "the paper's token budgets: 2.2B (LLaMA-130M, Table 1) to 20B (OLMo runs)",
-        "10k": "the paper's runs last 10K+ steps (LLaMA-130M: 20K steps, its run scripts)",
         "130M to 7B": "the paper's model sizes (abstract: 130M to 7B)",
         "26.73 to 25.76": "paper Table 1: LLaMA-130M, Pre-LN -> LNS",
         "17.02 to 15.71": "paper Table 1: LLaMA-1B, Pre-LN -> LNS",

@@ -32,7 +32,9 @@ from curse_of_depth.workshop.live import (
     chain,
     config_label,
     live_configs,
+    lr_text,
     plot_bands,
+    recipe_label,
     train_live,
     variance_after_blocks,
 )
@@ -262,6 +264,11 @@ def test_config_label_and_live_configs_copy_the_band():
                        "train": {"max_steps": 30, "lr": 3e-3, "seq_len": 64, "batch_size": 8, "eval_every": 10,
                                  "device": "cuda", "dtype": "bf16", "seed": 4}}}
     assert config_label(record) == "width 32, 4 blocks, 30-step schedule"
+    record["data"]["train"].update(betas=[0.9, 0.95], weight_decay=0.1, grad_clip=1.0)
+    assert recipe_label(record) == "AdamW, lr 3e-3, β2 0.95, weight decay 0.1, clipping at 1.0"
+    assert recipe_label(record, short=True) == "AdamW, lr 3e-3" and lr_text(1e-2) == "1e-2" and lr_text(0.1) == "0.1"
+    record["data"]["train"]["grad_clip"] = 0.0
+    assert recipe_label(record).endswith("no clipping")
     cfgs = live_configs(record, vocab_size=84, norms=["pre", "lns"])
     (mc, tc), (mc2, _) = cfgs["pre"], cfgs["lns"]
     assert mc.norm == "pre" and mc2.norm == "lns" and mc.n_layers == 4 and mc.seq_len == 64
@@ -370,7 +377,13 @@ def test_plot_functions_return_figures_with_the_expected_panels():
     fig = plots.plot_gaps({"a": paired_gap(bands["pre"], bands["lns"])})
     assert len(fig.axes) == 1
     fig = plots.plot_profile_snapshots({"pre": {0: [1, 2, 3], 10: [2, 4, 8]}, "lns": {0: [1, 1.5, 2]}})
+    assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"  # log-log: the slope is the exponent
+    row = {"total": (5.0, 1.0, 3), "exponent": (0.7, 0.1, 3)}
+    fig = plots.plot_training_growth({"pre": {0: row, 40: row}, "lns": {0: row, 40: row}})
     assert len(fig.axes) == 2
+    fig = plots.plot_recipe_probe([{"norm": "pre", "recipe": "kit", "val": [[0, 4.4], [40, 3.2]]},
+                                   {"norm": "lns", "recipe": "paper", "val": [[0, 4.4], [40, 3.1]]}])
+    assert len(fig.axes[0].lines) == 3
     diag = {"variance": [1.0, 2.0, 3.0], "angular": [0.4, 0.1, 0.05], "skip_delta": [2.0, 0.01, -0.001],
             "grad_norm": [0.3, 0.1, 0.05]}
     fig = plots.plot_block_diagnostics({"pre": diag, "lns": diag}, title="x")

@@ -46,6 +46,23 @@ def config_label(record: dict) -> str:
     return f"width {m['d_model']}, {m['n_layers']} blocks, {t['max_steps']}-step schedule"
 
 
+def lr_text(lr: float) -> str:
+    """A learning rate as the notebooks write it: 3e-3, 1e-2, 0.1."""
+    return f"{lr:.0e}".replace("e-0", "e-") if lr < 0.05 else f"{lr:g}"
+
+
+def recipe_label(record: dict, short: bool = False) -> str:
+    """The optimizer recipe of a bands record, e.g. "AdamW, lr 3e-3, β2 0.95, weight decay 0.1,
+    clipping at 1.0" (``short``: "AdamW, lr 3e-3"): every verdict holds at this recipe and learning
+    rate (notebook 03)."""
+    t = record.get("data", record)["train"]
+    head = f"AdamW, lr {lr_text(t['lr'])}"
+    if short:
+        return head
+    clip = f"clipping at {t['grad_clip']:.1f}" if t.get("grad_clip") else "no clipping"
+    return f"{head}, β2 {t['betas'][1]:g}, weight decay {t['weight_decay']:g}, {clip}"
+
+
 # ---------------------------------------------------------------- where a live run sits in its band
 
 
@@ -190,10 +207,11 @@ def chain(*callbacks):
 
 
 def variance_after_blocks(idx: torch.Tensor):
-    """A ``Snapshots`` measure: the residual-stream variance after each block (embedding left out)
-    on ``idx``."""
+    """A ``Snapshots`` measure: the per-token residual variance after each block (embedding left
+    out, every position counted, as in the results pack's ``training_growth``) on ``idx``."""
     def measure(model) -> list[float]:
-        return analysis.residual_variance_per_token(analysis.residual_stream(model, idx)).tolist()[1:]
+        hs = analysis.residual_stream(model, idx)
+        return analysis.residual_variance_per_token(hs, skip_first=False).tolist()[1:]
 
     return measure
 

@@ -93,26 +93,37 @@ def _axes(ax, xlabel: str, ylabel: str, title: str | None = None, log: bool = Fa
 # ------------------------------------------------------------ notebooks 03 and 04: training, inside
 
 
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
 def plot_gaps(gaps: dict):
-    """LNS minus Pre-LN final validation loss per seed (``{label: stats.PairedGap}``), one column
-    per configuration; below zero LNS is ahead. Notebook 03."""
-    fig, ax = subplots(figsize=(max(4.5, 2.2 * len(gaps)), 3.6))
-    for i, gap in enumerate(gaps.values()):
-        ax.scatter([i - 0.1 + 0.04 * (j - (gap.n - 1) / 2) for j in range(gap.n)], gap.diffs,
-                   color="k", s=14, zorder=3)
-        ax.errorbar(i + 0.15, gap.mean, yerr=gap.sd, fmt="s", color="#444", capsize=4)
-    ax.axhline(0, color="gray", lw=0.8)
-    ax.set_xlim(-0.5, len(gaps) - 0.5)
-    ax.set_xticks(range(len(gaps)), list(gaps), fontsize="small")
-    _axes(ax, "", "LNS − Pre-LN (nats)\n< 0: LNS ahead",
-          "paired by seed (dots), mean ± sd (square)")
+    """Paired gaps, one row per comparison (``{label: stats.PairedGap}``): each seed's difference
+    b − a as a dot (the colour of b), their mean ± sd as a black bar; left of 0, b reached the lower
+    loss. The row label says how many seeds favour b and the paired t-test's p. Notebook 03."""
+    n = len(gaps)
+    fig, ax = subplots(figsize=(7.5, 0.9 + 0.7 * n))
+    labels = []
+    for i, (label, gap) in enumerate(gaps.items()):
+        y = n - 1 - i
+        jitter = np.linspace(-0.15, 0.15, gap.n) if gap.n > 1 else np.zeros(1)
+        ax.scatter(gap.diffs, y + jitter, color=NORM_COLORS.get(gap.b, "k"), s=20, zorder=3)
+        ax.errorbar(gap.mean, y, xerr=gap.sd, fmt="|", ms=22, mew=2, color="k", lw=1.5, zorder=4)
+        labels.append(f"{label}\n{gap.b_better} of {gap.n} favour {_label(gap.b)}, {_p(gap.p)}")
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.set_yticks(range(n), labels[::-1], fontsize="small")
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.grid(axis="y", visible=False)
+    xlabel = "difference in final validation loss (nats)\nleft of 0: the first-named norm is ahead"
+    _axes(ax, xlabel, "", "per-seed differences (dots) and their mean ± sd (black)")
     return fig
 
 
-def plot_profile_snapshots(snapshots: dict, ylabel: str = "residual variance after block",
-                           log: bool = True):
+def plot_profile_snapshots(snapshots: dict,
+                           ylabel: str = "per-token residual variance after block"):
     """Per-block profiles at several training steps, one panel per norm (``{norm: {step:
-    values}}``); step 0 (initialization) dashed, later steps darker. Notebook 03."""
+    values}}``), log-log with a dotted slope-1 guide (∝ ℓ: growth linear in depth); step 0
+    (initialization) dashed, later steps darker. Notebook 03."""
     fig, axes = subplots(1, len(snapshots), squeeze=False, sharey=True)
     for ax, (norm, snaps) in zip(axes[0], snapshots.items()):
         steps, cmap = sorted(snaps), plt.get_cmap("Reds" if norm == "pre" else "Blues")
@@ -120,8 +131,49 @@ def plot_profile_snapshots(snapshots: dict, ylabel: str = "residual variance aft
             v = np.asarray(snaps[step])
             ax.plot(range(1, v.size + 1), v, color=cmap(0.35 + 0.65 * k / max(1, len(steps) - 1)),
                     ls="--" if step == 0 else "-", label="init" if step == 0 else f"step {step}")
-        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-        _axes(ax, "block l", ylabel, _label(norm), log, {"fontsize": "small", "ncol": 2})
+        last = np.asarray(snaps[steps[-1]])
+        blocks = np.arange(1, last.size + 1)
+        ax.plot(blocks, last[-1] * blocks / last.size, color="gray", ls=":",
+                label="∝ ℓ (slope 1)")
+        ax.set_xscale("log")
+        _axes(ax, "block ℓ", ylabel, _label(norm), True, {"fontsize": "small", "ncol": 2})
+    return fig
+
+
+def plot_training_growth(table: dict, steps=None):
+    """How the depth profile changes over training (``analysis.training_growth_table``: ``{norm:
+    {step: {field: (mean, sd, n)}}}``): variance after the last block over that after block 1
+    (left, log), and the log-log exponent of the deep three quarters (right; 1 = linear in depth),
+    seed mean ± sd. Notebook 03."""
+    fig, axes = subplots(1, 2)
+    for norm, rows in table.items():
+        xs = [s for s in sorted(rows) if steps is None or s in steps]
+        for ax, field in zip(axes, ("total", "exponent")):
+            mean, sd = [rows[s][field][0] for s in xs], [rows[s][field][1] for s in xs]
+            ax.errorbar(xs, mean, yerr=sd, color=NORM_COLORS.get(norm, "k"), marker="o", ms=4,
+                        capsize=3, label=f"{_label(norm)} ({rows[xs[0]][field][2]} seeds)")
+    axes[1].axhline(1, color="gray", ls=":", lw=1)
+    axes[1].text(0.98, 1, "linear in depth", transform=axes[1].get_yaxis_transform(), ha="right",
+                 va="bottom", color="gray", fontsize="small")
+    _axes(axes[0], "training step", "last block / block 1 (×)", "growth over the stack", True,
+          {"fontsize": "small"})
+    _axes(axes[1], "training step", "log-log slope, blocks L/4..L", "shape of the profile")
+    return fig
+
+
+def plot_recipe_probe(runs: list, unigram: float = UNIGRAM_NATS):
+    """Validation curves of the stored recipe probe (``cpu_recipe_probe``: runs with ``norm``,
+    ``recipe``, ``val`` = [[step, loss], ...]): colour = norm, solid = the kit's recipe, dashed =
+    the paper's. Notebook 03."""
+    fig, ax = subplots()
+    for run in runs:
+        steps, losses = zip(*run["val"])
+        ax.plot(steps, losses, color=NORM_COLORS.get(run["norm"], "k"), marker="o", ms=3,
+                ls="-" if run["recipe"] == "kit" else "--",
+                label=f"{_label(run['norm'])}, {run['recipe']}'s recipe")
+    ax.axhline(unigram, color="gray", lw=0.8, ls=":")
+    ax.text(ax.get_xlim()[1], unigram, " unigram", va="center", color="gray", fontsize="small")
+    _axes(ax, "training step", "validation loss (nats/char)", None, False, {"fontsize": "small"})
     return fig
 
 
@@ -140,7 +192,7 @@ def plot_per_block(series: dict, ylabel: str, log: bool = False, ax=None, refere
         ax.plot(range(1, len(reference[1]) + 1), reference[1], color="gray", ls=":",
                 label=reference[0])
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-    _axes(ax, "block l", ylabel, title, log, {"fontsize": "small"})
+    _axes(ax, "block ℓ", ylabel, title, log, {"fontsize": "small"})
     return fig
 
 
@@ -148,7 +200,7 @@ def plot_block_diagnostics(diagnostics: dict, title: str | None = None):
     """Notebook 04's four per-block diagnostics, norms side by side (``{norm: {"variance",
     "angular", "skip_delta", "grad_norm"}}``). The skip panel is symlog: block 1 costs 100x."""
     fig, axes = subplots(2, 2)
-    panels = [("variance", "residual variance after block", "log"),
+    panels = [("variance", "per-token residual variance after block", "log"),
               ("angular", "angular distance in → out", None),
               ("skip_delta", "loss increase when skipped (nats)", "symlog"),
               ("grad_norm", "gradient norm of block", "log")]
