@@ -20,8 +20,9 @@ _BASE = {"figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (7.5, 4.0), "a
          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
          "legend.frameon": False, "font.size": 10}
 _PROJECTOR = {"font.size": 15, "figure.figsize": (11, 6), "lines.linewidth": 2.5, "figure.dpi": 110}
-# The projector view for a whole series: set COD_PRESENT=1 before starting Jupyter and every notebook's figures
-# are drawn large (read when the first figure of a kernel is drawn; notebook 00, README, INSTRUCTORS.md).
+# The projector view for a whole series: set COD_PRESENT=1 before starting Jupyter and every
+# notebook's figures are drawn large (read when a kernel draws its first figure; notebook 00,
+# README, INSTRUCTORS.md).
 PRESENT_ENV = "COD_PRESENT"
 _styled = False
 
@@ -32,8 +33,9 @@ def projector_requested() -> bool:
 
 
 def use_style(projector: bool | None = None) -> None:
-    """Apply the kit's style (the first kit figure does); ``projector=True`` enlarges everything, ``None``
-    follows ``COD_PRESENT``."""
+    """Apply the kit's style (the first kit figure does); ``projector=True`` enlarges everything,
+    ``None`` follows ``COD_PRESENT``.
+    """
     global _styled
     mpl.rcParams.update(_BASE)
     if projector_requested() if projector is None else projector:
@@ -42,15 +44,16 @@ def use_style(projector: bool | None = None) -> None:
 
 
 def present(on: bool = True) -> None:
-    """Projector view in this kernel only (``present(False)`` goes back); ``COD_PRESENT=1`` does it for the
-    whole series without a call."""
+    """Projector view in this kernel only (``present(False)`` goes back); ``COD_PRESENT=1`` does
+    it for the whole series without a call."""
     mpl.rcdefaults()
     use_style(projector=on)
 
 
 @contextlib.contextmanager
 def projector_view():
-    """Figures drawn inside the ``with`` block look as under ``COD_PRESENT=1`` (notebook 00's preview)."""
+    """Figures drawn inside the ``with`` block look as under ``COD_PRESENT=1`` (notebook 00's
+    preview)."""
     if not _styled:
         use_style()
     with mpl.rc_context(_PROJECTOR):
@@ -446,7 +449,8 @@ def plot_lns_trainer_curves(curves: dict, title: str | None = None,
 
 
 def _token_band(ax, q: dict, color: str, label: str) -> None:
-    """Median of the per-token RMS with its 10-90 % band, from ``analysis.residual_rms_quantiles``."""
+    """Median of the per-token RMS with its 10-90 % band, from ``analysis.residual_rms_quantiles``.
+    """
     qs, vals = list(q["quantiles"]), np.asarray(q["values"], dtype=float)
     x = np.arange(vals.shape[1])
     ax.plot(x, vals[qs.index(0.5)], marker="o", ms=3, color=color, label=f"{label}: median token")
@@ -458,9 +462,10 @@ def _token_band(ax, q: dict, color: str, label: str) -> None:
 def plot_token_rms(q: dict, pooled: list | None = None, contrast: dict | None = None,
                    title: str | None = None):
     """Per-token RMS of the residual stream after each layer: the median token and its 10-90 % band
-    (``analysis.residual_rms_quantiles``, position 0 left out), log axis; ``pooled``: the pooled RMS,
-    dashed; ``contrast`` (``{"label", "q"}``): a Post-LN model's per-token median beside it, linear axis.
-    Notebook 01."""
+    (``analysis.residual_rms_quantiles``, position 0 left out), log axis; ``pooled``: the pooled
+    RMS, dashed; ``contrast`` (``{"label", "q"}``): a Post-LN model's per-token median beside it,
+    linear axis. Notebook 01.
+    """
     fig, axes = subplots(1, 2 if contrast else 1)
     ax = axes[0] if contrast else axes
     _token_band(ax, q, NORM_COLORS["pre"], "Pre-LN")
@@ -471,7 +476,8 @@ def plot_token_rms(q: dict, pooled: list | None = None, contrast: dict | None = 
     if contrast:
         vals = np.asarray(contrast["q"]["values"], dtype=float)
         med = vals[list(contrast["q"]["quantiles"]).index(0.5)]
-        axes[1].plot(range(len(med)), med, marker="o", color=NORM_COLORS["post"], label="median token")
+        axes[1].plot(range(len(med)), med, marker="o", color=NORM_COLORS["post"],
+                     label="median token")
         axes[1].set_ylim(0, max(med) * 1.3)
         _axes(axes[1], "layers applied (0 = embeddings)", "hidden-state RMS (linear axis)",
               contrast.get("label", "Post-LN contrast"), legend={"fontsize": "small"})
@@ -479,9 +485,11 @@ def plot_token_rms(q: dict, pooled: list | None = None, contrast: dict | None = 
 
 
 def plot_pooled_vs_per_token(texts: dict, outlier: dict | None = None, title: str | None = None):
-    """Pooled RMS against the per-token median, one colour per text (``{label: record}``, records as in
-    ``smollm2_per_token.json``: ``rms_pooled``, ``rms_per_token``); ``outlier``: one token of the first text,
-    its ``rms_by_state`` drawn dotted with a ``label`` where it peaks. Log axis. Notebook 01."""
+    """Pooled RMS against the per-token median, one colour per text (``{label: record}``, records
+    as in ``smollm2_per_token.json``: ``rms_pooled``, ``rms_per_token``); ``outlier``: one token of the
+    first text, its ``rms_by_state`` drawn dotted with a ``label`` where it peaks. Log axis.
+    Notebook 01.
+    """
     fig, ax = subplots()
     for (label, rec), color in zip(texts.items(), ("#d62728", "#1f77b4", "#2ca02c")):
         q = rec["rms_per_token"]
@@ -490,7 +498,8 @@ def plot_pooled_vs_per_token(texts: dict, outlier: dict | None = None, title: st
         ax.plot(x, rec["rms_pooled"], color=color, lw=2, label=f"{label}: pooled")
         ax.plot(x, med, color=color, ls="--", label=f"{label}: median token")
     if outlier is not None:
-        ax.plot(range(len(outlier["rms_by_state"])), outlier["rms_by_state"], color="#d62728", ls=":", lw=1,
+        r = outlier["rms_by_state"]
+        ax.plot(range(len(r)), r, color="#d62728", ls=":", lw=1,
                 label=f"{next(iter(texts))}: that one token")
         r = np.asarray(outlier["rms_by_state"], dtype=float)
         i = int(np.argmax(r))
@@ -502,8 +511,8 @@ def plot_pooled_vs_per_token(texts: dict, outlier: dict | None = None, title: st
 
 
 def plot_block_heatmap(heat, title: str | None = None):
-    """Gromov et al.'s heatmap: the angular distance from a block's input to its output, by the block's first
-    layer ℓ (x) and its size n (y). Notebook 01."""
+    """Gromov et al.'s heatmap: the angular distance from a block's input to its output, by the
+    block's first layer ℓ (x) and its size n (y). Notebook 01."""
     h = np.asarray(heat, dtype=float)
     fig, ax = subplots()
     im = ax.imshow(h, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=np.nanmax(h),
@@ -558,10 +567,12 @@ _RULE_STYLE = {"angular": ("#1f77b4", "o"), "block_influence": ("#9467bd", "s"),
 
 def plot_drop_curves(runs: dict, labels: dict | None = None, cap: float = 30.0,
                      title: str | None = None):
-    """Perplexity ratio against layers dropped: each run (``{label: layer_drop_curves output}``) divided by
-    its own full model, one colour per rule, a marker at each measured n (first run solid and filled, later
-    runs dashed and hollow). Log axis with labelled ticks, cut at ``cap``: points above it sit on the top edge
-    as open triangles, with their smallest value written beside them. Notebook 06."""
+    """Perplexity ratio against layers dropped: each run (``{label: layer_drop_curves output}``)
+    divided by its own full model, one colour per rule, a marker at each measured n (first run solid
+    and filled, later runs dashed and hollow). Log axis with labelled ticks, cut at ``cap``: points
+    above it sit on the top edge as open triangles, with their smallest value written beside them.
+    Notebook 06.
+    """
     from matplotlib.lines import Line2D
 
     fig, ax = subplots()
@@ -570,23 +581,27 @@ def plot_drop_curves(runs: dict, labels: dict | None = None, cap: float = 30.0,
     for k, result in enumerate(runs.values()):
         base = result["base_loss"]
         for rule in dict.fromkeys(p["rule"] for p in result["points"]):
-            pts = sorted((p["n"], float(np.exp(p["loss"] - base))) for p in result["points"] if p["rule"] == rule)
+            pts = sorted((p["n"], float(np.exp(p["loss"] - base)))
+                         for p in result["points"] if p["rule"] == rule)
             ns, ratio = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
             color, marker = _RULE_STYLE.get(rule, ("gray", "."))
             over = ratio > cap
             ax.plot(ns[~over], ratio[~over], ls="-" if k == 0 else "--", marker=marker, color=color,
                     mfc=color if k == 0 else "white")
-            ax.plot(ns[over], np.full(over.sum(), cap), ls="none", marker="^", ms=9, color=color, mfc="white")
+            ax.plot(ns[over], np.full(over.sum(), cap), ls="none", marker="^", ms=9, color=color,
+                    mfc="white")
             if over.any():
                 over_all[rule] = min(over_all.get(rule, np.inf), float(ratio[over].min()))
     for rule, low in over_all.items():
-        ax.annotate(f"{(labels or {}).get(rule, rule)}: ×{low:.0f} and more, off the chart", (1, cap),
+        ax.annotate(f"{(labels or {}).get(rule, rule)}: ×{low:.0f} and more, off the chart",
+                    (1, cap),
                     xytext=(0, -14), textcoords="offset points", fontsize="x-small",
                     color=_RULE_STYLE.get(rule, ("gray",))[0])
-    handles = [Line2D([], [], color=c, marker=m, label=(labels or {}).get(r, r)) for r, (c, m) in _RULE_STYLE.items()
-               if any(p["rule"] == r for res in runs.values() for p in res["points"])]
-    handles += [Line2D([], [], color="k", ls="-" if k == 0 else "--", marker="o", mfc="k" if k == 0 else "white",
-                       label=run) for k, run in enumerate(runs)]
+    shown = {p["rule"] for res in runs.values() for p in res["points"]}
+    handles = [Line2D([], [], color=c, marker=m, label=(labels or {}).get(r, r))
+               for r, (c, m) in _RULE_STYLE.items() if r in shown]
+    handles += [Line2D([], [], color="k", ls="-" if k == 0 else "--", marker="o",
+                       mfc="k" if k == 0 else "white", label=run) for k, run in enumerate(runs)]
     ax.axhline(1, color="gray", ls=":", lw=1)
     ax.set_yscale("log")
     ax.set_ylim(0.95, cap * 1.15)
@@ -603,9 +618,10 @@ LIVE_NOTE = "\n(bars: stored run; dots: this run)"
 
 
 def plot_sparsity(table: dict, live: dict | None = None, title: str | None = None):
-    """Left: perplexity per method at each sparsity, divided by the same run's dense model (log axis;
-    ``live``: another table, as black dots, divided by its own dense model). Right: OWL's per-layer sparsity.
-    Notebook 06."""
+    """Left: perplexity per method at each sparsity, divided by the same run's dense model (log
+    axis; ``live``: another table, as black dots, divided by its own dense model). Right: OWL's per-layer
+    sparsity. Notebook 06.
+    """
     rows = table["rows"]
     sps = sorted({r["sparsity"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -616,21 +632,25 @@ def plot_sparsity(table: dict, live: dict | None = None, title: str | None = Non
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):
         x = np.arange(len(sps)) + (k - (len(methods) - 1) / 2) * width
-        ratio = {r["sparsity"]: np.exp(r["loss"] - table["dense_loss"]) for r in rows if r["method"] == m}
-        ax.bar(x, [ratio.get(s, np.nan) - 1 for s in sps], width, bottom=1, color=colors.get(m, "gray"),
-               label=names.get(m, m))
+        ratio = {r["sparsity"]: np.exp(r["loss"] - table["dense_loss"])
+                 for r in rows if r["method"] == m}
+        ax.bar(x, [ratio.get(s, np.nan) - 1 for s in sps], width, bottom=1,
+               color=colors.get(m, "gray"), label=names.get(m, m))
         if live is not None:
-            got = {r["sparsity"]: np.exp(r["loss"] - live["dense_loss"]) for r in live["rows"] if r["method"] == m}
+            got = {r["sparsity"]: np.exp(r["loss"] - live["dense_loss"])
+                   for r in live["rows"] if r["method"] == m}
             ax.plot(x, [got.get(s, np.nan) for s in sps], "k.", ms=9,
                     label="this run" if k == 0 else None)
     ax.axhline(1, color="black", ls=":", label="dense model")
     ax.set_xticks(range(len(sps)), [f"{s:.0%}" for s in sps])
-    _axes(ax, "unstructured sparsity of every block", "perplexity ÷ the run's dense model\n(log scale)",
+    _axes(ax, "unstructured sparsity of every block",
+          "perplexity ÷ the run's dense model\n(log scale)",
           title or "Pruning weights: uniform vs layer-wise" + (LIVE_NOTE if live else ""), True,
           {"fontsize": "small"})
     for r in [r for r in rows if r["method"] == "owl"]:
         ax2.plot(range(len(r["ratios"])), r["ratios"], marker=".",
                  label=f"OWL at {r['sparsity']:.0%}")
-    _axes(ax2, "layer (0-based)", "sparsity given to the layer", "OWL: fewer zeros where outliers live",
+    _axes(ax2, "layer (0-based)", "sparsity given to the layer",
+          "OWL: fewer zeros where outliers live",
           legend={"fontsize": "small"})
     return fig
