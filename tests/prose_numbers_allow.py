@@ -84,7 +84,7 @@ ALLOW: dict[str, dict[str, str]] = {
     "INSTRUCTORS": {
         "30 minutes @ before the session": "advice to the instructor, not a measurement",
         "0.1 s @ samples it every": "the sampling interval of scripts/time_notebooks.py (its constant)",
-        "3× @ notebook time for talking": "advice to the instructor, not a measurement",
+        "540 MB @ 4 bytes per parameter": "arithmetic: SmolLM2-135M's 134.5 M parameters x 4 bytes (fp32)",
         "4 @ JupyterLab 4": "a software version (JupyterLab 4)",
     },
 }
