@@ -189,3 +189,33 @@ def test_gcide_cleaning_and_split():
     assert val == ["e8", "e9"] and len(train) == 8
     with pytest.raises(ValueError):
         corpora.split_entries(["a"], per_block=2, val_every=5)
+
+
+def test_a_killed_run_continues_from_its_state_and_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch):
+    """What lets a GPU call end at its deadline without losing the runs in flight (``--state-every``)."""
+    from curse_of_depth import train as train_mod
+
+    monkeypatch.setenv("COD_THREADS", "1")
+    job = sweep.jobs_for(sweep.tiny_grid()[:1])[0]
+    plain = sweep.run_job(job.spec(), tmp_path / "plain.json")
+    resumable = sweep.Job(job.point, job.arm, job.seed, state_every=2)
+    out = tmp_path / "runs" / f"{job.name}.json"
+    real_step = train_mod._train_step
+
+    def killed_at_step_3(run):
+        if run.step == 3:
+            raise KeyboardInterrupt  # what the deadline does to a worker, as the trainer sees it
+        return real_step(run)
+
+    monkeypatch.setattr(train_mod, "_train_step", killed_at_step_3)
+    with pytest.raises(RuntimeError, match="interrupted at step 3"):
+        sweep.run_job(resumable.spec(), out)
+    assert not out.exists()  # no record of a half-trained run
+    assert sweep.has_state(sweep.state_dir(out))
+    monkeypatch.setattr(train_mod, "_train_step", real_step)
+    rec = sweep.run_job(resumable.spec(), out)
+    assert rec["resumed"] and not plain["resumed"]
+    assert rec["run"]["steps_done"] == plain["run"]["steps_done"] == job.point.steps
+    assert rec["run"]["train_loss"] == pytest.approx(plain["run"]["train_loss"], abs=1e-5)
+    assert rec["final_eval"] == pytest.approx(plain["final_eval"], abs=1e-5)
+    assert not sweep.state_dir(out).exists()  # recorded: the state it wrote is gone

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -249,6 +250,8 @@ class Job:
     checkpoint: str | None = None  # save the trained model here (safetensors), if set
     # torch.compile the training step; None = the trainer's default (on with CUDA)
     compile: bool | None = None
+    # write a resumable training state every N steps (0: never); a killed run then continues
+    state_every: int = 0
 
     @property
     def name(self) -> str:
@@ -261,7 +264,8 @@ class Job:
                                               "batch_size", "dtype")},
                 "arms": [[a.norm, a.lr, a.recipe] for a in self.point.arms],
                 "arm": [self.arm.norm, self.arm.lr, self.arm.recipe], "seed": self.seed,
-                "checkpoint": self.checkpoint, "compile": self.compile}
+                "checkpoint": self.checkpoint, "compile": self.compile,
+                "state_every": self.state_every}
 
     @classmethod
     def from_spec(cls, spec: dict) -> Job:
@@ -269,7 +273,7 @@ class Job:
         p["seeds"] = tuple(p["seeds"])
         point = Point(arms=tuple(Arm(*a) for a in spec["arms"]), **p)
         return cls(point, Arm(*spec["arm"]), int(spec["seed"]), spec.get("checkpoint"),
-                   spec.get("compile"))
+                   spec.get("compile"), int(spec.get("state_every") or 0))
 
 
 def jobs_for(points: Iterable[Point]) -> list[Job]:
@@ -318,15 +322,21 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = job.point.dtype != "fp32"
     t0 = time.perf_counter()
+    state = state_dir(out) if job.state_every else None
+    resumed = has_state(state) if state else False
     result = train(mcfg, tcfg, corpus=corpus, progress=progress,
-                   compile=spec.get("compile"))  # None: on with CUDA
+                   compile=spec.get("compile"),  # None: on with CUDA
+                   state_dir=state, checkpoint_every=job.state_every, resume=resumed)
+    if result.stop_reason == "interrupted":  # never a record of a half-trained run
+        raise RuntimeError(f"{job.name} was interrupted at step {result.steps_done}"
+                           + (f"; its state in {state} continues it" if state else ""))
     device = _resolve_device(tcfg)
     autocast = _autocast(device, tcfg) if not result.diverged else contextlib.nullcontext
     run = result.to_dict()  # the whole per-step training curve: the instability rule reads it
     record = {"job": spec, "name": job.name, "point": job.point.key, "arm": job.arm.key,
               "norm": job.arm.norm, "lr": job.arm.lr, "recipe": job.arm.recipe, "seed": job.seed,
               "run": run, "diverged": result.diverged, "code_version": code_version(),
-              "hardware": hardware()}
+              "hardware": hardware(), "resumed": resumed}
     if not result.diverged:
         eval_batches = corpus.fixed_batches("val", 16, 32, job.point.seq_len, seed=EVAL_SEED)
         base, deltas = skip_costs(result.model, eval_batches[:8], device, autocast)
@@ -344,7 +354,25 @@ def run_job(spec: dict, out: Path, progress: bool = False) -> dict:
     from .._files import atomic_write_json
 
     atomic_write_json(out, record)
+    if state is not None:  # the run is recorded: its state (which this job wrote) has served
+        shutil.rmtree(state, ignore_errors=True)
     return record
+
+
+def state_dir(out: Path) -> Path:
+    """Where the worker writing ``out`` keeps its resumable training state. Notebook 07."""
+    return Path(out).parent / "state" / Path(out).stem
+
+
+def has_state(folder: Path) -> bool:
+    """Whether ``folder`` holds an intact training state to resume (``train.read_state``)."""
+    from ..train import read_state
+
+    try:
+        read_state(folder)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------- runner
@@ -386,6 +414,8 @@ def run_jobs(jobs: Sequence[Job], out_dir: Path, gpus: Sequence[str] = (), per_d
     free = list(slots)
     running: dict = {}
     queue = [j for j in jobs if not (out_dir / f"{j.name}.json").exists()]
+    # runs that an earlier call left half-way (a resumable state on disk) go first
+    queue.sort(key=lambda j: not any((state_dir(out_dir / f"{j.name}.json")).glob("state-*.json")))
     logs = out_dir / "logs"
     logs.mkdir(exist_ok=True)
 
@@ -835,6 +865,9 @@ def _parser() -> argparse.ArgumentParser:
                                                              "CPU)")
     r.add_argument("--deadline", type=float, default=None, help="seconds: start no run that would "
                                                                 "not finish")
+    r.add_argument("--state-every", type=int, default=0, help="write each run's resumable state "
+                   "every N steps (in OUT/state/); a run killed at the deadline continues from it "
+                   "in the next call")
     r.add_argument("--no-compile", action="store_true", help="run eager (default: torch.compile on "
                                                              "a GPU)")
     r.add_argument("--device-gb", type=float, default=120.0, help="GPU memory the runs may take on "
@@ -894,9 +927,11 @@ def _cmd_run(args) -> int:
     est = throughput_estimator(json.loads(args.rates)) if args.rates else None
     compile_ = False if args.no_compile else None
     jobs = [dataclasses.replace(j, compile=compile_) for j in jobs_for(points)]
-    if args.names:
-        wanted = set(args.names.read_text().split())
-        jobs = [j for j in jobs if j.name in wanted]
+    if args.names:  # these runs only, in the file's order
+        order = {name: i for i, name in enumerate(args.names.read_text().split())}
+        jobs = sorted((j for j in jobs if j.name in order), key=lambda j: order[j.name])
+    if args.state_every:
+        jobs = [dataclasses.replace(j, state_every=args.state_every) for j in jobs]
     report = run_jobs(jobs, args.out, _gpus(args.gpus), args.per_device, args.deadline, est,
                       device_gb=args.device_gb)
     print(json.dumps(asdict(report)))
