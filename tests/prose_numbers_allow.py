@@ -31,17 +31,13 @@ ALLOW: dict[str, dict[str, str]] = {
         "1B @ LLaMA-130M to 1B": "LLaMA-1B, the largest model of the paper's Table 1",
         "0.037 @ paper's gain": "paper Table 1 in nats: ln(26.73 / 25.76) = 0.037",
         "2,000 @ takes off": "paper Fig. 4: the deep-layer variance of LLaMA-130M takes off after about 2K steps",
-        "10k @ LLaMA-130M after": "paper Fig. 4: layer variance of LLaMA-130M after 10K steps",
         "175": "paper Fig. 4: last-layer variance of LLaMA-130M with Pre-LN, about 175",
         "25 @ LNS keeps it": "paper Fig. 4: last-layer variance of LLaMA-130M with LNS, about 25",
-        "0.2 @ DeepSeek-7B": "paper Sec. 2 / Fig. 2: DeepSeek-7B adjacent-layer angular distance below 0.2 after layer ~18",
-        "18 @ after layer": "paper Sec. 2 / Fig. 2: in Pre-LN LLMs most layers after about the 18th are removable",
         "18 @ beyond": "paper Sec. 2 / Fig. 2: in Pre-LN LLMs most layers after about the 18th are removable",
         "32k": "the paper's tokenizer (T5, 32k vocabulary) on C4",
         "20,000 @ tens of steps instead": "the paper's LLaMA-130M run: 20K steps",
         # --- the papers it builds on (notebook 06's table and its echoes)
         "70B": "Llama-2-70B, the largest model in Gromov et al. 2024 (arXiv 2403.17887v2)",
-        "7B–70B": "model sizes in the layer-pruning papers: LLaMA-7B (OWL) to Llama-2-70B (Gromov et al.)",
         "40–50%": "Gromov et al. 2024, Fig. 1: Llama-2-70B keeps its QA accuracy until 40-50% of layers are removed",
         "80 @ Llama-2-70B": "Llama-2-70B has 80 layers (its config; Gromov et al. 2024)",
         "40 @ LLaMA2-13B": "LLaMA2-13B has 40 layers (its config; ShortGPT)",
@@ -84,7 +80,7 @@ ALLOW: dict[str, dict[str, str]] = {
     "INSTRUCTORS": {
         "30 minutes @ before the session": "advice to the instructor, not a measurement",
         "0.1 s @ samples it every": "the sampling interval of scripts/time_notebooks.py (its constant)",
-        "3× @ notebook time for talking": "advice to the instructor, not a measurement",
+        "540 MB @ 4 bytes per parameter": "arithmetic: SmolLM2-135M's 134.5 M parameters x 4 bytes (fp32)",
         "4 @ JupyterLab 4": "a software version (JupyterLab 4)",
     },
 }

@@ -22,7 +22,7 @@ What is not a claim: code spans and fenced code; LaTeX ($...$, $$...$$): a formu
 constants (the 2 of ℓ^{2-2p}), so write a measured number in the prose, not inside math; link targets, bare URLs,
 images, HTML tags and comments; generated blocks (<!-- name:begin --> ... <!-- name:end -->, rebuilt from the data by
 their own tool and test); the numbers of headings (## 2 · ...) and of ordered lists; notebook numbers (zero-padded:
-03, notebooks 02–04); references (Fig. 4, Table 6, Eqs. 21–23, Lemma 3.2, section 2, §1.7, footnote 1); arXiv ids,
+03, notebooks 02–04); references (Fig. 4, Table 6, Eqs. 21–23, Lemma 3.2, section 2, §1.7, footnote 1, Exercise 3.1); arXiv ids,
 dates, clock times, versions (2.11.0, 5.x) and years 1990–2029; numbers glued to a name (SmolLM2-135M, GPT-2,
 Qwen3, L6, Q4_1, bf16); a numerator over a symbol (1/√ℓ, 1/ℓ); and every number in a sentence that ends with "?"
 (a question offers choices, it does not state a fact: "2×, 20×, 200×?").
@@ -36,7 +36,10 @@ configuration (CONFIG_KEYS: "width 64", "10% warmup"); for its first cell (the h
 its rows of benchmarks/results/notebook_times.json and notebook_memory.json (budgets.REFERENCE_SECONDS is copied from
 the former). For INSTRUCTORS.md: a paragraph opening with **NN (What to say at each main figure), or text after a
 line <!-- numbers: NN -->, is checked against notebook NN and its benchmark rows; everything else against every
-notebook, the whole pack and both benchmark files.
+notebook, the whole pack and the benchmark files (BENCH_FILES).
+A schedule is not a measurement: after a line <!-- numbers: schedule --> (until the next # or ## heading, or the next
+numbers marker) the durations of an agenda (10 min, 3.5 h) are plans and are not checked; every other number there
+still is (a schedule that quotes "×1.42" must match like any other line).
 
 How a number matches (match_number): at its written precision. 0.05 matches any value that rounds to it
 (|v − 0.05| ≤ 0.005), 16× anything in [15.5, 16.5]; after about/~/≈ an integer's trailing zeros are not significant
@@ -92,7 +95,7 @@ CONFIG_KEYS = {"train", "train_config", "model", "model_config", "point", "job",
 EXP_KEYS = re.compile(r"loss|delta|^final$")  # leaves in nats: exp() is a perplexity or a perplexity ratio
 SECONDS_KEYS = re.compile(r"(^|_)(s|seconds|wall_s)$")
 MB_KEYS = re.compile(r"_mb$")
-BENCH_FILES = ("notebook_times.json", "notebook_memory.json")
+BENCH_FILES = ("notebook_times.json", "notebook_memory.json", "gguf_conversion.json")  # dated measurements
 
 
 # ================================================ documents ====================================================
@@ -149,6 +152,7 @@ class Claim:
     context: str  # the words around it
     question: bool = False
     scope: str | None = None  # INSTRUCTORS paragraphs about one notebook
+    schedule: bool = False  # INSTRUCTORS text after <!-- numbers: schedule -->: its durations are plans
     offset: int = 0  # where it starts in the markdown
 
 
@@ -172,7 +176,8 @@ _BLANK = [  # (pattern, flags): spans that hold no claims; blanked with spaces s
     (r"\b\d+(?:\.\d+){2,}\b|\b\d+\.x\b", 0),  # versions
     (r"(?<![\d,.])(?:199\d|20[0-2]\d)(?![\d,]|\.\d)", 0),  # years
     (r"(?i:\b(?:figs?\.?|figures?|tables?|tabs?\.|eqs?\.?|equations?|lemmas?|theorems?|thms?\.|assumptions?|"
-     r"sections?|sec\.|appendix|appendices|footnotes?|notebooks?|propositions?|corollary|definition|algorithm))"
+     r"sections?|sec\.|appendix|appendices|footnotes?|notebooks?|propositions?|corollary|definition|algorithm|"
+     r"exercises?))"
      r"\s+[A-Z]?\d+(?:\.\d+)*(?:\s*(?:[–—-]|,|and|&|or)\s*[A-Z]?\d+(?:\.\d+)*)*", 0),
     (r"§\s*\d+(?:\.\d+)*", 0),
     (r"(?<![\w.,\-−])0\d(?![\d]|[.,]\d)", 0),  # zero-padded notebook numbers: 03, (07)
@@ -364,28 +369,34 @@ def _instructors_claims(text: str) -> list[Claim]:
 
     A paragraph opening with **NN (the "What to say" paragraphs) is checked against notebook NN (until the next
     **-paragraph or heading), and so is the text after a line <!-- numbers: NN --> (until the next heading or
-    <!-- numbers: all -->).
+    <!-- numbers: all -->). After a line <!-- numbers: schedule --> (until the next # or ## heading or numbers
+    marker) the claims are marked `schedule`: their durations are an agenda's plan, not measurements.
     """
-    offsets, scopes, total = [], [], 0
+    offsets, scopes, plans, total = [], [], [], 0
     paragraph = marked = None  # a **NN paragraph's notebook; a <!-- numbers: NN --> marker's notebook
+    schedule = False
     for line in text.split("\n"):
         para = re.match(r"\*\*(\d\d)\b", line)
-        marker = re.match(r"\s*<!--\s*numbers:\s*(\d\d|all)\s*-->", line)
+        marker = re.match(r"\s*<!--\s*numbers:\s*(\d\d|all|schedule)\s*-->", line)
         if marker:
-            marked = None if marker.group(1) == "all" else marker.group(1)
+            schedule = marker.group(1) == "schedule"
+            if not schedule:
+                marked = None if marker.group(1) == "all" else marker.group(1)
         elif line.startswith("#"):
             paragraph = marked = None
+            schedule = schedule and not re.match(r"#{1,2}[ \t]", line)
         elif para:
             paragraph = para.group(1)
         elif line.startswith("**"):
             paragraph = None
         offsets.append(total)
         scopes.append(paragraph or marked)
+        plans.append(schedule)
         total += len(line) + 1
     claims = extract_numbers(text, INSTRUCTORS)
     for claim in claims:
         line_no = bisect.bisect_right(offsets, claim.offset) - 1
-        claim.where, claim.scope = f"line {line_no + 1}", scopes[line_no]
+        claim.where, claim.scope, claim.schedule = f"line {line_no + 1}", scopes[line_no], plans[line_no]
     return claims
 
 
@@ -798,6 +809,8 @@ def check_claims(claims: Iterable[Claim], sources=_scoped_sources, allow=None,
             continue
         srcs = sources(claim)
         for num in claim.numbers:
+            if claim.schedule and num.dim == "time":  # an agenda's duration: a plan, not a measurement
+                continue
             entry = allow_entry(claim, num, allow)  # first: a quote stays a quote even where it matches by chance
             if entry:
                 used.add(entry)
@@ -1098,6 +1111,22 @@ def test_instructors_paragraphs_are_scoped_to_their_notebook():
     assert [(c.text, c.where, c.scope) for c in claims] == [
         ("16×", "line 4", "01"), ("30", "line 4", "01"), ("0.29", "line 7", "03"), ("7", "line 11", None),
         ("12", "line 13", "07"), ("5", "line 15", None)]
+
+
+def test_an_agenda_s_durations_are_plans_and_everything_else_is_checked():
+    text = ("## Agendas\n<!-- numbers: schedule -->\n### Short: 90 minutes\n| 0:05–0:20 | 01 | 15 min, show ×1.42 |\n"
+            "| 0:20 | 02 | 2.5 h, 7 seeds |\n## Timings\nIt took 15 min.\n"
+            "<!-- numbers: schedule -->\nA 10 min break.\n<!-- numbers: 03 -->\nA 20 min run.\n")
+    claims = _instructors_claims(text)
+    assert [(c.text, c.schedule) for c in claims] == [
+        ("90 minutes", True), ("15 min", True), ("×1.42", True), ("2.5 h", True), ("7", True), ("15 min", False),
+        ("10 min", True), ("20 min", False)]
+    bad, _ = check_claims(claims, sources=lambda c: [], allow={})
+    assert [m.number.text for m in bad] == ["×1.42", "7", "15 min", "20 min"]  # only the plans' durations pass
+
+
+def test_exercise_numbers_are_references():
+    assert _texts("Exercise 2.1 builds the block; exercises 2.3 and 2.4 compare the powers.") == []
 
 
 # ================================================ the report ===================================================
