@@ -9,7 +9,7 @@ from curse_of_depth.workshop.exercises import nb07
 
 def reading(**change):
     """The solution of exercise 7.2, with ``change`` applied (a mistake)."""
-    answer = {"depth": 24, "tokens": 32_000_000, "recipe": "kit", "lr": {"pre": 3e-3, "lns": 1e-2}, "winner": "tie",
+    answer = {"depth": 48, "tokens": 32_000_000, "recipe": "kit", "lr": {"pre": 3e-3, "lns": 1e-2}, "winner": "tie",
               "n_seeds": 3}
     return lambda: {**answer, **change}
 
@@ -31,14 +31,15 @@ def test_read_point_correct_blank_and_error():
     (dict(recipe="paper"), "wrong recipe"),
     (dict(recipe="paper+clip"), "wrong recipe"),
     (dict(lr=3e-3), "shared-lr vs best-vs-best"),
-    (dict(lr={"pre": 3e-3, "lns": 3e-3}), "shared-lr vs best-vs-best"),
-    (dict(lr={"pre": 1e-2, "lns": 1e-2}), "not the best learning rates"),
+    (dict(lr={"pre": 1e-2, "lns": 1e-2}), "the verdict is lns"),
+    (dict(lr={"pre": 3e-3, "lns": 3e-3}), "the verdict is pre"),
+    (dict(lr={"pre": 1e-2, "lns": 3e-3}), "not the best learning rates"),
     (dict(winner="pre"), "reading a tie as a win"),
     (dict(winner="LNS"), "reading a tie as a win"),
     (dict(n_seeds=2), "not the number of paired seeds"),
     (dict(tokens=8_000_000), "another budget"),
     (dict(tokens=32), "tokens in millions"),
-    (dict(depth=48), "not the point asked about"),
+    (dict(depth=24), "not the point asked about"),
 ])
 def test_each_reading_mistake_gets_its_own_message(change, words):
     v = nb07.check_read_point(reading(**change))

@@ -21,13 +21,15 @@ from . import plots
 M = 1_000_000
 TOKENS = 32 * M
 SHARED_LR = 3e-3
-DEPTHS = (12, 24, 48)
+DEPTHS = (24, 48)  # the recipe map's complete depths (depth 12 has one lr, depth 96 none yet)
+RECIPES_SHOWN = ("kit", "paper", "paper+clip")
 RECIPE_NAMES = {
     "kit": "kit recipe",
     "paper": "paper recipe",
     "paper+clip": "paper recipe + clipping",
 }
 OTHER_NORMS = ("lns", "peri")
+NORMS = ("pre", "lns", "peri")
 
 
 def lr_text(lr: float) -> str:
@@ -81,65 +83,151 @@ def cell(summary: dict, depth: int, recipe: str, lr: float, tokens: int = TOKENS
     )
 
 
+def cells_of(
+    summary: dict,
+    recipes: Iterable[str] = RECIPES_SHOWN,
+    depths: Iterable[int] = DEPTHS,
+    lr: float | None = None,
+    tokens: int = TOKENS,
+) -> list[dict]:
+    """The summary's cells at ``tokens`` for these recipes and depths, at ``lr`` (None: every lr
+    tried), ordered by recipe, depth and lr."""
+    recipes, depths = list(recipes), list(depths)
+    out = [
+        c
+        for c in summary["cells"]
+        if c["recipe"] in recipes
+        and c["depth"] in depths
+        and c["tokens"] == tokens
+        and (lr is None or math.isclose(c["lr"], lr))
+    ]
+    return sorted(out, key=lambda c: (recipes.index(c["recipe"]), depths.index(c["depth"]), c["lr"]))
+
+
 def _arm(a: dict | None) -> str:
     if not a or a["mean"] is None:
-        return f"{'not run':>15s}"
-    sd = f"{a['sd']:.3f}" if a["sd"] is not None else "  —  "
-    return f"{a['mean']:.3f} ± {sd} ({a['n']})"
+        return f"{'not run':>14s}"
+    return f"{a['mean']:.3f} ({a['n']}) u{a['unstable']}"
 
 
 def _gap(g: dict | None) -> str:
     if not g:
-        return f"{'—':>24s}"
+        return f"{'—':>26s}"
     return f"{g['mean']:+.3f} ± {g['sd']:.3f} {g['b_better']}/{g['n']} p={g['p']:.3f}"
 
 
 def cell_table(
     summary: dict,
-    lr: float = SHARED_LR,
-    recipes: Iterable[str] = ("kit", "paper"),
+    lr: float | None = None,
+    recipes: Iterable[str] = RECIPES_SHOWN,
     depths: Iterable[int] = DEPTHS,
 ) -> str:
-    """Final validation loss (mean ± sd (seeds)) per norm and the paired gaps vs Pre-LN, per recipe
-    and depth, at one shared lr. ``k/n``: seeds in which the norm beat Pre-LN; p: paired t-test."""
-    head = (
-        f"{'recipe':7s}{'depth':>6s} {'Pre-LN':>19s} {'LNS':>19s} {'Peri-LN':>19s}   "
-        f"{'LNS − Pre-LN':>24s}   {'Peri-LN − Pre-LN':>24s}"
-    )
-    lines = [head]
-    for rc in recipes:
-        for d in depths:
-            c = cell(summary, d, rc, lr)
-            arms, gaps = (c["arms"], c["gaps"]) if c else ({}, {})
-            lines.append(
-                f"{rc:7s}{d:6d} {_arm(arms.get('pre')):>19s} {_arm(arms.get('lns')):>19s} "
-                f"{_arm(arms.get('peri')):>19s}   {_gap(gaps.get('lns-pre')):>24s}   "
-                f"{_gap(gaps.get('peri-pre')):>24s}"
-            )
+    """One row per cell (recipe, depth, lr): each norm's mean final validation loss, (seeds) and
+    uK = K runs unstable by the map's rule; the paired gaps vs Pre-LN (mean ± sd of the per-seed
+    differences, k/n seeds in which the norm beat Pre-LN, paired t-test p)."""
+    lines = [
+        f"{'recipe':10s}{'depth':>6s} {'lr':>5s}  {'Pre-LN':>14s} {'LNS':>14s} {'Peri-LN':>14s}   "
+        f"{'LNS − Pre-LN':>26s}   {'Peri-LN − Pre-LN':>26s}"
+    ]
+    for c in cells_of(summary, recipes, depths, lr):
+        arms, gaps = c["arms"], c["gaps"]
+        lines.append(
+            f"{c['recipe']:10s}{c['depth']:6d} {lr_text(c['lr']):>5s}  {_arm(arms.get('pre')):>14s} "
+            f"{_arm(arms.get('lns')):>14s} {_arm(arms.get('peri')):>14s}   "
+            f"{_gap(gaps.get('lns-pre')):>26s}   {_gap(gaps.get('peri-pre')):>26s}"
+        )
     return "\n".join(lines)
 
 
 def verdicts(
     summary: dict,
-    lr: float = SHARED_LR,
-    recipes: Iterable[str] = ("kit", "paper"),
+    lr: float | None = None,
+    recipes: Iterable[str] = RECIPES_SHOWN,
     depths: Iterable[int] = DEPTHS,
-    norms: Iterable[str] = OTHER_NORMS,
+    norms: Iterable[str] = ("lns",),
 ) -> list[str]:
-    """``stats.gap_statement`` of every norm vs Pre-LN at the shared lr, labelled with its
-    conditions (cells with fewer than 2 paired seeds say so)."""
+    """``stats.gap_statement`` of each norm vs Pre-LN in every cell (at ``lr``, or every lr), labelled
+    with its conditions (cells with fewer than 2 paired seeds say so)."""
     out = []
-    for rc in recipes:
-        for d in depths:
-            c = cell(summary, d, rc, lr)
-            for norm in norms:
-                label = f"{NORM_LABELS[norm]} vs Pre-LN, {condition(d, rc, lr)}"
-                g = c["gaps"].get(f"{norm}-pre") if c else None
-                if g:
-                    out.append(gap_statement(label, PairedGap.from_dict(g)))
-                elif c and norm in c["arms"]:
-                    out.append(f"{label}: fewer than 2 paired seeds, no verdict")
+    for c in cells_of(summary, recipes, depths, lr):
+        for norm in norms:
+            label = f"{NORM_LABELS[norm]} vs Pre-LN, {condition(c['depth'], c['recipe'], c['lr'])}"
+            g = c["gaps"].get(f"{norm}-pre")
+            if g:
+                out.append(gap_statement(label, PairedGap.from_dict(g)))
+            elif norm in c["arms"] and "pre" in c["arms"]:
+                out.append(f"{label}: fewer than 2 paired seeds, no verdict")
     return out
+
+
+def peri_record(summary: dict, recipes: Iterable[str] = RECIPES_SHOWN, depths: Iterable[int] = DEPTHS) -> dict:
+    """Peri-LN vs Pre-LN over the cells with >= 2 paired seeds: how many cells, in how many Peri-LN's
+    mean was lower, and in how many each side won the paired t-test."""
+    gaps = [c["gaps"]["peri-pre"] for c in cells_of(summary, recipes, depths) if "peri-pre" in c["gaps"]]
+    return {
+        "cells": len(gaps),
+        "peri_lower_mean": sum(g["mean"] < 0 for g in gaps),
+        "peri_won": sum(g["winner"] == "peri" for g in gaps),
+        "pre_won": sum(g["winner"] == "pre" for g in gaps),
+    }
+
+
+def arm_gap(summary: dict, a: tuple, b: tuple, tokens: int = TOKENS) -> PairedGap | None:
+    """Paired gap of two arms of possibly different cells, each ``(depth, recipe, lr, norm)``, e.g.
+    Pre-LN with and without clipping: ``b`` − ``a`` over the seeds both ran (None below 2)."""
+    from ..stats import paired
+
+    def finals(depth, recipe, lr, norm):
+        return {
+            r["seed"]: r["final"]
+            for r in summary["runs"]
+            if (r["depth"], r["tokens"], r["recipe"], r["norm"]) == (depth, tokens, recipe, norm)
+            and math.isclose(r["lr"], lr)
+        }
+
+    fa, fb = finals(*a), finals(*b)
+    if len(set(fa) & set(fb)) < 2:
+        return None
+    return paired(a[3], b[3], fa, fb)
+
+
+def arm_label(arm: tuple) -> str:
+    """ "Pre-LN, paper recipe + clipping, lr 3e-3" for ``(depth, recipe, lr, norm)``."""
+    depth, recipe, lr, norm = arm
+    return f"{NORM_LABELS[norm]}, {RECIPE_NAMES.get(recipe, recipe)}, lr {lr_text(lr)}"
+
+
+def arm_gap_line(summary: dict, a: tuple, b: tuple, tokens: int = TOKENS) -> str:
+    """ "depth 24: Pre-LN, paper recipe + clipping, lr 3e-3 − Pre-LN, paper recipe, lr 3e-3: -0.081 ±
+    0.121 nats, 3/3 seeds favour the first, p = 0.365"; with one common seed, the two losses."""
+    g = arm_gap(summary, a, b, tokens)
+    head = f"depth {a[0]}: {arm_label(b)} − {arm_label(a)}"
+    if g is not None:
+        return (f"{head}: {g.mean:+.3f} ± {g.sd:.3f} nats, {g.b_better}/{g.n} seeds favour the first, "
+                f"p = {g.p:.3f}")
+    fin = [{r["seed"]: r["final"] for r in summary["runs"] if (r["depth"], r["tokens"], r["recipe"], r["norm"])
+            == (x[0], tokens, x[1], x[3]) and math.isclose(r["lr"], x[2])} for x in (a, b)]
+    common = sorted(set(fin[0]) & set(fin[1]))
+    per = "; ".join(f"seed {s_}: {fin[1][s_]:.3f} vs {fin[0][s_]:.3f}" for s_ in common)
+    return f"{head}: {len(common)} common seed{'s' * (len(common) != 1)}, no test ({per or 'none'})"
+
+
+def relabel(summary: dict, runs: list[dict]) -> dict:
+    """``summary`` with each run's instability label taken from ``runs`` (the labels stored with the map,
+    made on every logged step; the stored curves keep one point in five, which can miss a short spike)
+    and the cells' unstable counts recounted."""
+    label = {r["name"]: r["unstable"] for r in runs}
+    new_runs = [{**r, "unstable": label.get(r["name"], r["unstable"])} for r in summary["runs"]]
+    by = {r["name"]: r for r in new_runs}
+    cells = []
+    for c in summary["cells"]:
+        arms = {}
+        for norm, a in c["arms"].items():
+            here = [by[n] for n in by if by[n]["norm"] == norm and (by[n]["depth"], by[n]["tokens"], by[n]["recipe"])
+                    == (c["depth"], c["tokens"], c["recipe"]) and math.isclose(by[n]["lr"], c["lr"])]
+            arms[norm] = {**a, "unstable": sum(r["unstable"] is not None for r in here)}
+        cells.append({**c, "arms": arms})
+    return {**summary, "runs": new_runs, "cells": cells}
 
 
 def best_lines(
@@ -166,6 +254,26 @@ def best_lines(
         label = f"best vs best, {condition(b['depth'], b['recipe'], lr_pre, lr_lns)} ({tried})"
         out.append(gap_statement(label, PairedGap.from_dict(b["gaps"]["lns-pre"])))
     return out
+
+
+def best_table(summary: dict, recipes: Iterable[str] = ("kit", "paper"), depths: Iterable[int] = DEPTHS) -> str:
+    """Best-vs-best with its numbers: per recipe and depth, each norm's best lr among those tried and
+    its mean final loss, and LNS − Pre-LN there (mean ± sd of the per-seed differences, k/n seeds
+    favouring LNS, paired t-test p)."""
+    lines = [f"{'recipe':7s}{'depth':>6s}   {'Pre-LN best':>16s}   {'LNS best':>16s}   {'LNS − Pre-LN':>26s}   lrs tried"]
+    for b in summary["best_vs_best"]:
+        if b["recipe"] not in recipes or b["depth"] not in depths or b["tokens"] != TOKENS:
+            continue
+        if "lns-pre" not in b["gaps"]:
+            continue
+        c = {n: cell(summary, b["depth"], b["recipe"], b["best_lr"][n])["arms"][n] for n in ("pre", "lns")}
+        arm = {n: f"{c[n]['mean']:.3f} @ {lr_text(b['best_lr'][n])}" for n in c}
+        tried = ", ".join(lr_text(x) for x in sorted(set(b["lrs_tried"]["pre"]) | set(b["lrs_tried"]["lns"])))
+        lines.append(
+            f"{b['recipe']:7s}{b['depth']:6d}   {arm['pre']:>16s}   {arm['lns']:>16s}   "
+            f"{_gap(b['gaps']['lns-pre']):>26s}   {tried}"
+        )
+    return "\n".join(lines)
 
 
 def gap_numbers(g: dict | PairedGap) -> str:
@@ -228,32 +336,30 @@ def lr_raise_lines(
 
 def instability_lines(
     runs: list[dict],
-    lr: float = SHARED_LR,
-    recipes: Iterable[str] = ("kit", "paper"),
+    lr: float | None = None,
+    recipes: Iterable[str] = RECIPES_SHOWN,
     depths: Iterable[int] = DEPTHS,
 ) -> list[str]:
-    """Per recipe, depth and norm: how many ``runs`` (the summary's per-run rows) the map's rule
-    calls unstable, and why."""
+    """Per recipe, depth and lr (``lr``, or every lr run): how many ``runs`` (the summary's per-run
+    rows) of each norm the map's rule calls unstable, and why."""
+    cells = sorted(
+        {(r["recipe"], r["depth"], r["lr"]) for r in runs if r["tokens"] == TOKENS
+         and r["recipe"] in recipes and r["depth"] in depths and (lr is None or math.isclose(r["lr"], lr))},
+        key=lambda k: (list(recipes).index(k[0]), k[1], k[2]),
+    )
     out = []
-    for rc in recipes:
-        for d in depths:
-            parts = []
-            for norm in ("pre", "lns", "peri"):
-                here = [
-                    r
-                    for r in runs
-                    if (r["depth"], r["tokens"], r["recipe"], r["norm"]) == (d, TOKENS, rc, norm)
-                    and math.isclose(r["lr"], lr)
-                ]
-                if not here:
-                    parts.append(f"{NORM_LABELS[norm]} not run")
-                    continue
-                bad = sorted((r for r in here if r["unstable"]), key=lambda r: r["seed"])
-                why = "; ".join(f"s{r['seed']} {_short(r['unstable'])}" for r in bad)
-                parts.append(
-                    f"{NORM_LABELS[norm]} {len(bad)}/{len(here)}" + (f" ({why})" if why else "")
-                )
-            out.append(f"{rc:6s} depth {d:2d} | " + " | ".join(parts))
+    for rc, d, x in cells:
+        parts = []
+        for norm in ("pre", "lns", "peri"):
+            here = [r for r in runs if (r["depth"], r["tokens"], r["recipe"], r["norm"]) == (d, TOKENS, rc, norm)
+                    and math.isclose(r["lr"], x)]
+            if not here:
+                parts.append(f"{NORM_LABELS[norm]} not run")
+                continue
+            bad = sorted((r for r in here if r["unstable"]), key=lambda r: r["seed"])
+            why = "; ".join(f"s{r['seed']} {_short(r['unstable'])}" for r in bad)
+            parts.append(f"{NORM_LABELS[norm]} {len(bad)}/{len(here)}" + (f" ({why})" if why else ""))
+        out.append(f"{rc:10s} depth {d:2d} lr {lr_text(x):5s}| " + " | ".join(parts))
     return out
 
 
@@ -269,21 +375,27 @@ def _short(reason: str) -> str:
 
 
 def unstable_counts(
-    summary: dict, recipe: str, norm: str, lr: float = SHARED_LR
-) -> dict[int, tuple[int, int]]:
-    """{depth: (unstable runs, runs)} of one norm under one recipe at ``lr``."""
-    out: dict[int, list[int]] = {}
+    summary: dict, recipe: str, norm: str, lr: float | None = None, depths: Iterable[int] | None = None
+) -> dict[tuple[int, float], tuple[int, int]]:
+    """{(depth, lr): (unstable runs, runs)} of one norm under one recipe (at ``lr``, or every lr)."""
+    out: dict[tuple[int, float], list[int]] = {}
     for r in summary["runs"]:
         if (
             r["recipe"] == recipe
             and r["norm"] == norm
             and r["tokens"] == TOKENS
-            and math.isclose(r["lr"], lr)
+            and (lr is None or math.isclose(r["lr"], lr))
+            and (depths is None or r["depth"] in depths)
         ):
-            k = out.setdefault(r["depth"], [0, 0])
+            k = out.setdefault((r["depth"], r["lr"]), [0, 0])
             k[0] += r["unstable"] is not None
             k[1] += 1
-    return {d: tuple(v) for d, v in sorted(out.items())}
+    return {key: tuple(v) for key, v in sorted(out.items())}
+
+
+def unstable_total(counts: dict) -> tuple[int, int]:
+    """(unstable runs, runs) summed over the cells of ``unstable_counts``."""
+    return sum(k for k, _ in counts.values()), sum(n for _, n in counts.values())
 
 
 # ------------------------------------------------------------------------------------ curse metric
@@ -291,46 +403,45 @@ def unstable_counts(
 
 def curse_rows(
     summary: dict,
-    lr: float = SHARED_LR,
-    recipes: Iterable[str] = ("kit", "paper"),
+    lr: float | None = None,
+    recipes: Iterable[str] = RECIPES_SHOWN,
     depths: Iterable[int] = DEPTHS,
 ) -> list[dict]:
     """Per cell with both Pre-LN and LNS: the deepest third's mean skip cost per block (nats) of
     each, their ratio, whether every paired seed has LNS's below Pre-LN's, and the deep/shallow
     ratios where measured."""
     rows = []
-    for rc in recipes:
-        for d in depths:
-            c = cell(summary, d, rc, lr)
-            if not c or not {"pre", "lns"} <= set(c["arms"]):
-                continue
-            seeds = {
-                n: {
-                    r["seed"]: r["curse"]
-                    for r in summary["runs"]
-                    if r["norm"] == n
-                    and (r["depth"], r["tokens"], r["recipe"]) == (d, TOKENS, rc)
-                    and math.isclose(r["lr"], lr)
-                    and r["curse"]
-                }
-                for n in ("pre", "lns")
+    for c in cells_of(summary, recipes, depths, lr):
+        if not {"pre", "lns"} <= set(c["arms"]):
+            continue
+        seeds = {
+            n: {
+                r["seed"]: r["curse"]
+                for r in summary["runs"]
+                if r["norm"] == n
+                and (r["depth"], r["tokens"], r["recipe"]) == (c["depth"], TOKENS, c["recipe"])
+                and math.isclose(r["lr"], c["lr"])
+                and r["curse"]
             }
-            common = sorted(set(seeds["pre"]) & set(seeds["lns"]))
-            pre, lns = c["arms"]["pre"], c["arms"]["lns"]
-            rows.append(
-                {
-                    "recipe": rc,
-                    "depth": d,
-                    "pre": pre["deep_skip"],
-                    "lns": lns["deep_skip"],
-                    "ratio": pre["deep_skip"] / lns["deep_skip"],
-                    "seeds": len(common),
-                    "lns_below_every_seed": bool(common)
-                    and all(seeds["lns"][s]["deep"] < seeds["pre"][s]["deep"] for s in common),
-                    "pre_deep_over_shallow": pre["deep_over_shallow"],
-                    "lns_deep_over_shallow": lns["deep_over_shallow"],
-                }
-            )
+            for n in ("pre", "lns")
+        }
+        common = sorted(set(seeds["pre"]) & set(seeds["lns"]))
+        pre, lns = c["arms"]["pre"], c["arms"]["lns"]
+        rows.append(
+            {
+                "recipe": c["recipe"],
+                "depth": c["depth"],
+                "lr": c["lr"],
+                "pre": pre["deep_skip"],
+                "lns": lns["deep_skip"],
+                "ratio": pre["deep_skip"] / lns["deep_skip"],
+                "seeds": len(common),
+                "lns_below_every_seed": bool(common)
+                and all(seeds["lns"][s]["deep"] < seeds["pre"][s]["deep"] for s in common),
+                "pre_deep_over_shallow": pre["deep_over_shallow"],
+                "lns_deep_over_shallow": lns["deep_over_shallow"],
+            }
+        )
     return rows
 
 
@@ -339,13 +450,13 @@ def curse_table(rows: list[dict]) -> str:
         return f"{v:6.2f}" if v is not None else "     —"
 
     lines = [
-        f"{'recipe':7s}{'depth':>6s} {'Pre-LN':>8s} {'LNS':>8s} {'Pre/LNS':>8s}   deep/shallow: "
+        f"{'recipe':10s}{'depth':>6s} {'lr':>5s} {'Pre-LN':>8s} {'LNS':>8s} {'Pre/LNS':>8s}   deep/shallow: "
         "Pre-LN    LNS"
     ]
     for x in rows:
         lines.append(
-            f"{x['recipe']:7s}{x['depth']:6d} {x['pre']:8.4f} {x['lns']:8.4f} {x['ratio']:7.1f}x   "
-            f"{'':14s}{r(x['pre_deep_over_shallow'])} {r(x['lns_deep_over_shallow'])}"
+            f"{x['recipe']:10s}{x['depth']:6d} {lr_text(x['lr']):>5s} {x['pre']:8.4f} {x['lns']:8.4f} "
+            f"{x['ratio']:7.1f}x   {'':14s}{r(x['pre_deep_over_shallow'])} {r(x['lns_deep_over_shallow'])}"
         )
     return "\n".join(lines)
 
@@ -354,17 +465,23 @@ def curse_table(rows: list[dict]) -> str:
 
 
 def missing_lines(missing: list[dict]) -> list[str]:
-    """The recipe grid's missing runs, one line per depth x recipe x lr (norms and seeds), in
-    priority order."""
-    groups: dict[tuple, list[str]] = {}
+    """The recipe grid's missing runs, one line per depth: per recipe and lr, which norms (all seeds
+    unless the seeds are named); a cell with every norm and seed missing is named by its lr alone."""
+    by_depth: dict[int, dict[tuple, list[dict]]] = {}
     for m in missing:
-        key = (m["depth"], m["recipe"], m["lr"])
-        seeds = ",".join(str(s) for s in m["seeds"])
-        groups.setdefault(key, []).append(f"{NORM_LABELS[m['norm']]} (seeds {seeds})")
-    return [
-        f"depth {d:2d}, {rc:10s} lr {lr_text(lr):5s}: {', '.join(v)}"
-        for (d, rc, lr), v in groups.items()
-    ]
+        by_depth.setdefault(m["depth"], {}).setdefault((m["recipe"], m["lr"]), []).append(m)
+    out = []
+    for d in sorted(by_depth):
+        parts = []
+        for (rc, lr), ms in by_depth[d].items():
+            whole = len(ms) == 3 and all(len(m["seeds"]) == 3 for m in ms)
+            what = "" if whole else " [" + "; ".join(
+                NORM_LABELS[m["norm"]] + ("" if len(m["seeds"]) == 3 else " s" + ",".join(map(str, m["seeds"])))
+                for m in ms) + "]"
+            parts.append(f"{rc} {lr_text(lr)}{what}")
+        n = sum(len(m["seeds"]) for ms in by_depth[d].values() for m in ms)
+        out.append(f"depth {d} ({n} runs): " + ", ".join(parts))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- figures
@@ -394,48 +511,96 @@ def _handles(norms: Iterable[str], what: str = " − Pre-LN, one seed") -> list:
     return hs + [Line2D([], [], color="k", lw=2, label="mean over seeds")]
 
 
-def plot_gaps(
+LRS = (1e-3, 3e-3, 1e-2)
+
+
+def _lr_axis(ax) -> None:
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xscale("log")
+    ax.set_xticks(LRS, [lr_text(x) for x in LRS])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(LRS[0] / 1.6, LRS[-1] * 1.6)
+
+
+def plot_lr_map(
     summary: dict,
-    lr: float = SHARED_LR,
-    recipes: Iterable[str] = ("kit", "paper"),
     depths: Iterable[int] = DEPTHS,
+    recipes: Iterable[str] = ("kit", "paper"),
+    ymax: float = 1.4,
 ):
-    """Per recipe (one panel each, its own y axis): each norm's final validation loss minus Pre-LN's
-    at the same shared lr, per seed (points) and their mean (bar), against depth; "not run" where
-    a cell is missing."""
+    """Final validation loss against learning rate, one panel per recipe (rows) and depth (columns):
+    each norm's seeds (points; hollow: unstable by the map's rule) and mean (line); the paper-recipe
+    panels add the paper recipe + clipping runs (crosses). Points above ``ymax`` sit on the top edge
+    as triangles."""
+    from matplotlib.lines import Line2D
+
     recipes, depths = list(recipes), list(depths)
-    fig, axes = plots.subplots(1, len(recipes), squeeze=False, figsize=(11, 4.2))
-    for ax, rc in zip(axes[0], recipes):
-        for i, d in enumerate(depths):
-            c = cell(summary, d, rc, lr)
-            for k, norm in enumerate(OTHER_NORMS):
-                x = i + (k - 0.5) * 0.3
-                g = c["gaps"].get(f"{norm}-pre") if c else None
-                if g:
-                    _seed_points(ax, x, g["diffs"], plots.NORM_COLORS[norm])
-                else:
-                    ax.text(
-                        x,
-                        0,
-                        "not run" if not c or norm not in c["arms"] else "1 seed",
-                        rotation=90,
-                        ha="center",
-                        va="bottom",
-                        fontsize=7,
-                        color="gray",
-                    )
+    fig, axes = plots.subplots(len(recipes), len(depths), sharex=True, sharey=True, squeeze=False,
+                               figsize=(11, 3.4 * len(recipes) + 0.8))
+    for (i, rc), (j, d) in ((a, b) for a in enumerate(recipes) for b in enumerate(depths)):
+        ax = axes[i][j]
+        for src in [rc] + (["paper+clip"] if rc == "paper" else []):
+            for k, norm in enumerate(NORMS):
+                runs = [r for r in summary["runs"] if (r["recipe"], r["depth"], r["tokens"], r["norm"])
+                        == (src, d, TOKENS, norm) and math.isfinite(r["final"])]
+                col, shift = plots.NORM_COLORS[norm], 1.12 ** (k - 1)
+                for r in runs:
+                    y, top = min(r["final"], ymax), r["final"] > ymax
+                    face = "none" if r["unstable"] else col
+                    marker = "^" if top else ("x" if src == "paper+clip" else "o")
+                    ax.scatter(r["lr"] * shift, y, s=30, marker=marker, edgecolors=col,
+                               facecolors=col if marker == "x" else face, clip_on=False, zorder=3)
+                lrs = sorted({r["lr"] for r in runs})
+                if src == rc and lrs:
+                    means = [np.mean([r["final"] for r in runs if r["lr"] == x]) for x in lrs]
+                    ax.plot([x * shift for x in lrs], np.minimum(means, ymax), color=col, lw=1.2)
+        _lr_axis(ax)
+        ax.set_ylim(top=ymax)
+        ax.set_title(f"{RECIPE_NAMES.get(rc, rc)}, depth {d}", fontsize="medium")
+        ax.set(xlabel="peak learning rate" if i == len(recipes) - 1 else "",
+               ylabel="final val loss (nats per character)" if j == 0 else "")
+    handles = [Line2D([], [], color=plots.NORM_COLORS[n], marker="o", label=NORM_LABELS[n]) for n in NORMS]
+    handles += [
+        Line2D([], [], ls="", marker="o", mfc="none", color="gray", label="unstable run (map's rule)"),
+        Line2D([], [], ls="", marker="x", color="gray", label="paper recipe + clipping"),
+        Line2D([], [], ls="", marker="^", color="gray", label=f"above {ymax:g} (off the scale)"),
+    ]
+    _legend_below(fig, handles, ncol=6)
+    fig.suptitle(f"{TOKENS / M:g}M characters, width 128 · one point per seed, line: mean over seeds",
+                 fontsize="medium")
+    return fig
+
+
+def plot_gap_map(summary: dict, depths: Iterable[int] = DEPTHS, recipes: Iterable[str] = ("kit", "paper")):
+    """LNS − Pre-LN per seed (points) and mean (bar), one panel per depth: at each shared lr of each
+    recipe, then best vs best (each norm at its own best lr, black)."""
+    recipes, depths = list(recipes), list(depths)
+    fig, axes = plots.subplots(1, len(depths), squeeze=False, sharey=True, figsize=(11, 4.4))
+    for ax, d in zip(axes[0], depths):
+        ticks = []
+        for rc in recipes:
+            for c in cells_of(summary, [rc], [d]):
+                if "lns-pre" in c["gaps"]:
+                    _seed_points(ax, len(ticks), c["gaps"]["lns-pre"]["diffs"], plots.NORM_COLORS["lns"])
+                    ticks.append(f"{lr_text(c['lr'])}\n{rc}")
+            best = next((b for b in summary["best_vs_best"] if (b["depth"], b["tokens"], b["recipe"])
+                         == (d, TOKENS, rc) and "lns-pre" in b["gaps"]), None)
+            if best:
+                _seed_points(ax, len(ticks), best["gaps"]["lns-pre"]["diffs"], "k", marker="D")
+                ticks.append(f"best vs\nbest, {rc}")
         ax.axhline(0, color="gray", lw=0.8)
-        ax.set_xlim(-0.5, len(depths) - 0.5)
-        ax.set_xticks(range(len(depths)), [str(d) for d in depths])
-        ax.set(
-            xlabel="depth (blocks)",
-            ylabel="final val loss − Pre-LN's (nats per character)",
-            title=f"{RECIPE_NAMES.get(rc, rc)}, lr {lr_text(lr)} for all",
-        )
-    _legend_below(fig, _handles(OTHER_NORMS))
-    fig.suptitle(
-        f"{TOKENS / M:g}M characters, 977 steps · below 0: the norm beat Pre-LN", fontsize="medium"
-    )
+        ax.set_xticks(range(len(ticks)), ticks, fontsize="small")
+        ax.set_xlim(-0.5, len(ticks) - 0.5)
+        ax.set(title=f"depth {d}", xlabel="shared learning rate, recipe")
+    axes[0][0].set_ylabel("LNS − Pre-LN final val loss (nats per character)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=plots.NORM_COLORS["lns"], label="one seed, same lr"),
+               Line2D([], [], ls="", marker="D", color="k", label="one seed, each norm at its best lr"),
+               Line2D([], [], color="k", lw=2, label="mean over seeds")]
+    _legend_below(fig, handles)
+    fig.suptitle(f"{TOKENS / M:g}M characters · below 0: LNS ahead", fontsize="medium")
     return fig
 
 
@@ -455,7 +620,8 @@ def plot_curves(
     recipes, depths = list(recipes), list(depths)
     why = {r["name"]: r["unstable"] for r in summary["runs"]}
     fig, axes = plots.subplots(
-        len(recipes), len(depths), sharex=True, sharey=True, squeeze=False, figsize=(12, 6.4)
+        len(recipes), len(depths), sharex=True, sharey=True, squeeze=False,
+        figsize=(4 * len(depths) + 1, 2.9 * len(recipes) + 0.8),
     )
     for r in raw_runs:
         p = r["job"]["point"]
@@ -498,39 +664,33 @@ def plot_curves(
     return fig
 
 
-def plot_curse(
-    summary: dict,
-    lr: float = SHARED_LR,
-    recipes: Iterable[str] = ("kit", "paper"),
-    depths: Iterable[int] = DEPTHS,
-):
-    """The deepest third's mean skip-one-block cost per block (log scale), per seed (points) and
-    mean (bar), for each norm, depth and recipe (one panel per recipe)."""
-    recipes, depths = list(recipes), list(depths)
-    norms = ("pre", "lns", "peri")
-    fig, axes = plots.subplots(1, len(recipes), squeeze=False, sharey=True, figsize=(11, 4.2))
+def plot_curse(summary: dict, recipes: Iterable[str] = ("kit", "paper"), depths: Iterable[int] = DEPTHS):
+    """The curse metric per cell (one panel per recipe; x: depth and lr): the deepest third's skip
+    cost over that of blocks 2..L/3 (log scale), per seed (points) and mean (bar), per norm; 1 = deep
+    blocks matter as much as shallow ones. "not measured": runs that skipped the deepest third only."""
+    recipes = list(recipes)
+    fig, axes = plots.subplots(1, len(recipes), squeeze=False, sharey=True, figsize=(11, 4.4))
     for ax, rc in zip(axes[0], recipes):
-        for i, d in enumerate(depths):
-            for k, norm in enumerate(norms):
-                vals = [
-                    max(r["curse"]["deep"], 1e-5)
-                    for r in summary["runs"]
-                    if r["curse"]
-                    and r["norm"] == norm
-                    and (r["depth"], r["tokens"], r["recipe"]) == (d, TOKENS, rc)
-                    and math.isclose(r["lr"], lr)
-                ]
+        cells = cells_of(summary, [rc], depths)
+        for i, c in enumerate(cells):
+            for k, norm in enumerate(NORMS):
+                vals = [max(r["curse"]["ratio"], 1e-3) for r in summary["runs"] if r["curse"]
+                        and r["curse"]["ratio"] is not None and r["norm"] == norm
+                        and (r["depth"], r["tokens"], r["recipe"]) == (c["depth"], TOKENS, rc)
+                        and math.isclose(r["lr"], c["lr"])]
                 if vals:
                     _seed_points(ax, i + (k - 1) * 0.25, vals, plots.NORM_COLORS[norm])
+                elif norm in c["arms"]:
+                    ax.text(i + (k - 1) * 0.25, 1.5e-3, "not measured", rotation=90, ha="center", va="bottom",
+                            fontsize=7, color=plots.NORM_COLORS[norm])
         ax.set_yscale("log")
-        ax.set_xlim(-0.5, len(depths) - 0.5)
-        ax.set_xticks(range(len(depths)), [str(d) for d in depths])
-        ax.set(
-            xlabel="depth (blocks)",
-            ylabel="loss increase when one block is skipped (nats)",
-            title=f"deepest third, {RECIPE_NAMES.get(rc, rc)}, lr {lr_text(lr)}",
-        )
-    _legend_below(fig, _handles(norms, ", one seed"), ncol=4)
+        ax.axhline(1, color="gray", lw=0.8, ls=":")
+        ax.set_xlim(-0.5, len(cells) - 0.5)
+        ax.set_xticks(range(len(cells)), [f"{c['depth']}, {lr_text(c['lr'])}" for c in cells], fontsize="small")
+        ax.set(xlabel="depth, learning rate", title=RECIPE_NAMES.get(rc, rc))
+    axes[0][0].set_ylabel("skip cost: deepest third / blocks 2..L/3")
+    _legend_below(fig, _handles(NORMS, ", one seed"), ncol=4)
+    fig.suptitle(f"{TOKENS / M:g}M characters · above 1: deep blocks matter more than shallow ones", fontsize="medium")
     return fig
 
 
@@ -587,9 +747,14 @@ def plot_scale_gaps(rows: list[dict], corpus: str = "gcide", width: int = 128):
 
 
 __all__ = [
+    "arm_gap",
+    "arm_gap_line",
+    "arm_label",
     "best_lines",
+    "best_table",
     "cell",
     "cell_table",
+    "cells_of",
     "condition",
     "curse_rows",
     "curse_table",
@@ -598,11 +763,15 @@ __all__ = [
     "lr_raise_lines",
     "lr_text",
     "missing_lines",
+    "peri_record",
     "plot_curse",
     "plot_curves",
-    "plot_gaps",
+    "plot_gap_map",
+    "plot_lr_map",
     "plot_scale_gaps",
     "recipe_lines",
+    "relabel",
     "unstable_counts",
+    "unstable_total",
     "verdicts",
 ]

@@ -16,8 +16,9 @@ import numpy as np
 from ...stats import ALPHA, paired
 from . import Verdict, attempt, correct, wrong
 
-# Exercise 7.2's question: the kit's recipe, depth 24, 32M characters, each norm at its best lr.
-QUESTION = {"depth": 24, "tokens": 32_000_000, "recipe": "kit"}
+# Exercise 7.2's question: the kit's recipe, depth 48, 32M characters, each norm at its best lr (there
+# the best lrs differ, so the shared-lr cells are distinct mistakes).
+QUESTION = {"depth": 48, "tokens": 32_000_000, "recipe": "kit"}
 KEYS = ("depth", "tokens", "recipe", "lr", "winner", "n_seeds")
 _TIE = {"tie", "none", "no clear difference", "no difference", "neither", ""}
 _NAMES = {
@@ -118,11 +119,12 @@ def _check_lrs(ex: str, answer: Mapping, s: dict, best: dict) -> Verdict | None:
     lrs = _lrs(answer["lr"])
     if lrs is None or not {"pre", "lns"} <= set(lrs):
         return wrong(ex, "give each norm's learning rate", "'lr': {'pre': ..., 'lns': ...}")
-    shared = min(want.values())
-    if want["pre"] != want["lns"] and all(math.isclose(lrs[n], shared) for n in want):
+    same = math.isclose(lrs["pre"], lrs["lns"])
+    if same and not all(math.isclose(lrs[n], want[n]) for n in want):
+        shared = lrs["pre"]
         cell = _shared_cell(s, best["depth"], best["tokens"], "kit", shared)
         g = cell["gaps"].get("lns-pre") if cell else None
-        said = f" (there the verdict is {g['winner']})" if g and g["winner"] else ""
+        said = f" (there the verdict is {g['winner'] or 'a tie'})" if g else ""
         return wrong(ex, f"shared-lr vs best-vs-best: lr {_fmt_lr(shared)} for both is the "
                          f"shared-lr cell{said}",
                      "best-vs-best compares each norm at the lr where its mean final loss was "
@@ -144,7 +146,7 @@ def _check_verdict(ex: str, answer: Mapping, gap: dict) -> Verdict | None:
         side = "Pre-LN" if gap["mean"] > 0 else "LNS"
         return wrong(ex, f"reading a tie as a win: the mean gap leans to {side}, but the paired "
                          f"t-test does not reject 'no difference' (p ≥ {ALPHA:g}; "
-                         f"{gap['a_better']} of {gap['n']} seeds favour Pre-LN)",
+                         f"{gap['b_better']} of {gap['n']} seeds favour LNS, {gap['a_better']} Pre-LN)",
                      "'ahead' needs p < 0.05; otherwise the verdict is a tie")
     if win != gap["winner"]:
         return wrong(ex, f"the verdict at this point is {gap['winner']}, not "
@@ -157,8 +159,8 @@ def _check_verdict(ex: str, answer: Mapping, gap: dict) -> Verdict | None:
 
 def check_read_point(my_reading) -> Verdict:
     """Exercise 7.2: ``my_reading()`` returns ``{"depth", "tokens", "recipe", "lr": {"pre": ..,
-    "lns": ..}, "winner", "n_seeds"}`` for LNS vs Pre-LN at depth 24, 32M characters, the kit's
-    recipe, each norm at its own best learning rate."""
+    "lns": ..}, "winner", "n_seeds"}`` for LNS vs Pre-LN at ``QUESTION`` (depth 48, 32M characters,
+    the kit's recipe), each norm at its own best learning rate."""
     ex = "7.2"
     answer, stop = attempt(ex, my_reading)
     if stop:
