@@ -549,9 +549,14 @@ def plot_lr_map(
                     y, top = min(r["final"], ymax), r["final"] > ymax
                     face = "none" if r["unstable"] else col
                     marker = "^" if top else ("x" if src == "paper+clip" else "o")
-                    ax.scatter(r["lr"] * shift, y, s=30, marker=marker, edgecolors=col,
-                               facecolors=col if marker == "x" else face, clip_on=False, zorder=3)
+                    style = {"color": col} if marker == "x" else {"edgecolors": col, "facecolors": face}
+                    ax.scatter(r["lr"] * shift, y, s=30, marker=marker, clip_on=False, zorder=3, **style)
                 lrs = sorted({r["lr"] for r in runs})
+                for x in lrs:
+                    above = sum(r["final"] > ymax for r in runs if r["lr"] == x)
+                    if above:
+                        ax.annotate(f"{above} off", (x * shift, ymax), xytext=(4, -10), textcoords="offset points",
+                                    fontsize=7, color=col)
                 if src == rc and lrs:
                     means = [np.mean([r["final"] for r in runs if r["lr"] == x]) for x in lrs]
                     ax.plot([x * shift for x in lrs], np.minimum(means, ymax), color=col, lw=1.2)
@@ -591,7 +596,7 @@ def plot_gap_map(summary: dict, depths: Iterable[int] = DEPTHS, recipes: Iterabl
                 ticks.append(f"best vs\nbest, {rc}")
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xticks(range(len(ticks)), ticks, fontsize="small")
-        ax.set_xlim(-0.5, len(ticks) - 0.5)
+        ax.set_xlim(-0.5, max(len(ticks), 2) - 0.5)
         ax.set(title=f"depth {d}", xlabel="shared learning rate, recipe")
     axes[0][0].set_ylabel("LNS − Pre-LN final val loss (nats per character)")
     from matplotlib.lines import Line2D
@@ -681,9 +686,10 @@ def plot_curse(summary: dict, recipes: Iterable[str] = ("kit", "paper"), depths:
                 if vals:
                     _seed_points(ax, i + (k - 1) * 0.25, vals, plots.NORM_COLORS[norm])
                 elif norm in c["arms"]:
-                    ax.text(i + (k - 1) * 0.25, 1.5e-3, "not measured", rotation=90, ha="center", va="bottom",
+                    ax.text(i + (k - 1) * 0.25, 1.3e-3, "not measured", rotation=90, ha="center", va="bottom",
                             fontsize=7, color=plots.NORM_COLORS[norm])
         ax.set_yscale("log")
+        ax.set_ylim(1e-3, 50)
         ax.axhline(1, color="gray", lw=0.8, ls=":")
         ax.set_xlim(-0.5, len(cells) - 0.5)
         ax.set_xticks(range(len(cells)), [f"{c['depth']}, {lr_text(c['lr'])}" for c in cells], fontsize="small")
