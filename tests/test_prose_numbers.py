@@ -5,9 +5,8 @@ notebooks/INSTRUCTORS.md, extracts every number stated there, and looks for it i
 precision the prose writes. A number found nowhere is stale (the outputs moved on), or a constant or a quote from a
 paper, which then needs an entry with its reason in tests/prose_numbers_allow.py.
 
-Opt-in, for now. Today's notebooks fail, so `make test` checks only the documents in CHECKED_NOTEBOOKS below; a
-notebook writer adds theirs once it passes. To check any document before that:
-    PROSE_NUMBERS=03 .venv/bin/python -m pytest tests/test_prose_numbers.py -q     (or 01,INSTRUCTORS, or all)
+`make test` checks every notebook and INSTRUCTORS.md. To check some documents only, or to read a report:
+    PROSE_NUMBERS=03 .venv/bin/python -m pytest tests/test_prose_numbers.py -q     (or 01,INSTRUCTORS)
     .venv/bin/python tests/test_prose_numbers.py 03                                  (a markdown report)
 Each failure names the notebook, the cell, the number, the words around it and the nearest printed values, and says
 how to fix it. The unit tests of the extractor and the matcher (bottom of this file) always run.
@@ -79,12 +78,6 @@ NB_DIR = REPO / "notebooks"
 INSTRUCTORS = "INSTRUCTORS"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prose_numbers_allow import ALLOW  # noqa: E402
-
-# ---------------------------------------------------------------------------------------------------------------
-# The opt-in: documents whose prose is checked by `make test`. A notebook writer adds their notebook ("03") once
-# `PROSE_NUMBERS=03 pytest tests/test_prose_numbers.py` passes; the lead sets it to ALL_DOCUMENTS at the end.
-CHECKED_NOTEBOOKS: set[str] = {"00", "01", "02", "03", "04", "05", "06", "07"}
-# ---------------------------------------------------------------------------------------------------------------
 
 # Results-pack files a notebook reads without naming them in its code or outputs.
 PACK_EXTRA: dict[str, tuple[str, ...]] = {
@@ -834,16 +827,17 @@ def check_document(doc: str) -> tuple[list[Mismatch], set]:
 # ================================================ the checks ===================================================
 
 def _checked() -> list[str]:
+    """Every document; PROSE_NUMBERS=03,INSTRUCTORS narrows the run to those ("all": every one)."""
     env = os.environ.get("PROSE_NUMBERS", "").strip()
-    extra = ALL_DOCUMENTS if env == "all" else {d.strip() for d in env.split(",") if d.strip()}
-    return sorted(CHECKED_NOTEBOOKS | extra)
+    if not env or env == "all":
+        return sorted(ALL_DOCUMENTS)
+    return sorted(d.strip() for d in env.split(",") if d.strip())
 
 
 _CHECKED = _checked()
 
 
-@pytest.mark.parametrize("doc", _CHECKED or [pytest.param(None, marks=pytest.mark.skip(
-    reason="no document opted in yet: add it to CHECKED_NOTEBOOKS once PROSE_NUMBERS=<doc> passes"))])
+@pytest.mark.parametrize("doc", _CHECKED)
 def test_prose_numbers_agree_with_outputs(doc):
     assert doc in ALL_DOCUMENTS, f"{doc!r} is not a document here; known: {sorted(ALL_DOCUMENTS)}"
     bad, used = check_document(doc)
@@ -871,8 +865,9 @@ def test_allow_list_is_well_formed():
                 f"ALLOW[{doc!r}][{key!r}]: say why this number need not match an output"
 
 
-def test_checked_documents_exist():
-    assert set(CHECKED_NOTEBOOKS) <= ALL_DOCUMENTS, sorted(set(CHECKED_NOTEBOOKS) - ALL_DOCUMENTS)
+def test_every_notebook_and_the_instructor_guide_are_documents():
+    assert ALL_DOCUMENTS == {p.name[:2] for p in notebook_paths()} | {INSTRUCTORS}
+    assert len(ALL_DOCUMENTS) >= 9
 
 
 def test_every_document_parses():
