@@ -66,12 +66,12 @@ def test_unstable_counts_per_cell_and_in_total(summary):
     assert counts == {(24, 3e-3): (3, 3)}
     assert mv.unstable_total(mv.unstable_counts(summary, "kit", "lns")) == (0, 6)
     lines = mv.instability_lines(summary["runs"])
-    assert any(line.startswith("paper ") and "Pre-LN 3/3 (s0 +0.26 at the end;" in line for line in lines)
+    assert any(line.startswith("paper ") and "Pre-LN 3/3 (seed 0 +0.26 at the end;" in line for line in lines)
 
 
 def test_best_table_and_lines_use_each_norms_best_lr(summary):
     table = mv.best_table(summary)
-    assert "1.040 @ 1e-2" in table and "1.042 @ 1e-2" in table and "1e-3, 1e-2" in table
+    assert "1.040 @ 1e-2*" in table and "1.042 @ 1e-2*" in table and "1e-3, 1e-2" in table  # *: top lr tried
     (line,) = mv.best_lines(summary, recipes=("kit",))
     assert "kit recipe, lr 1e-2 for both" in line and "no clear difference" in line
 
@@ -112,3 +112,10 @@ def test_figures_draw(summary):
                         (mv.plot_curves(raw, summary, recipes=("kit", "paper", "paper+clip")), 6)):
         assert len(fig.axes) == n_axes
         matplotlib.pyplot.close(fig)
+
+
+def test_at_edge_marks_the_lowest_and_highest_lr_tried():
+    b = {"best_lr": {"pre": 1e-3, "lns": 3e-3}, "lrs_tried": {"pre": [1e-3, 3e-3, 1e-2], "lns": [1e-3, 3e-3, 1e-2]}}
+    assert mv.at_edge(b, "pre") and not mv.at_edge(b, "lns")
+    b["best_lr"]["lns"] = 1e-2
+    assert mv.at_edge(b, "lns")

@@ -256,21 +256,29 @@ def best_lines(
     return out
 
 
+def at_edge(best: dict, norm: str) -> bool:
+    """Whether ``norm``'s best lr in a best-vs-best entry is the lowest or the highest lr tried for
+    it (its real best may lie outside the range tried)."""
+    tried = best["lrs_tried"][norm]
+    x = best["best_lr"][norm]
+    return len(tried) > 0 and (math.isclose(x, min(tried)) or math.isclose(x, max(tried)))
+
+
 def best_table(summary: dict, recipes: Iterable[str] = ("kit", "paper"), depths: Iterable[int] = DEPTHS) -> str:
     """Best-vs-best with its numbers: per recipe and depth, each norm's best lr among those tried and
     its mean final loss, and LNS − Pre-LN there (mean ± sd of the per-seed differences, k/n seeds
-    favouring LNS, paired t-test p)."""
-    lines = [f"{'recipe':7s}{'depth':>6s}   {'Pre-LN best':>16s}   {'LNS best':>16s}   {'LNS − Pre-LN':>26s}   lrs tried"]
+    favouring LNS, paired t-test p); ``*``: the best lr is the lowest or highest tried (``at_edge``)."""
+    lines = [f"{'recipe':7s}{'depth':>6s}   {'Pre-LN best':>17s}   {'LNS best':>17s}   {'LNS − Pre-LN':>26s}   lrs tried"]
     for b in summary["best_vs_best"]:
         if b["recipe"] not in recipes or b["depth"] not in depths or b["tokens"] != TOKENS:
             continue
         if "lns-pre" not in b["gaps"]:
             continue
         c = {n: cell(summary, b["depth"], b["recipe"], b["best_lr"][n])["arms"][n] for n in ("pre", "lns")}
-        arm = {n: f"{c[n]['mean']:.3f} @ {lr_text(b['best_lr'][n])}" for n in c}
+        arm = {n: f"{c[n]['mean']:.3f} @ {lr_text(b['best_lr'][n])}{'*' if at_edge(b, n) else ' '}" for n in c}
         tried = ", ".join(lr_text(x) for x in sorted(set(b["lrs_tried"]["pre"]) | set(b["lrs_tried"]["lns"])))
         lines.append(
-            f"{b['recipe']:7s}{b['depth']:6d}   {arm['pre']:>16s}   {arm['lns']:>16s}   "
+            f"{b['recipe']:7s}{b['depth']:6d}   {arm['pre']:>17s}   {arm['lns']:>17s}   "
             f"{_gap(b['gaps']['lns-pre']):>26s}   {tried}"
         )
     return "\n".join(lines)
@@ -357,7 +365,7 @@ def instability_lines(
                 parts.append(f"{NORM_LABELS[norm]} not run")
                 continue
             bad = sorted((r for r in here if r["unstable"]), key=lambda r: r["seed"])
-            why = "; ".join(f"s{r['seed']} {_short(r['unstable'])}" for r in bad)
+            why = "; ".join(f"seed {r['seed']} {_short(r['unstable'])}" for r in bad)
             parts.append(f"{NORM_LABELS[norm]} {len(bad)}/{len(here)}" + (f" ({why})" if why else ""))
         out.append(f"{rc:10s} depth {d:2d} lr {lr_text(x):5s}| " + " | ".join(parts))
     return out
@@ -487,12 +495,18 @@ def missing_lines(missing: list[dict]) -> list[str]:
 # ----------------------------------------------------------------------------------------- figures
 
 
-def _seed_points(ax, x: float, diffs: list[float], color: str, marker: str = "o") -> None:
+def _seed_points(ax, x: float, diffs: list[float], color: str, marker: str = "o",
+                 significant: bool | None = None) -> None:
+    """Per-seed differences (points) and their mean (bar); with ``significant`` given, the mean also
+    gets a square, filled when the paired t-test rejects (p < 0.05), hollow when not."""
     jitter = np.linspace(-0.04, 0.04, len(diffs)) if len(diffs) > 1 else [0.0]
     ax.scatter(
         x + np.asarray(jitter), diffs, s=28, color=color, marker=marker, alpha=0.85, zorder=3
     )
     ax.hlines(float(np.mean(diffs)), x - 0.1, x + 0.1, color="k", lw=2, zorder=4)
+    if significant is not None:
+        ax.scatter([x + 0.18], [float(np.mean(diffs))], s=40, marker="s", edgecolors="k",
+                   facecolors="k" if significant else "none", zorder=5)
 
 
 def _legend_below(fig, handles: list, ncol: int = 3) -> None:
@@ -531,8 +545,9 @@ def plot_lr_map(
 ):
     """Final validation loss against learning rate, one panel per recipe (rows) and depth (columns):
     each norm's seeds (points; hollow: unstable by the map's rule) and mean (line); the paper-recipe
-    panels add the paper recipe + clipping runs (crosses). Points above ``ymax`` sit on the top edge
-    as triangles."""
+    panels add the paper recipe + clipping runs (crosses, drawn right of their lr). Points above
+    ``ymax`` sit on the top edge as triangles, off-scale means are written there; an lr a norm was
+    not run at says "not run" at the bottom."""
     from matplotlib.lines import Line2D
 
     recipes, depths = list(recipes), list(depths)
@@ -544,13 +559,14 @@ def plot_lr_map(
             for k, norm in enumerate(NORMS):
                 runs = [r for r in summary["runs"] if (r["recipe"], r["depth"], r["tokens"], r["norm"])
                         == (src, d, TOKENS, norm) and math.isfinite(r["final"])]
-                col, shift = plots.NORM_COLORS[norm], 1.12 ** (k - 1)
+                col, shift = plots.NORM_COLORS[norm], 1.12 ** (k - 1) * (1.45 if src == "paper+clip" else 1)
                 for r in runs:
                     y, top = min(r["final"], ymax), r["final"] > ymax
                     face = "none" if r["unstable"] else col
                     marker = "^" if top else ("x" if src == "paper+clip" else "o")
-                    style = {"color": col} if marker == "x" else {"edgecolors": col, "facecolors": face}
-                    ax.scatter(r["lr"] * shift, y, s=30, marker=marker, clip_on=False, zorder=3, **style)
+                    style = {"color": col, "linewidths": 2} if marker == "x" else {"edgecolors": col, "facecolors": face}
+                    ax.scatter(r["lr"] * shift, y, s=55 if marker == "x" else 30, marker=marker, clip_on=False,
+                               zorder=3, **style)
                 lrs = sorted({r["lr"] for r in runs})
                 for x in lrs:
                     above = sum(r["final"] > ymax for r in runs if r["lr"] == x)
@@ -560,6 +576,15 @@ def plot_lr_map(
                 if src == rc and lrs:
                     means = [np.mean([r["final"] for r in runs if r["lr"] == x]) for x in lrs]
                     ax.plot([x * shift for x in lrs], np.minimum(means, ymax), color=col, lw=1.2)
+                    for x, m in zip(lrs, means):
+                        if m > ymax:  # an off-scale mean: its value, written at the top edge
+                            ax.annotate(f"mean {m:.2f}", (x * shift, ymax), xytext=(-14, -22 - 9 * k),
+                                        textcoords="offset points", fontsize=7, color=col)
+                if src == rc:
+                    for x in sorted(set(LRS) - {r["lr"] for r in runs}, key=float):
+                        ax.annotate("not run", (x * shift, 0), xycoords=("data", "axes fraction"),
+                                    xytext=(0, 4 + 9 * k), textcoords="offset points", fontsize=7, color=col,
+                                    ha="center")
         _lr_axis(ax)
         ax.set_ylim(top=ymax)
         ax.set_title(f"{RECIPE_NAMES.get(rc, rc)}, depth {d}", fontsize="medium")
@@ -568,7 +593,7 @@ def plot_lr_map(
     handles = [Line2D([], [], color=plots.NORM_COLORS[n], marker="o", label=NORM_LABELS[n]) for n in NORMS]
     handles += [
         Line2D([], [], ls="", marker="o", mfc="none", color="gray", label="unstable run (map's rule)"),
-        Line2D([], [], ls="", marker="x", color="gray", label="paper recipe + clipping"),
+        Line2D([], [], ls="", marker="x", mew=2, color="gray", label="paper recipe + clipping (right of its lr)"),
         Line2D([], [], ls="", marker="^", color="gray", label=f"above {ymax:g} (off the scale)"),
     ]
     _legend_below(fig, handles, ncol=6)
@@ -587,23 +612,27 @@ def plot_gap_map(summary: dict, depths: Iterable[int] = DEPTHS, recipes: Iterabl
         for rc in recipes:
             for c in cells_of(summary, [rc], [d]):
                 if "lns-pre" in c["gaps"]:
-                    _seed_points(ax, len(ticks), c["gaps"]["lns-pre"]["diffs"], plots.NORM_COLORS["lns"])
+                    g = c["gaps"]["lns-pre"]
+                    _seed_points(ax, len(ticks), g["diffs"], plots.NORM_COLORS["lns"], significant=g["winner"] is not None)
                     ticks.append(f"{lr_text(c['lr'])}\n{rc}")
             best = next((b for b in summary["best_vs_best"] if (b["depth"], b["tokens"], b["recipe"])
                          == (d, TOKENS, rc) and "lns-pre" in b["gaps"]), None)
             if best:
-                _seed_points(ax, len(ticks), best["gaps"]["lns-pre"]["diffs"], "k", marker="D")
+                g = best["gaps"]["lns-pre"]
+                _seed_points(ax, len(ticks), g["diffs"], "k", marker="D", significant=g["winner"] is not None)
                 ticks.append(f"best vs\nbest, {rc}")
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xticks(range(len(ticks)), ticks, fontsize="small")
         ax.set_xlim(-0.5, max(len(ticks), 2) - 0.5)
-        ax.set(title=f"depth {d}", xlabel="shared learning rate, recipe")
+        ax.set(title=f"depth {d}", xlabel="shared lr (both norms), or each norm at its best lr; recipe")
     axes[0][0].set_ylabel("LNS − Pre-LN final val loss (nats per character)")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", color=plots.NORM_COLORS["lns"], label="one seed, same lr"),
                Line2D([], [], ls="", marker="D", color="k", label="one seed, each norm at its best lr"),
-               Line2D([], [], color="k", lw=2, label="mean over seeds")]
+               Line2D([], [], color="k", lw=2, label="mean over seeds"),
+               Line2D([], [], ls="", marker="s", color="k", label="mean: paired t-test p < 0.05"),
+               Line2D([], [], ls="", marker="s", mfc="none", color="k", label="mean: no clear difference")]
     _legend_below(fig, handles)
     fig.suptitle(f"{TOKENS / M:g}M characters · below 0: LNS ahead", fontsize="medium")
     return fig
@@ -757,6 +786,7 @@ __all__ = [
     "arm_gap_line",
     "arm_label",
     "best_lines",
+    "at_edge",
     "best_table",
     "cell",
     "cell_table",
