@@ -102,7 +102,7 @@ def test_missing_lines_group_by_depth_and_name_partial_cells():
                {"depth": 48, "tokens": 32_000_000, "recipe": "paper+clip", "lr": 3e-3, "norm": "lns", "seeds": [0, 1, 2]}]
     missing += [{"depth": 96, "tokens": 32_000_000, "recipe": "kit", "lr": 3e-3, "norm": n, "seeds": [0, 1, 2]}
                 for n in ("pre", "lns", "peri")]
-    assert mv.missing_lines(missing) == ["depth 48 (5 runs): paper+clip 3e-3 [Pre-LN s1,2; LNS]",
+    assert mv.missing_lines(missing) == ["depth 48 (5 runs): paper+clip 3e-3 [Pre-LN seeds 1,2; LNS]",
                                          "depth 96 (9 runs): kit 3e-3"]
 
 
@@ -119,3 +119,11 @@ def test_at_edge_marks_the_lowest_and_highest_lr_tried():
     assert mv.at_edge(b, "pre") and not mv.at_edge(b, "lns")
     b["best_lr"]["lns"] = 1e-2
     assert mv.at_edge(b, "lns")
+
+
+def test_curse_exceptions_name_the_runs_against_the_pattern(summary):
+    runs = [dict(r) for r in summary["runs"]]
+    pre = next(r for r in runs if r["norm"] == "pre")
+    pre["curse"] = {"deep": 0.1, "shallow": 0.2, "ratio": 0.5}
+    lines = mv.curse_exceptions({**summary, "runs": runs}, depths=(pre["depth"],))
+    assert any("Pre-LN" in x and "deep/shallow 0.50" in x for x in lines)

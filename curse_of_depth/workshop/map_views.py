@@ -453,6 +453,21 @@ def curse_rows(
     return rows
 
 
+def curse_exceptions(summary: dict, recipes: Iterable[str] = RECIPES_SHOWN, depths: Iterable[int] = DEPTHS) -> list[str]:
+    """The single runs that go against the cell means' pattern: a Pre-LN run whose deep/shallow ratio
+    is not above 1, an LNS run whose ratio is 1 or more (one line each, with the ratio)."""
+    out = []
+    for r in sorted(summary["runs"], key=lambda r: (r["norm"] != "pre", r["recipe"], r["depth"], r["lr"], r["seed"])):
+        ratio = (r.get("curse") or {}).get("ratio")
+        if ratio is None or r["tokens"] != TOKENS or r["recipe"] not in recipes or r["depth"] not in depths:
+            continue
+        if (r["norm"] == "pre" and ratio <= 1.005) or (r["norm"] == "lns" and ratio >= 1):
+            out.append(f"{NORM_LABELS[r['norm']]}, {RECIPE_NAMES.get(r['recipe'], r['recipe'])}, depth {r['depth']}, "
+                       f"lr {lr_text(r['lr'])}, seed {r['seed']}: deep/shallow {ratio:.2f}"
+                       + (" (unstable)" if r["unstable"] else ""))
+    return out
+
+
 def curse_table(rows: list[dict]) -> str:
     def r(v):
         return f"{v:6.2f}" if v is not None else "     —"
@@ -484,7 +499,7 @@ def missing_lines(missing: list[dict]) -> list[str]:
         for (rc, lr), ms in by_depth[d].items():
             whole = len(ms) == 3 and all(len(m["seeds"]) == 3 for m in ms)
             what = "" if whole else " [" + "; ".join(
-                NORM_LABELS[m["norm"]] + ("" if len(m["seeds"]) == 3 else " s" + ",".join(map(str, m["seeds"])))
+                NORM_LABELS[m["norm"]] + ("" if len(m["seeds"]) == 3 else " seed" + ("s " if len(m["seeds"]) > 1 else " ") + ",".join(map(str, m["seeds"])))
                 for m in ms) + "]"
             parts.append(f"{rc} {lr_text(lr)}{what}")
         n = sum(len(m["seeds"]) for ms in by_depth[d].values() for m in ms)
@@ -792,6 +807,7 @@ __all__ = [
     "cell_table",
     "cells_of",
     "condition",
+    "curse_exceptions",
     "curse_rows",
     "curse_table",
     "gap_numbers",
