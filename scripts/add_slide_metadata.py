@@ -7,7 +7,8 @@
 Rule (from the headings, as notebooks/INSTRUCTORS.md describes): a markdown cell whose first line is a
 ``#`` or ``##`` heading starts a "slide", a ``###`` heading a "subslide"; every other cell gets "-" (it
 stays on the current slide) unless its author already chose a type (a "subslide" for a big figure,
-"fragment", "notes", "skip", ...), which is kept.
+"fragment", "notes", "skip", ...), which is kept. A markdown cell that would take its slide's prose past
+``MAX_SLIDE_WORDS`` starts a sub-slide (down-arrow in RISE), so no slide asks the room to read more than ~120 words.
 The notebook's own metadata also gets the kit's RISE settings (``metadata.rise``, ``RISE_SETTINGS``): RISE's
 scroll is on, so a slide taller than the screen (1280x720 on a projector) scrolls to its end instead of being cut.
 Only ``metadata.slideshow`` and ``metadata.rise`` change: sources, outputs and execution counts are left exactly
@@ -32,6 +33,7 @@ SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
 # its end at any size (tests/browser/run_browser.py checks it at 1280x720). notebooks/rise.css keeps each figure
 # within one screen.
 RISE_SETTINGS = {"scroll": True}
+MAX_SLIDE_WORDS = 120  # words of prose per slide (issue 14); one longer cell stays whole (cells are <= 200 words)
 _HEADING = re.compile(r"^(#{1,6})\s+\S")
 
 
@@ -65,6 +67,29 @@ def slide_type_for(cell: dict) -> str:
     return current if current in SLIDE_TYPES else "-"
 
 
+def markdown_words(cell: dict) -> int:
+    """Words of a markdown cell (0 for code)."""
+    if cell.get("cell_type") != "markdown":
+        return 0
+    source = cell.get("source", "")
+    return len(("".join(source) if isinstance(source, list) else source).split())
+
+
+def slide_words(nb: dict) -> list[tuple[int, int, int]]:
+    """(first cell, words of prose, markdown cells) of each slide or sub-slide as presented."""
+    slides: list[list[int]] = []
+    for i, cell in enumerate(nb.get("cells", [])):
+        kind = cell.get("metadata", {}).get("slideshow", {}).get("slide_type", "-")
+        if kind in ("skip", "notes"):
+            continue
+        if kind in ("slide", "subslide") or not slides:
+            slides.append([i, 0, 0])
+        n = markdown_words(cell)
+        slides[-1][1] += n
+        slides[-1][2] += n > 0
+    return [tuple(s) for s in slides]
+
+
 def apply(nb: dict) -> int:
     """Set the slide types and the RISE settings in place; returns how many cells (and the notebook's own
     metadata, counted as one) changed."""
@@ -74,8 +99,16 @@ def apply(nb: dict) -> int:
     if any(rise.get(k) != v for k, v in RISE_SETTINGS.items()):
         meta["rise"] = {**rise, **RISE_SETTINGS}
         changed += 1
+    words = 0  # prose on the current slide so far
     for cell in nb.get("cells", []):
         want = slide_type_for(cell)
+        n = markdown_words(cell)
+        if want in ("slide", "subslide"):
+            words = 0
+        elif want == "-" and n and words and words + n > MAX_SLIDE_WORDS:
+            want, words = "subslide", 0
+        if want not in ("skip", "notes"):
+            words += n
         meta = cell.setdefault("metadata", {})
         if meta.get("slideshow", {}).get("slide_type") != want:
             meta.setdefault("slideshow", {})["slide_type"] = want
