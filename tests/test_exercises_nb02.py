@@ -197,6 +197,11 @@ def test_each_reading_mistake_gets_its_own_message(answer, words):
     assert v.status == "wrong" and words in str(v), str(v)
 
 
+def test_power_reading_three_quarters_heads_to_half_not_zero():
+    v = nb02.check_power_reading(lambda: (0.5, 0.75))
+    assert "heads to 2 − 2p = 0.5 > 0" in str(v), str(v)
+
+
 def test_power_reading_error():
     v = nb02.check_power_reading(lambda: 1 / 0)
     assert v.status == "error" and "ZeroDivisionError" in str(v)

@@ -330,7 +330,8 @@ def draw_variance_vs_theory(ax, curves: dict, predictions: dict, norms=None) -> 
     for norm in norms:
         mean, std = _curve(curves[norm], "mean")[1:], _curve(curves[norm], "std")[1:]
         depth, c = np.arange(1, len(mean) + 1), NORM_COLORS.get(norm, "0.3")
-        ax.plot(depth, mean, color=c, lw=2, label=f"{_label(norm)} measured")
+        top = {"ls": (0, (4, 2)), "marker": "o", "ms": 4, "markevery": 0.1, "zorder": 4} if norm == "post" else {}
+        ax.plot(depth, mean, color=c, lw=2, label=f"{_label(norm)} measured", **top)  # Post-LN over Mix-LN
         ax.fill_between(depth, np.maximum(mean - std, mean * 0.05), mean + std, color=c, alpha=0.2,
                         lw=0)
         if norm in predictions:
@@ -384,7 +385,8 @@ def plot_block_probes(probes: dict, ylabel: str, title: str | None = None, log: 
     for norm, p in probes.items():
         p = p if isinstance(p, dict) else {"blocks": p.blocks, "values": p.values}
         vals, c = np.asarray(p["values"], dtype=float), NORM_COLORS.get(norm, "0.3")
-        ax.plot(p["blocks"], vals.mean(0), "o-", color=c, ms=3, label=_label(norm))
+        top = {"marker": "s", "ms": 7, "mfc": "none", "zorder": 4} if norm == "post" else {"marker": "o", "ms": 3}
+        ax.plot(p["blocks"], vals.mean(0), "-", color=c, label=_label(norm), **top)  # Post-LN over Mix-LN
         if len(vals) > 1:
             ax.fill_between(p["blocks"], vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
     if reference is not None:
@@ -409,7 +411,7 @@ def draw_variance_explorer(ax, data: dict) -> None:
             label=f"recursion with ρ = {data['rho']:g}")
     x0 = max(1, depth[-1] // 16)  # a fan of guides from the ρ curve at block L/16 to block L
     xs, y0 = np.geomspace(x0, depth[-1], 16), float(data["rho_curve"][x0])
-    for slope, ls in ((1.0, ":"), (2.0, (0, (1, 4)))):
+    for slope, ls in ((1.0, ":"), (2.0, (0, (6, 3)))):  # dotted vs long dashes
         ax.plot(xs, y0 * (xs / x0) ** slope, ls=ls, color="0.3", lw=1,
                 label=f"slope {slope:g} ({'linear' if slope == 1 else 'quadratic'})")
     ax.set_xscale("log")

@@ -300,4 +300,5 @@ def check_power_reading(my_reading) -> object:
                      "at p = 1, 2 − 2p = 0: σ grows like ln ℓ, slower than any power of ℓ, and its slope keeps "
                      "falling as ℓ grows (compare the 'far' column)")
     return wrong(ex, f"at p = {p_flat:g} σ² still grows like ℓ^{slope[p_flat]:g}",
-                 "flat means 2 − 2p = 0: a slope that keeps falling toward 0 as ℓ grows")
+                 f"its ρ = 1 slope falls too, but heads to 2 − 2p = {slope[p_flat]:g} > 0 (the 'far' column); "
+                 "flat means a slope that heads to 0 as ℓ grows, that is 2 − 2p = 0")
