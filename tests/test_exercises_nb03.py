@@ -50,6 +50,16 @@ def test_each_experiment_mistake_gets_its_own_message(fn, prediction, words):
     assert v.status == "wrong" and words in str(v), str(v)
 
 
+def test_same_is_a_prediction_judged_by_one_seed_sd():
+    assert nb03.check_experiment(shallower, "same").ok
+    line = nb03.experiment_outcome(2.90, 2.88, "same", seed_sd=0.035)
+    assert ": same; you predicted same (right)" in line and "within one seed-sd" in line, line
+    line = nb03.experiment_outcome(2.70, 2.88, "same", seed_sd=0.035)
+    assert ": lower; you predicted same (not this time)" in line and "more than one seed-sd" in line, line
+    assert ": higher;" in nb03.experiment_outcome(3.00, 2.88, "higher", seed_sd=0.035)
+    assert ": lower;" in nb03.experiment_outcome(2.87, 2.88, "lower", seed_sd=None)
+
+
 def test_train_experiment_waits_for_a_fair_design(capsys):
     nb03.train_experiment(lambda m, t: (m, t), "lower", None, None)
     assert "nothing trained yet" in capsys.readouterr().out

@@ -226,8 +226,8 @@ def draw_bands(ax, bands: dict[str, Band], norms: Sequence[str] | None = None,
     for norm in [n for n in norms or bands if n in bands]:
         b, color = bands[norm], plots.NORM_COLORS.get(norm, "gray")
         ax.fill_between(b.steps, b.lo, b.hi, color=color, alpha=alpha, lw=0)
-        ax.plot(b.steps, b.mean, color=color, lw=1.2, ls="--",
-                label=f"{NORM_LABELS.get(norm, norm)}: {b.n} seeds")
+        ax.plot(b.steps, b.mean, color=color, lw=1.2, ls="-." if norm == "mix" else "--",
+                label=f"{NORM_LABELS.get(norm, norm)}: {b.n} seeds")  # Mix-LN dash-dot: it can sit on Post-LN
 
 
 def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None,
@@ -238,8 +238,8 @@ def plot_bands(bands_by_panel: dict, norms=None, live: dict | None = None,
     for ax, (panel, bands) in zip(axes[0], bands_by_panel.items()):
         draw_bands(ax, bands, norms)
         for norm, (steps, losses) in (live or {}).get(panel, {}).items():
-            ax.plot(steps, losses, color=plots.NORM_COLORS.get(norm, "k"), lw=2.2, marker="o", ms=3,
-                    label=f"{NORM_LABELS.get(norm, norm)}: your live run")
+            ax.plot(steps, losses, color=plots.NORM_COLORS.get(norm, "k"), lw=0.8, marker="o", ms=6,
+                    label=f"{NORM_LABELS.get(norm, norm)}: your live run (dots: validations)")
         ax.axhline(plots.UNIGRAM_NATS, color="gray", lw=0.8, ls=":")
         ax.text(ax.get_xlim()[1], plots.UNIGRAM_NATS, " unigram", va="center", color="gray",
                 fontsize="small")
@@ -279,7 +279,7 @@ class LivePlot:
         ax.clear()
         draw_bands(ax, self.bands, self.norms)
         for norm, (steps, losses) in self.curves.items():
-            ax.plot(steps, losses, "o-", color=plots.NORM_COLORS.get(norm, "k"), lw=2.2, ms=4,
+            ax.plot(steps, losses, "o-", color=plots.NORM_COLORS.get(norm, "k"), lw=0.8, ms=6,
                     label=f"{NORM_LABELS.get(norm, norm)}: live")
         ax.set(xlim=(0, self.last_step or None), xlabel="training step", ylabel="validation loss "
                                                                                 "(nats/char)",

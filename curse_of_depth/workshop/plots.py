@@ -139,7 +139,8 @@ def plot_profile_snapshots(snapshots: dict,
         ax.plot(blocks, last[-1] * blocks / last.size, color="gray", ls=":",
                 label="∝ ℓ (slope 1)")
         ax.set_xscale("log")
-        _axes(ax, "block ℓ", ylabel, _label(norm), True, {"fontsize": "small", "ncol": 2})
+        _axes(ax, "block ℓ", ylabel, _label(norm), True,  # legend below: it would cover a curve
+              {"fontsize": "small", "ncol": 3, "loc": "upper center", "bbox_to_anchor": (0.5, -0.2)})
     return fig
 
 
@@ -196,6 +197,9 @@ def plot_per_block(series: dict, ylabel: str, log: bool = False, ax=None, refere
                 label=reference[0])
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     _axes(ax, "block ℓ", ylabel, title, log, {"fontsize": "small"})
+    if log:  # label minor ticks (2, 5 × 10^k) too when the range spans few decades
+        ax.yaxis.set_minor_formatter(mpl.ticker.LogFormatterSciNotation(
+            labelOnlyBase=False, minor_thresholds=(3, 2)))
     return fig
 
 

@@ -17,7 +17,7 @@ from ...model import ModelConfig
 from ...train import TrainConfig
 from . import Verdict, attempt, close, correct, wrong
 
-PREDICTIONS = ("lower", "higher")
+PREDICTIONS = ("lower", "higher", "same")
 MAX_BLOCKS = 48  # deeper than this, the 80-step run takes several minutes on a laptop
 # The learning rates exercise 3.1 accepts. Measured on the live configuration (results pack
 # ``live_variants``, scripts/measure_live_variants.py): lr 3e-4 is still above the unigram plateau
@@ -116,7 +116,7 @@ def _design(ex: str, fn, base: tuple) -> tuple[Verdict | None, tuple | None]:
 def check_experiment(my_experiment, prediction=None) -> Verdict:
     """Exercise 3.1: ``my_experiment(model_cfg, train_cfg)`` returns the live run's configs with one
     thing changed (depth or lr), seed kept; ``prediction`` says whether it ends "lower" or "higher"
-    than the live Pre-LN run."""
+    than the live Pre-LN run, or the "same" (within one seed-sd of it)."""
     ex = "3.1"
     change = None
     for base in _bases():
@@ -126,8 +126,8 @@ def check_experiment(my_experiment, prediction=None) -> Verdict:
         change = change or found
     if prediction not in PREDICTIONS:
         return wrong(ex, "the design is fair, but there is no prediction yet",
-                     "set MY_PREDICTION = 'lower' or 'higher' before you train: will your run end "
-                     "lower or higher than your live Pre-LN run?")
+                     "set MY_PREDICTION = 'lower', 'higher' or 'same' before you train: will your "
+                     "run end lower than your live Pre-LN run, higher, or within one seed-sd of it?")
     field, old, new = change
     return correct(ex, f"one change ({field} {old:g} → {new:g}), seed kept, so it is paired with "
                        f"your live run; you predict {prediction}. Now train it: "
@@ -152,14 +152,23 @@ def train_experiment(my_experiment, prediction, live_configs: tuple, live_run,
         print(f"your run diverged (your prediction: {prediction}); the live Pre-LN run ended at "
               f"{ref:.3f}")
         return
-    outcome = "lower" if mine < ref else "higher"
+    print(experiment_outcome(mine, ref, prediction, seed_sd))
+
+
+def experiment_outcome(mine: float, ref: float, prediction: str, seed_sd: float | None) -> str:
+    """The line judging exercise 3.1's run: "same" when the two finals differ by less than one
+    seed-sd of the live configuration's band (``seed_sd``), else "lower" or "higher"."""
+    within = seed_sd is not None and abs(mine - ref) < seed_sd
+    outcome = "same" if within else ("lower" if mine < ref else "higher")
     line = (f"your run {mine:.3f} vs the live Pre-LN run {ref:.3f} ({mine - ref:+.3f} nats, same "
             f"seed): {outcome}; you predicted {prediction} "
             f"({'right' if outcome == prediction else 'not this time'})")
-    if seed_sd is not None and abs(mine - ref) < seed_sd:
-        line += (f". The difference is within one seed-sd of this configuration ({seed_sd:.3f}): "
-                 "another seed could flip it, which is why the bands have 5 seeds")
-    print(line)
+    if within:
+        line += (f". The difference is within one seed-sd of this configuration ({seed_sd:.3f}), "
+                 "so it counts as the same: another seed could flip its sign")
+    elif seed_sd is not None:
+        line += f" by more than one seed-sd of this configuration ({seed_sd:.3f})"
+    return line
 
 
 # ------------------------------------------------------------------- 3.2: the paired gap by hand
