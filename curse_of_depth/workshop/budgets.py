@@ -17,10 +17,10 @@ SETTINGS: dict[str, dict[str, dict]] = {}
 # {notebook: {mode: seconds}}: workshop = nbconvert wall time with kernel start (04 after 03, from
 # its cache); smoke = the notebook's share of the nbval run of `make test`.
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {
-    "00": {"smoke": 3.0, "workshop": 6.7}, "01": {"smoke": 16.4, "workshop": 44.3},
-    "02": {"smoke": 10.6, "workshop": 21.9}, "03": {"smoke": 8.5, "workshop": 92.4},
-    "04": {"smoke": 10.1, "workshop": 18.5}, "05": {"smoke": 10.1, "workshop": 54.0},
-    "06": {"smoke": 20.2, "workshop": 37.5}, "07": {"smoke": 8.0, "workshop": 12.2},
+    "00": {"smoke": 3.4, "workshop": 7.6}, "01": {"smoke": 18.3, "workshop": 48.3},
+    "02": {"smoke": 11.3, "workshop": 21.6}, "03": {"smoke": 9.1, "workshop": 99.8},
+    "04": {"smoke": 12.0, "workshop": 20.4}, "05": {"smoke": 9.7, "workshop": 58.4},
+    "06": {"smoke": 21.2, "workshop": 36.6}, "07": {"smoke": 6.0, "workshop": 9.7},
 }
 # The doctor's speed probe (a 512^2 fp32 matmul) on the reference CPU when REFERENCE_SECONDS were
 # measured; the doctor scales each reference time by this over the probe here (within ~2x).
