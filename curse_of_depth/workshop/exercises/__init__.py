@@ -56,8 +56,11 @@ def not_attempted(exercise: str) -> Verdict:
                                             "then run this cell again")
 
 
-def attempt(exercise: str, fn: Callable, *args, **kwargs):
-    """Call the attendee's ``fn``; returns (result, None) or (None, Verdict) when it is a stub or raised."""
+def attempt(exercise: str, fn: Callable, *args, mistakes: dict | None = None, **kwargs):
+    """Call the attendee's ``fn``; returns (result, None) or (None, Verdict) when it is a stub or raised.
+
+    ``mistakes`` maps an exception type that betrays a classic mistake to ``f(exc) -> Verdict`` (its own
+    message); any other exception is reported as an error."""
     if fn is None:
         return None, not_attempted(exercise)
     try:
@@ -65,6 +68,9 @@ def attempt(exercise: str, fn: Callable, *args, **kwargs):
     except NotImplementedError:
         return None, not_attempted(exercise)
     except Exception as exc:  # the attendee's code: report, never raise
+        for kind, verdict in (mistakes or {}).items():
+            if isinstance(exc, kind):
+                return None, verdict(exc)
         return None, Verdict(exercise, ERROR, f"your code raised {type(exc).__name__}: {exc}")
     if out is None or out is Ellipsis:
         return None, not_attempted(exercise)

@@ -20,7 +20,7 @@ from torch import nn
 
 from ... import layernorm_scaling as lns
 from ...hf import _no_hf_bars
-from . import CORRECT, ERROR, Verdict, close, correct, not_attempted, wrong
+from . import CORRECT, ERROR, Verdict, attempt, close, correct, not_attempted, wrong
 
 VOCAB, SEQ, LAYERS = 64, 12, 4
 _SMALL = dict(
@@ -193,25 +193,13 @@ def _kit_installed(model: nn.Module) -> bool:
 def _run_by_hand(ex: str, fn, model: nn.Module) -> tuple[nn.Module | None, Verdict | None]:
     """Call the attendee's ``fn(model)``; (the model it changed, None) or (None, the verdict that
     stops)."""
-    if fn is None:
-        return None, not_attempted(ex)
-    try:
-        out = fn(model)
-    except ZeroDivisionError as exc:
-        return None, wrong(
-            ex,
-            f"ZeroDivisionError ({exc}): a 0-based layer index gave the first layer 1/√0",
-            _ZERO_BASED,
-        )
-    except NotImplementedError:
-        return None, not_attempted(ex)
-    except Exception as exc:  # the attendee's code: report, never raise
-        return None, Verdict(ex, ERROR, f"your code raised {type(exc).__name__}: {exc}")
-    if isinstance(out, nn.Module):
-        model = out
-    elif out is None and not _has_hooks(model):
-        return None, not_attempted(ex)
-    return model, None
+    def changed_model(m: nn.Module):  # the model it returned, or the one its hooks changed in place
+        out = fn(m)
+        return out if isinstance(out, nn.Module) else m if out is not None or _has_hooks(m) else None
+
+    zero_based = {ZeroDivisionError: lambda exc: wrong(
+        ex, f"ZeroDivisionError ({exc}): a 0-based layer index gave the first layer 1/√0", _ZERO_BASED)}
+    return attempt(ex, None if fn is None else changed_model, model, mistakes=zero_based)
 
 
 @_one_thread
