@@ -23,11 +23,14 @@ import pytest
 import torch
 
 from curse_of_depth import _files, hf
-from curse_of_depth.data import CharTokenizer, Corpus
+from curse_of_depth.data import Corpus
 from curse_of_depth.model import ModelConfig, build_model
 from curse_of_depth.train import RunResult, TrainConfig, load_checkpoint, save_checkpoint, train
 from curse_of_depth.workshop import doctor, gguf, results
 from curse_of_depth.workshop import memory as _memory
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_training import MC, learnable_corpus, tc  # noqa: E402
 
 # ------------------------------------------------------------------ 1. cache_path never deletes the user's files
 
@@ -218,21 +221,9 @@ def test_a_truncated_manifest_names_the_fix(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ 5. memory guard on batch sizes
 
-VOCAB = "abcdefghijklmnop"
-
-
 @pytest.fixture(scope="module")
 def corpus():
-    data = torch.arange(len(VOCAB)).repeat(400)
-    return Corpus("synthetic", data[:5600].clone(), data[5600:].clone(), CharTokenizer(VOCAB))
-
-
-MC = ModelConfig(vocab_size=len(VOCAB), d_model=32, n_layers=2, n_heads=4, seq_len=32)
-
-
-def tc(**kw):
-    base = dict(max_steps=20, batch_size=4, seq_len=32, eval_every=10, eval_batches=2, eval_batch_size=4, device="cpu")
-    return TrainConfig(**{**base, **kw})
+    return learnable_corpus()
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_allocating(corpus):

@@ -2,12 +2,13 @@
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from curse_of_depth import train as train_mod
-from curse_of_depth.data import CharTokenizer, Corpus
 from curse_of_depth.model import ModelConfig, build_model
 from curse_of_depth.train import (
     TrainConfig,
@@ -20,25 +21,13 @@ from curse_of_depth.train import (
 from curse_of_depth.workshop import train_cli
 from curse_of_depth.workshop.live import train_or_load
 
-VOCAB = "abcdefghijklmnop"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_training import MC, learnable_corpus, tc  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    """A small learnable corpus: a noisy repeating pattern, so the loss falls within a few steps."""
-    g = torch.Generator().manual_seed(0)
-    base = torch.arange(len(VOCAB)).repeat(400)
-    noise = torch.randint(0, len(VOCAB), base.shape, generator=g)
-    data = torch.where(torch.rand(base.shape, generator=g) < 0.1, noise, base)
-    return Corpus("synthetic", data[:5600].clone(), data[5600:].clone(), CharTokenizer(VOCAB))
-
-
-MC = ModelConfig(vocab_size=len(VOCAB), d_model=32, n_layers=2, n_heads=4, seq_len=32)
-
-
-def tc(**kw):
-    base = dict(max_steps=20, batch_size=4, seq_len=32, eval_every=10, eval_batches=2, eval_batch_size=4, device="cpu")
-    return TrainConfig(**{**base, **kw})
+    return learnable_corpus()
 
 
 def test_same_seed_gives_identical_curves_and_another_seed_does_not(corpus):
