@@ -145,34 +145,3 @@ def test_outputs_look_finished(nb):
             if o["output_type"] == "execute_result":
                 assert not re.match(r"""['"]?(CLAIM HOLDS|MEASURED): """, text), f"{path.name} cell {i}: claim echoed"
 
-
-def _slide_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("add_slide_metadata", REPO_ROOT / "scripts" / "add_slide_metadata.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
-def test_no_slide_asks_the_room_to_read_more_than_about_120_words(path):
-    # issue 14: a slide holds ~120 words of prose at most; scripts/add_slide_metadata.py starts a sub-slide where a
-    # cell would pass that. A single longer cell stays whole (test_markdown_cells_are_short bounds it at 200).
-    slides = _slide_script()
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    over = [(first, words) for first, words, cells in slides.slide_words(nb)
-            if words > slides.MAX_SLIDE_WORDS and cells > 1]
-    assert not over, f"{path.name}: slides (first cell, words) over {slides.MAX_SLIDE_WORDS} words: {over}; " \
-                     f"run scripts/add_slide_metadata.py {path.name}"
-
-
-def test_the_slide_rule_splits_an_overloaded_slide():
-    slides = _slide_script()
-    md = lambda text: {"cell_type": "markdown", "metadata": {}, "source": text}  # noqa: E731
-    nb = {"cells": [md("## A heading\n" + "word " * 70), md("word " * 70), md("word " * 30)]}
-    slides.apply(nb)
-    kinds = [c["metadata"]["slideshow"]["slide_type"] for c in nb["cells"]]
-    assert kinds == ["slide", "subslide", "-"]
-    assert [w for _, w, _ in slides.slide_words(nb)] == [73, 100]
-    assert slides.apply(nb) == 0  # a second run changes nothing

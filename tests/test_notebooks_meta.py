@@ -337,3 +337,24 @@ def test_readme_series_times_match_the_budgets():
         for mode, cell in (("workshop", workshop), ("smoke", smoke)):
             expected = doctor._fmt_duration(budgets.REFERENCE_SECONDS[nb][mode])
             assert cell.strip().split(" (")[0] == expected, f"README notebook {nb} {mode}: {cell.strip()!r} != {expected!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
+def test_no_slide_asks_the_room_to_read_more_than_about_120_words(path):
+    # issue 14: a slide holds ~120 words of prose at most; scripts/add_slide_metadata.py starts a sub-slide where a
+    # cell would pass that. A single longer cell stays whole (test_markdown_cells_are_short bounds it at 200).
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    over = [(first, words) for first, words, cells in slides.slide_words(nb)
+            if words > slides.MAX_SLIDE_WORDS and cells > 1]
+    assert not over, f"{path.name}: slides (first cell, words) over {slides.MAX_SLIDE_WORDS} words: {over}; " \
+                     f"run scripts/add_slide_metadata.py {path.name}"
+
+
+def test_the_slide_rule_splits_an_overloaded_slide():
+    md = lambda text: {"cell_type": "markdown", "metadata": {}, "source": text}  # noqa: E731
+    nb = {"cells": [md("## A heading\n" + "word " * 70), md("word " * 70), md("word " * 30)]}
+    slides.apply(nb)
+    kinds = [c["metadata"]["slideshow"]["slide_type"] for c in nb["cells"]]
+    assert kinds == ["slide", "subslide", "-"]
+    assert [w for _, w, _ in slides.slide_words(nb)] == [73, 100]
+    assert slides.apply(nb) == 0  # a second run changes nothing
